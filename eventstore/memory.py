@@ -1,0 +1,107 @@
+"""An in-memory event store with the same contract as the SQL ones: the only fake in the tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from uuid import UUID
+
+from eventstore.chain import GENESIS_HASH
+from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
+from eventstore.records import RecordedEvent, us_to_datetime
+from eventstore.store import EventStore, now_us
+
+
+def _record(row: Row) -> RecordedEvent:
+    return RecordedEvent(
+        row.position,
+        row.stream_id,
+        row.version,
+        UUID(row.event_id),
+        row.type,
+        row.schema_version,
+        json.loads(row.data),
+        json.loads(row.metadata),
+        us_to_datetime(row.recorded_at_us),
+        row.hash,
+    )
+
+
+class MemoryEventStore(EventStore):
+    """Keeps the log in lists; data is stored as the same canonical JSON the SQL stores keep."""
+
+    def __init__(self, *, poll_interval: float = 1.0, max_batch_events: int = 10_000) -> None:
+        super().__init__(poll_interval=poll_interval, max_batch_events=max_batch_events)
+        self._rows: list[Row] = []
+        self._streams: dict[str, list[Row]] = {}
+        self._by_id: dict[str, Row] = {}
+
+    @property
+    def rows(self) -> list[Row]:
+        """The stored rows, for tests that tamper with or inspect them."""
+        return self._rows
+
+    async def _write_batch(self, batch: list[PendingAppend]) -> list[Outcome]:
+        head_position = self._rows[-1].position if self._rows else 0
+        head_hash = self._rows[-1].hash if self._rows else GENESIS_HASH
+        versions = {r.stream_id: len(self._streams.get(r.stream_id, ())) for r in batch}
+        stamp = now_us()
+        try:
+            rows, outcomes = plan_batch(batch, head_position, head_hash, versions, stamp, None)
+            # Like a unique index: a stored id sends the batch down the careful path.
+            if any(row.event_id in self._by_id for row in rows):
+                raise NeedsLookup
+        except NeedsLookup:
+            ids = {e.event_id for r in batch for e in r.events}
+            existing = {i: self._by_id[i] for i in ids if i in self._by_id}
+            rows, outcomes = plan_batch(batch, head_position, head_hash, versions, stamp, existing)
+        for row in rows:
+            self._rows.append(row)
+            self._streams.setdefault(row.stream_id, []).append(row)
+            self._by_id[row.event_id] = row
+        return outcomes
+
+    async def stream_version(self, stream_id: str) -> int:
+        return len(self._streams.get(stream_id, ()))
+
+    async def head_position(self) -> int:
+        return self._rows[-1].position if self._rows else 0
+
+    async def head(self) -> RecordedEvent | None:
+        return _record(self._rows[-1]) if self._rows else None
+
+    async def _read_all_page(
+        self,
+        after_position: int,
+        limit: int,
+        types: Collection[str] | None,
+        stream_prefix: str | None,
+        to_position: int | None = None,
+    ) -> list[RecordedEvent]:
+        # Positions are gapless from 1, so a position is also an index.
+        start = max(after_position, 0)
+        page: list[RecordedEvent] = []
+        for row in self._rows[start:]:
+            if to_position is not None and row.position > to_position:
+                break
+            if types is not None and row.type not in types:
+                continue
+            if stream_prefix is not None and not row.stream_id.startswith(stream_prefix):
+                continue
+            page.append(_record(row))
+            if len(page) >= limit:
+                break
+        return page
+
+    async def _read_stream_page(
+        self, stream_id: str, from_version: int, to_version: int | None, backwards: bool, limit: int
+    ) -> list[RecordedEvent]:
+        rows = self._streams.get(stream_id, [])
+        low = max(from_version, 1)
+        high = len(rows) if to_version is None else min(to_version, len(rows))
+        if low > high:
+            return []
+        selected = rows[low - 1 : high]
+        if backwards:
+            selected = selected[::-1]
+        return [_record(row) for row in selected[:limit]]

@@ -1,0 +1,340 @@
+"""The event store contract and what all backends share: validation, group commit, following."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from types import TracebackType
+from typing import Self
+from uuid import UUID
+
+from eventstore.errors import ConcurrencyError, InvalidAppendError
+from eventstore.planning import EncodedEvent, Outcome, PendingAppend, version_matches
+from eventstore.records import (
+    ANY,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamState,
+    canonical_json,
+)
+
+MAX_STREAM_ID_LENGTH = 500
+DEFAULT_PAGE_SIZE = 1000
+
+
+class Notifier:
+    """Wakes readers when the log grows; a generation counter closes the check-then-wait race."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self.generation += 1
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait(self, generation: int, timeout: float) -> None:
+        if self.generation != generation:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+class GroupCommitter:
+    """Batches concurrent appends into one transaction; each caller still gets its own outcome."""
+
+    def __init__(
+        self,
+        write: Callable[[list[PendingAppend]], Awaitable[list[Outcome]]],
+        on_commit: Callable[[], None],
+        max_batch_events: int,
+    ) -> None:
+        self._write = write
+        self._on_commit = on_commit
+        self._max = max_batch_events
+        self._queue: collections.deque[PendingAppend] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, request: PendingAppend) -> AppendResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AppendResult] = loop.create_future()
+        request.future = future
+        self._queue.append(request)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain(), name="eventstore-group-commit")
+        return await future
+
+    async def _drain(self) -> None:
+        # Requests that arrive while a batch is being committed wait for the next one: that is
+        # what turns many concurrent fsyncs into one.
+        while self._queue:
+            batch: list[PendingAppend] = []
+            size = 0
+            while self._queue and (not batch or size + len(self._queue[0].events) <= self._max):
+                request = self._queue.popleft()
+                if request.future is not None and request.future.done():
+                    continue  # its caller was cancelled before the write began
+                batch.append(request)
+                size += len(request.events)
+            if not batch:
+                continue
+            try:
+                outcomes = await self._write(batch)
+            except Exception as exc:
+                for request in batch:
+                    _settle(request, exc)
+                continue
+            for request, outcome in zip(batch, outcomes, strict=True):
+                _settle(request, outcome)
+            self._on_commit()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _settle(request: PendingAppend, outcome: Outcome) -> None:
+    future = request.future
+    if future is None or future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def encode_events(stream_id: str, events: Sequence[NewEvent]) -> list[EncodedEvent]:
+    if not isinstance(stream_id, str) or not stream_id:
+        raise InvalidAppendError("stream_id must be a non-empty string")
+    if len(stream_id) > MAX_STREAM_ID_LENGTH:
+        raise InvalidAppendError(f"stream_id is longer than {MAX_STREAM_ID_LENGTH} characters")
+    encoded: list[EncodedEvent] = []
+    seen: set[str] = set()
+    for index, event in enumerate(events):
+        if not isinstance(event, NewEvent):
+            raise InvalidAppendError(f"event {index} is a {type(event).__name__}, not a NewEvent")
+        if not event.type:
+            raise InvalidAppendError(f"event {index} has an empty type")
+        if event.schema_version < 1:
+            raise InvalidAppendError(f"event {index} has schema_version {event.schema_version}")
+        if not isinstance(event.event_id, UUID):
+            raise InvalidAppendError(f"event {index} has an event_id that is not a UUID")
+        event_id = str(event.event_id)
+        if event_id in seen:
+            raise InvalidAppendError(f"event id {event_id} appears twice in one append")
+        seen.add(event_id)
+        try:
+            data = canonical_json(event.data)
+            metadata = canonical_json(event.metadata)
+        except (TypeError, ValueError) as exc:
+            raise InvalidAppendError(
+                f"event {index} ({event.type}) is not JSON-serializable: {exc}"
+            ) from exc
+        encoded.append(EncodedEvent(event_id, event.type, event.schema_version, data, metadata))
+    return encoded
+
+
+def check_expected(expected: ExpectedVersion) -> None:
+    if isinstance(expected, StreamState):
+        return
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+        raise InvalidAppendError(
+            f"expected_version must be ANY, NO_STREAM, STREAM_EXISTS or an int >= 0, "
+            f"not {expected!r}"
+        )
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class EventStore(abc.ABC):
+    """An append-only log of events in streams, with a global order and live subscriptions."""
+
+    poll_interval: float
+
+    def __init__(self, *, poll_interval: float = 1.0, max_batch_events: int = 10_000) -> None:
+        self.poll_interval = poll_interval
+        self._notifier = Notifier()
+        self._committer = GroupCommitter(self._write_batch, self._notifier.notify, max_batch_events)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create or upgrade the schema; safe to call on every start."""
+
+    async def close(self) -> None:
+        await self._committer.close()
+
+    async def __aenter__(self) -> Self:
+        await self.setup()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """Append events to one stream atomically; raise ConcurrencyError on a version mismatch."""
+        check_expected(expected_version)
+        encoded = encode_events(stream_id, events)
+        if not encoded:
+            # An empty append checks the version and changes nothing (Marten #5539).
+            actual = await self.stream_version(stream_id)
+            if not version_matches(expected_version, actual):
+                raise ConcurrencyError(stream_id, expected_version, actual)
+            head = await self.head_position()
+            return AppendResult(stream_id, actual, actual, head, head)
+        return await self._committer.submit(PendingAppend(stream_id, encoded, expected_version))
+
+    @abc.abstractmethod
+    async def _write_batch(self, batch: list[PendingAppend]) -> list[Outcome]:
+        """Write a batch in one transaction and return each request's outcome."""
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's last version, 0 when it has no events."""
+
+    @abc.abstractmethod
+    async def head_position(self) -> int:
+        """The position of the last committed event, 0 for an empty log."""
+
+    @abc.abstractmethod
+    async def head(self) -> RecordedEvent | None:
+        """The last committed event, or None for an empty log."""
+
+    @abc.abstractmethod
+    async def _read_all_page(
+        self,
+        after_position: int,
+        limit: int,
+        types: Collection[str] | None,
+        stream_prefix: str | None,
+        to_position: int | None = None,
+    ) -> list[RecordedEvent]: ...
+
+    @abc.abstractmethod
+    async def _read_stream_page(
+        self, stream_id: str, from_version: int, to_version: int | None, backwards: bool, limit: int
+    ) -> list[RecordedEvent]: ...
+
+    async def read_all(
+        self,
+        after_position: int = 0,
+        limit: int | None = None,
+        types: Collection[str] | None = None,
+        stream_prefix: str | None = None,
+        *,
+        to_position: int | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Events after a position in log order, paged so memory stays bounded."""
+        remaining = limit
+        position = after_position
+        type_filter = frozenset(types) if types is not None else None
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page = await self._read_all_page(
+                position, size, type_filter, stream_prefix, to_position
+            )
+            for record in page:
+                yield record
+            if len(page) < size:
+                return
+            position = page[-1].position
+            if remaining is not None:
+                remaining -= len(page)
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        backwards: bool = False,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[RecordedEvent]:
+        """A stream's events between two versions (inclusive), forwards or backwards."""
+        if backwards:
+            upper = to_version if to_version is not None else from_version
+            lower = from_version if to_version is not None else None
+            # Backwards reads walk down from the upper bound (default: the end of the stream).
+            cursor: int | None = upper
+            floor = lower if lower is not None else 1
+            while True:
+                page = await self._read_stream_page(stream_id, floor, cursor, True, page_size)
+                for record in page:
+                    yield record
+                if len(page) < page_size:
+                    return
+                cursor = page[-1].version - 1
+                if cursor < floor:
+                    return
+        start = from_version if from_version is not None else 1
+        while True:
+            page = await self._read_stream_page(stream_id, start, to_version, False, page_size)
+            for record in page:
+                yield record
+            if len(page) < page_size:
+                return
+            start = page[-1].version + 1
+
+    async def load_stream(self, stream_id: str) -> list[RecordedEvent]:
+        """All of a stream's events, in one list."""
+        return [record async for record in self.read_stream(stream_id)]
+
+    # -- following -------------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        after_position: int = 0,
+        types: Collection[str] | None = None,
+        stream_prefix: str | None = None,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Catch up from a position, then follow the log live; no duplicates, no omissions."""
+        position = after_position
+        type_filter = frozenset(types) if types is not None else None
+        await self._start_listening()
+        while True:
+            generation = self._notifier.generation
+            page = await self._read_all_page(position, page_size, type_filter, stream_prefix)
+            for record in page:
+                yield record
+                position = record.position
+            if len(page) < page_size:
+                await self._notifier.wait(generation, self.poll_interval)
+
+    async def wait_for_change(self, generation: int, timeout: float) -> None:
+        """Wait until the log may have grown past what was seen at ``generation``."""
+        await self._start_listening()
+        await self._notifier.wait(generation, timeout)
+
+    @property
+    def generation(self) -> int:
+        """Bumped whenever this process learns that the log grew."""
+        return self._notifier.generation
+
+    async def _start_listening(self) -> None:
+        """Start a cross-process wake-up source, where the backend has one."""

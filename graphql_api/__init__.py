@@ -1,0 +1,1 @@
+"""The GraphQL API, the Starlette app and the ``statements`` command line."""

@@ -1,0 +1,35 @@
+"""Settings: the one place that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Self
+
+DEFAULT_DATABASE_URL = "sqlite:///./statements.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app and the CLI need to know about their environment."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    database_schema: str | None = None
+    production: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    run_projections: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        return cls(
+            database_url=env.get("STATEMENTS_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_schema=env.get("STATEMENTS_DATABASE_SCHEMA") or None,
+            production=env.get("STATEMENTS_PRODUCTION", "").lower() in ("1", "true", "yes"),
+        )
+
+    def with_changes(self, **changes: object) -> Self:
+        return replace(self, **changes)  # type: ignore[arg-type]
