@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
-from uuid import UUID
 
 from eventstore.chain import GENESIS_HASH
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
-from eventstore.records import RecordedEvent, us_to_datetime
+from eventstore.records import RecordedEvent
+from eventstore.sql import record_from_row
 from eventstore.store import EventStore, now_us
-
-
-def _record(row: Row) -> RecordedEvent:
-    return RecordedEvent(
-        row.position,
-        row.stream_id,
-        row.version,
-        UUID(row.event_id),
-        row.type,
-        row.schema_version,
-        json.loads(row.data),
-        json.loads(row.metadata),
-        us_to_datetime(row.recorded_at_us),
-        row.hash,
-    )
 
 
 class MemoryEventStore(EventStore):
@@ -68,7 +52,7 @@ class MemoryEventStore(EventStore):
         return self._rows[-1].position if self._rows else 0
 
     async def head(self) -> RecordedEvent | None:
-        return _record(self._rows[-1]) if self._rows else None
+        return record_from_row(self._rows[-1]) if self._rows else None
 
     async def _read_all_page(
         self,
@@ -88,7 +72,7 @@ class MemoryEventStore(EventStore):
                 continue
             if stream_prefix is not None and not row.stream_id.startswith(stream_prefix):
                 continue
-            page.append(_record(row))
+            page.append(record_from_row(row))
             if len(page) >= limit:
                 break
         return page
@@ -104,4 +88,4 @@ class MemoryEventStore(EventStore):
         selected = rows[low - 1 : high]
         if backwards:
             selected = selected[::-1]
-        return [_record(row) for row in selected[:limit]]
+        return [record_from_row(row) for row in selected[:limit]]

@@ -25,7 +25,14 @@ from eventstore import sql
 from eventstore.chain import GENESIS_HASH
 from eventstore.errors import SchemaVersionError, StoreUnavailableError
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
-from eventstore.records import RecordedEvent
+from eventstore.records import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    ExpectedVersion,
+    RecordedEvent,
+)
 from eventstore.store import EventStore, now_us
 from eventstore.urls import create_engine
 
@@ -51,6 +58,99 @@ BEGIN
 END $$
 """
 
+_FIELD = """
+CREATE OR REPLACE FUNCTION eventstore_field(value text) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT int8send(octet_length(convert_to(value, 'UTF8'))::bigint) || convert_to(value, 'UTF8')
+$$
+"""
+
+# The fast path: the whole append in one round trip (the call is its own transaction). It
+# handles the common case only: every expected version matches and no event id is stored yet.
+# Otherwise it returns NULL, or fails on the unique index, and the caller falls back to the
+# planner in eventstore/planning.py, which decides retries and conflicts for every backend.
+# The hash is the one eventstore/chain.py computes; the contract tests check they agree.
+_APPEND = """
+CREATE OR REPLACE FUNCTION eventstore_append(
+    lock_key bigint, channel text, stamp bigint,
+    req_streams text[], req_expected bigint[], req_counts int[],
+    ev_ids uuid[], ev_types text[], ev_schema int[], ev_data text[], ev_meta text[])
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    head bigint;
+    prev bytea;
+    result bigint[];
+    seen_streams text[] := '{}';
+    seen_versions bigint[] := '{}';
+    idx int;
+    cur bigint;
+    expected bigint;
+    pos bigint;
+    ver bigint;
+    k int := 0;
+    positions bigint[] := '{}';
+    streams text[] := '{}';
+    versions bigint[] := '{}';
+    hashes bytea[] := '{}';
+BEGIN
+    PERFORM pg_advisory_xact_lock(lock_key);
+    SELECT e.position, e.hash INTO head, prev FROM events e ORDER BY e.position DESC LIMIT 1;
+    IF head IS NULL THEN
+        head := 0;
+        prev := decode(repeat('00', 32), 'hex');
+    END IF;
+    result := ARRAY[head];
+    FOR i IN 1 .. array_length(req_streams, 1) LOOP
+        idx := array_position(seen_streams, req_streams[i]);
+        IF idx IS NULL THEN
+            SELECT COALESCE(max(e.version), 0) INTO cur FROM events e
+            WHERE e.stream_id = req_streams[i];
+            seen_streams := seen_streams || req_streams[i];
+            seen_versions := seen_versions || cur;
+            idx := array_length(seen_streams, 1);
+        ELSE
+            cur := seen_versions[idx];
+        END IF;
+        expected := req_expected[i];
+        IF NOT (expected = -1 OR (expected = -2 AND cur = 0) OR (expected = -3 AND cur > 0)
+                OR expected = cur) THEN
+            RETURN NULL;
+        END IF;
+        result := result || cur;
+        seen_versions[idx] := cur + req_counts[i];
+    END LOOP;
+    pos := head;
+    FOR i IN 1 .. array_length(req_streams, 1) LOOP
+        ver := result[i + 1];
+        FOR j IN 1 .. req_counts[i] LOOP
+            k := k + 1;
+            pos := pos + 1;
+            ver := ver + 1;
+            prev := sha256(prev
+                || eventstore_field(pos::text) || eventstore_field(req_streams[i])
+                || eventstore_field(ver::text) || eventstore_field(ev_ids[k]::text)
+                || eventstore_field(ev_types[k]) || eventstore_field(ev_schema[k]::text)
+                || eventstore_field(ev_data[k]) || eventstore_field(ev_meta[k])
+                || eventstore_field(stamp::text));
+            -- Indexed assignment extends the arrays in place; || would copy them each time.
+            positions[k] := pos;
+            streams[k] := req_streams[i];
+            versions[k] := ver;
+            hashes[k] := prev;
+        END LOOP;
+    END LOOP;
+    INSERT INTO events (position, stream_id, version, event_id, type, schema_version, data,
+                        metadata, recorded_at, hash)
+    SELECT * FROM unnest(positions, streams, versions, ev_ids, ev_types, ev_schema, ev_data,
+                         ev_meta, array_fill(stamp, ARRAY[k]), hashes);
+    IF channel IS NOT NULL THEN
+        PERFORM pg_notify(channel, pos::text);
+    END IF;
+    RETURN result;
+END $$
+"""
+
 _INSERT = f"""
 INSERT INTO events ({sql.COLUMNS})
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[],
@@ -66,6 +166,17 @@ SELECT pg_notify($11, $12)
 def _lock_key(schema: str) -> int:
     digest = hashlib.blake2b(f"eventstore:{schema}.events".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _expected_code(expected: ExpectedVersion) -> int:
+    if expected is ANY:
+        return -1
+    if expected is NO_STREAM:
+        return -2
+    if expected is STREAM_EXISTS:
+        return -3
+    assert isinstance(expected, int)
+    return expected
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailableError:
@@ -113,6 +224,7 @@ class PostgresEventStore(EventStore):
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._listener_task: asyncio.Task[None] | None = None
         self._listener_conn: Any = None
+        self._writer_conn: tuple[AsyncConnection, Any] | None = None
         self._closed = False
 
     @contextlib.asynccontextmanager
@@ -160,7 +272,8 @@ class PostgresEventStore(EventStore):
                     f"schema {self.schema!r} holds event store schema {version}; this code "
                     f"knows up to {sql.SCHEMA_VERSION}"
                 )
-            await self._exec_ddl(conn, _BEGIN_APPEND)
+            for function in (_BEGIN_APPEND, _FIELD, _APPEND):
+                await self._exec_ddl(conn, function)
             for guard in sql.POSTGRES_GUARDS:
                 await self._exec_ddl(conn, guard)
 
@@ -173,6 +286,10 @@ class PostgresEventStore(EventStore):
             return
         self._closed = True
         await super().close()
+        if self._writer_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._writer_conn[0].close()
+            self._writer_conn = None
         if self._listener_task is not None:
             self._listener_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -181,10 +298,37 @@ class PostgresEventStore(EventStore):
 
     # -- writing ---------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _writer(self) -> AsyncIterator[Any]:
+        """The writer's own connection, kept across batches: a pool checkout costs a round trip."""
+        if self._writer_conn is None:
+            try:
+                sa_conn = await self.engine.connect()
+                raw: Any = (await sa_conn.get_raw_connection()).driver_connection
+                # A writer waiting on the append lock gives up with a clear error.
+                await raw.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
+            except _CONNECTION_ERRORS as exc:
+                raise _unavailable(exc) from exc
+            self._writer_conn = (sa_conn, raw)
+        sa_conn, raw = self._writer_conn
+        try:
+            yield raw
+        except _CONNECTION_ERRORS as exc:
+            self._writer_conn = None
+            with contextlib.suppress(Exception):
+                await sa_conn.invalidate()
+            with contextlib.suppress(Exception):
+                await sa_conn.close()
+            await self.engine.dispose(close=False)
+            raise _unavailable(exc) from exc
+
     async def _write_batch(self, batch: list[PendingAppend]) -> list[Outcome]:
-        async with self._driver() as conn:
+        async with self._writer() as conn:
             try:
                 try:
+                    fast = await self._append_fast(conn, batch)
+                    if fast is not None:
+                        return fast
                     return await self._write_once(conn, batch, careful=False)
                 except asyncpg.exceptions.UniqueViolationError:
                     return await self._write_once(conn, batch, careful=True)
@@ -192,6 +336,36 @@ class PostgresEventStore(EventStore):
                 raise StoreUnavailableError(
                     f"timed out after {self._lock_timeout_ms} ms waiting for the append lock"
                 ) from exc
+
+    async def _append_fast(self, conn: Any, batch: list[PendingAppend]) -> list[Outcome] | None:
+        events = [e for r in batch for e in r.events]
+        before = await conn.fetchval(
+            "SELECT eventstore_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            self._lock_key,
+            self._channel if self._notify else None,
+            now_us(),
+            [r.stream_id for r in batch],
+            [_expected_code(r.expected) for r in batch],
+            [len(r.events) for r in batch],
+            [e.event_id for e in events],
+            [e.type for e in events],
+            [e.schema_version for e in events],
+            [e.data for e in events],
+            [e.metadata for e in events],
+        )
+        if before is None:
+            return None
+        outcomes: list[Outcome] = []
+        position = before[0]
+        for request, actual in zip(batch, before[1:], strict=True):
+            count = len(request.events)
+            outcomes.append(
+                AppendResult(
+                    request.stream_id, actual + 1, actual + count, position + 1, position + count
+                )
+            )
+            position += count
+        return outcomes
 
     async def _write_once(
         self, conn: Any, batch: list[PendingAppend], careful: bool
@@ -202,7 +376,6 @@ class PostgresEventStore(EventStore):
     async def _plan_and_insert(
         self, conn: Any, batch: list[PendingAppend], careful: bool
     ) -> list[Outcome]:
-        await conn.execute(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
         streams = list(dict.fromkeys(r.stream_id for r in batch))
         head = await conn.fetchrow(
             "SELECT * FROM eventstore_begin_append($1, $2::text[])", self._lock_key, streams

@@ -6,8 +6,8 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 from eventstore.ids import uuid7
@@ -48,9 +48,11 @@ class NewEvent:
     schema_version: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
+class RecordedEvent(NamedTuple):
     """An event as stored: its global position, stream version and chain hash."""
+
+    # A named tuple, not a frozen dataclass: reads build one per row, and a tuple is built
+    # several times faster.
 
     position: int
     stream_id: str
@@ -96,4 +98,4 @@ def datetime_to_us(value: datetime) -> int:
 
 
 def us_to_datetime(value: int) -> datetime:
-    return datetime.fromtimestamp(value // 1_000_000, UTC).replace(microsecond=value % 1_000_000)
+    return _EPOCH + timedelta(microseconds=value)
