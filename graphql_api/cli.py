@@ -7,8 +7,10 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
+from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
 
 
@@ -37,6 +39,19 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 
     init = sub.add_parser("init", help="create or upgrade the database schema")
     _add_db(init, settings)
+
+    demo = sub.add_parser("demo", help="write deterministic demo data through the commands")
+    _add_db(demo, settings)
+    demo.add_argument("--statements", type=int, default=1000, metavar="N")
+    demo.add_argument("--views", type=int, default=100_000, metavar="M")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--if-empty", action="store_true", help="do nothing when the log already has events"
+    )
+
+    imp = sub.add_parser("import", help="import scraped archive pages (files or folders)")
+    _add_db(imp, settings)
+    imp.add_argument("paths", nargs="+", metavar="PATH")
     return parser
 
 
@@ -73,9 +88,47 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _open(args: argparse.Namespace, settings: Settings) -> Services:
+    return await open_services(settings.with_changes(database_url=args.db))
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from graphql_api.demo import write_demo
+
+    services = await _open(args, settings)
+    try:
+        head = await services.store.head_position()
+        if args.if_empty and head > 0:
+            print(f"{args.db} already holds {head:,} events; demo data not loaded")
+            return 0
+        summary = await write_demo(
+            services.handlers, statements=args.statements, views=args.views, seed=args.seed
+        )
+        print(summary)
+    finally:
+        await services.close()
+    return 0
+
+
+async def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from graphql_api.importer import import_paths
+
+    services = await _open(args, settings)
+    try:
+        report = await import_paths(services.handlers, [Path(p) for p in args.paths])
+    finally:
+        await services.close()
+    for failure in report.failures:
+        print(f"statements import: {failure}", file=sys.stderr)
+    print(report.summary_line())
+    return 1 if report.failures else 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "serve": _serve,
     "init": lambda args, settings: _run(_init(args, settings)),
+    "demo": lambda args, settings: _run(_demo(args, settings)),
+    "import": lambda args, settings: _run(_import(args, settings)),
 }
 
 

@@ -1,0 +1,50 @@
+"""The composition root's parts: the store, the serializer, the command handlers, read models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.handlers import StatementHandlers
+from eventstore import EventRegistry, EventStore, open_store
+from eventstore.urls import backend_of, create_engine
+from graphql_api.eventlog import StoreEventLog
+from graphql_api.settings import Settings
+from projections.registry import event_registry
+
+
+@dataclass
+class Services:
+    """Everything a process needs to run commands and answer queries, opened once."""
+
+    settings: Settings
+    store: EventStore
+    registry: EventRegistry
+    handlers: StatementHandlers
+    engine: AsyncEngine
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.engine.dispose()
+
+
+async def open_services(settings: Settings) -> Services:
+    """Open the store (creating its schema) and the read-model engine for ``settings``."""
+    url = settings.database_url
+    if backend_of(url) == "memory":
+        raise ValueError("the server needs a database: use sqlite:///FILE or postgresql://...")
+    options: dict[str, Any] = {}
+    if settings.database_schema:
+        options["schema"] = settings.database_schema
+    store = open_store(url, **options)
+    try:
+        await store.setup()
+    except BaseException:
+        await store.close()
+        raise
+    registry = event_registry()
+    handlers = StatementHandlers(StoreEventLog(store, registry))
+    engine = create_engine(url, schema=settings.database_schema)
+    return Services(settings, store, registry, handlers, engine)
