@@ -1,0 +1,1 @@
+"""The statements domain: events, commands, rules and the archive importer (stdlib only)."""

@@ -1,0 +1,380 @@
+"""Errors for the statement rules: one subclass per rule, each with a stable code."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+ErrorCode = Literal["INVALID_INPUT", "NOT_FOUND", "CONFLICT"]
+
+
+class DomainError(Exception):
+    """Base class of every rule violation; ``code`` says how an API should report it."""
+
+    code: ClassVar[ErrorCode] = "INVALID_INPUT"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class NotFoundError(DomainError):
+    """Base class of errors about something that does not exist."""
+
+    code: ClassVar[ErrorCode] = "NOT_FOUND"
+
+
+class ConflictError(DomainError):
+    """Base class of errors about a state that does not allow the command."""
+
+    code: ClassVar[ErrorCode] = "CONFLICT"
+
+
+# --- publishing and revising -------------------------------------------------------------
+
+
+class EmptyTitle(DomainError):
+    """The title is empty or only whitespace."""
+
+    def __init__(self) -> None:
+        super().__init__("the title must not be empty")
+
+
+class TitleTooLong(DomainError):
+    """The title is longer than the limit."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        self.length = length
+        self.limit = limit
+        super().__init__(f"the title has {length} characters; at most {limit} are allowed")
+
+
+class EmptyBody(DomainError):
+    """The body has no non-blank paragraph."""
+
+    def __init__(self) -> None:
+        super().__init__("the body must have at least one non-empty paragraph")
+
+
+class BodyTooLarge(DomainError):
+    """The body is larger than the limit in UTF-8 bytes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the body is {size} bytes of UTF-8; at most {limit} are allowed")
+
+
+class MissingMinister(DomainError):
+    """No minister was given, or it lacks an id or a name."""
+
+    def __init__(self, detail: str = "a minister with an id and a name is required") -> None:
+        super().__init__(detail)
+
+
+class InvalidMinisterId(DomainError):
+    """The minister id is not a slug."""
+
+    def __init__(self, minister_id: str) -> None:
+        self.minister_id = minister_id
+        super().__init__(
+            f"minister id {minister_id!r} is not a slug (lowercase words joined by '-')"
+        )
+
+
+class NaiveTimestamp(DomainError):
+    """A datetime without a timezone was given."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(f"{field} must be a timezone-aware datetime")
+
+
+class OccurredAfterPublished(DomainError):
+    """The statement would have been published before it was made."""
+
+    def __init__(self, occurred_on: object, published_on: object) -> None:
+        self.occurred_on = occurred_on
+        self.published_on = published_on
+        super().__init__(f"occurred_on {occurred_on} is after the publication date {published_on}")
+
+
+class InvalidKind(DomainError):
+    """The kind is not one of the known statement kinds."""
+
+    def __init__(self, kind: str, allowed: tuple[str, ...]) -> None:
+        self.kind = kind
+        super().__init__(f"kind {kind!r} is not one of: {', '.join(allowed)}")
+
+
+class InvalidLanguage(DomainError):
+    """The language is not a language tag such as 'en' or 'ru'."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+        super().__init__(f"language {language!r} is not a language tag such as 'en' or 'ru'")
+
+
+class InvalidSourceUrl(DomainError):
+    """The source URL is not an http(s) URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(f"source URL {url!r} must start with http:// or https://")
+
+
+class LocationTooLong(DomainError):
+    """The location is longer than the limit."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"the location has {length} characters; at most {limit} are allowed")
+
+
+class InvalidText(DomainError):
+    """A text field holds characters that cannot be stored as UTF-8 (lone surrogates)."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(f"the {field} contains characters that are not valid Unicode text")
+
+
+class InvalidSlug(DomainError):
+    """A slug is empty, too long or not in canonical form."""
+
+    def __init__(self, slug: str, detail: str) -> None:
+        self.slug = slug
+        super().__init__(f"slug {slug!r} is invalid: {detail}")
+
+
+class InvalidStatementId(DomainError):
+    """A statement id is not a canonical UUID string."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        super().__init__(f"statement id {value!r} is not a canonical UUID string")
+
+
+class StatementAlreadyExists(ConflictError):
+    """A statement with this id has already been published."""
+
+    def __init__(self, statement_id: str) -> None:
+        self.statement_id = statement_id
+        super().__init__(f"statement {statement_id} has already been published")
+
+
+class SlugTaken(ConflictError):
+    """Another statement already holds the slug."""
+
+    def __init__(self, slug: str, owner_id: str) -> None:
+        self.slug = slug
+        self.owner_id = owner_id
+        super().__init__(f"slug {slug!r} is already used by statement {owner_id}")
+
+
+class MissingReason(DomainError):
+    """A revision or withdrawal was given without a reason."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"a {action} needs a non-empty reason")
+
+
+class NothingToRevise(DomainError):
+    """A revision named no field to change."""
+
+    def __init__(self) -> None:
+        super().__init__("a revision must change at least one field")
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+
+class StatementNotFound(NotFoundError):
+    """No statement with this id has been published."""
+
+    def __init__(self, statement_id: str) -> None:
+        self.statement_id = statement_id
+        super().__init__(f"statement {statement_id} does not exist")
+
+
+class StatementWithdrawnError(ConflictError):
+    """The statement was withdrawn and takes no further commands."""
+
+    def __init__(self, statement_id: str) -> None:
+        self.statement_id = statement_id
+        super().__init__(f"statement {statement_id} was withdrawn and takes no further commands")
+
+
+# --- topics ------------------------------------------------------------------------------
+
+
+class NoTopics(DomainError):
+    """A tag command named no topic."""
+
+    def __init__(self) -> None:
+        super().__init__("at least one topic is required")
+
+
+class EmptyTopic(DomainError):
+    """A topic name is empty or only whitespace."""
+
+    def __init__(self) -> None:
+        super().__init__("a topic name must not be empty")
+
+
+class InvalidTopic(DomainError):
+    """A topic name has no letter or digit to make a slug from."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"topic {name!r} has no letters or digits to make a slug from")
+
+
+class TopicTooLong(DomainError):
+    """A topic name is longer than the limit."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        super().__init__(f"topic name has {len(name)} characters; at most {limit} are allowed")
+
+
+class TooManyTags(DomainError):
+    """Tagging would give the statement more topics than allowed."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        self.count = count
+        self.limit = limit
+        super().__init__(f"the statement would have {count} topics; at most {limit} are allowed")
+
+
+class TagNotPresent(NotFoundError):
+    """The statement is not tagged with the topic being removed."""
+
+    def __init__(self, statement_id: str, topic_slug: str) -> None:
+        self.statement_id = statement_id
+        self.topic_slug = topic_slug
+        super().__init__(f"statement {statement_id} is not tagged with topic {topic_slug!r}")
+
+
+# --- related statements ------------------------------------------------------------------
+
+
+class SelfRelation(DomainError):
+    """A statement cannot be related to itself."""
+
+    def __init__(self, statement_id: str) -> None:
+        self.statement_id = statement_id
+        super().__init__(f"statement {statement_id} cannot be related to itself")
+
+
+class RelatedNotFound(NotFoundError):
+    """The statement to relate to does not exist."""
+
+    def __init__(self, related_id: str) -> None:
+        self.related_id = related_id
+        super().__init__(f"related statement {related_id} does not exist")
+
+
+class RelatedWithdrawn(ConflictError):
+    """The statement to relate to was withdrawn."""
+
+    def __init__(self, related_id: str) -> None:
+        self.related_id = related_id
+        super().__init__(f"related statement {related_id} was withdrawn")
+
+
+class TooManyRelated(DomainError):
+    """Linking would give the statement more related statements than allowed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"a statement can have at most {limit} related statements")
+
+
+class LinkNotPresent(NotFoundError):
+    """The statement is not linked to the related statement being unlinked."""
+
+    def __init__(self, statement_id: str, related_id: str) -> None:
+        self.statement_id = statement_id
+        self.related_id = related_id
+        super().__init__(f"statement {statement_id} is not linked to {related_id}")
+
+
+# --- views -------------------------------------------------------------------------------
+
+
+class InvalidViewCount(DomainError):
+    """An imported view count is negative."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        super().__init__(f"an imported view count must not be negative, got {count}")
+
+
+class MissingSource(DomainError):
+    """A view import names no source."""
+
+    def __init__(self) -> None:
+        super().__init__("a view import needs a non-empty source")
+
+
+class ViewsAlreadyImported(ConflictError):
+    """Views from this source were already imported (each source counts once per statement)."""
+
+    def __init__(self, statement_id: str, source: str) -> None:
+        self.statement_id = statement_id
+        self.source = source
+        super().__init__(
+            f"views of statement {statement_id} from source {source!r} were already imported; "
+            "a source is imported once per statement"
+        )
+
+
+# --- commands and storage ----------------------------------------------------------------
+
+
+class MissingActor(DomainError):
+    """A command's metadata names no actor."""
+
+    def __init__(self) -> None:
+        super().__init__("command metadata needs a non-empty actor")
+
+
+class ConcurrencyConflict(ConflictError):
+    """The stream changed since it was read: its version is not the expected one."""
+
+    def __init__(self, stream_id: str, expected: int | None, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r} is at version {actual}, but version {expected} was expected"
+        )
+
+
+class DuplicateEventId(ConflictError):
+    """Event ids were reused for events other than the ones first appended with them."""
+
+    def __init__(self, stream_id: str, detail: str) -> None:
+        self.stream_id = stream_id
+        self.detail = detail
+        super().__init__(f"stream {stream_id!r}: {detail}")
+
+
+# --- importer ----------------------------------------------------------------------------
+
+
+class PageParseError(DomainError):
+    """An archive page could not be parsed; the message names the source and what is missing."""
+
+    def __init__(self, source: str, missing: str) -> None:
+        self.source = source
+        self.missing = missing
+        super().__init__(f"{source}: cannot parse archive page: {missing}")
+
+
+class PageRejected(DomainError):
+    """A parsed archive page breaks a statement rule; nothing of it was written."""
+
+    def __init__(self, source: str, cause: DomainError) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(f"{source}: cannot import archive page: {cause.message}")

@@ -1,0 +1,42 @@
+"""The port the handlers use to read and write events; the composition root implements it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where an append put its events: the stream's new version and the last event's position."""
+
+    stream_id: str
+    version: int
+    position: int
+
+
+class EventLog(Protocol):
+    """Streams of decoded domain events with optimistic concurrency and idempotent appends."""
+
+    async def load(self, stream_id: str) -> tuple[int, list[object]]:
+        """The stream's current version and its events in order; (0, []) if it does not exist."""
+        ...
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[object],
+        expected_version: int | None,
+        metadata: Mapping[str, str | None],
+        event_ids: Sequence[str] | None = None,
+    ) -> Appended:
+        """Append ``events`` atomically, with ``metadata`` stored on each of them.
+
+        ``expected_version``: None accepts any version, 0 requires that the stream does not
+        exist, n requires exactly version n; a mismatch raises ``ConcurrencyConflict``.
+        ``event_ids`` (UUID strings, one per event) make a retry idempotent: re-appending the
+        same ids with the same events and metadata writes nothing and returns the original
+        result; reusing them for anything else raises ``DuplicateEventId``.
+        """
+        ...

@@ -1,0 +1,23 @@
+"""Names of the streams the domain writes to."""
+
+from __future__ import annotations
+
+
+def statement_stream(statement_id: str) -> str:
+    """The stream of a statement's own events (small: no views)."""
+    return f"statement-{statement_id}"
+
+
+def views_stream(statement_id: str) -> str:
+    """The stream of a statement's views, kept apart so the statement never replays them."""
+    return f"statement-views-{statement_id}"
+
+
+def slug_stream(slug: str) -> str:
+    """The stream whose first event reserves a slug."""
+    return f"slug-{slug}"
+
+
+def related_requests_stream(statement_id: str) -> str:
+    """The stream of requests to link other statements to ``statement_id`` once it exists."""
+    return f"related-requests-{statement_id}"
