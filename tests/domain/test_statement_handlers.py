@@ -239,7 +239,9 @@ async def test_retries_are_bounded(log: InMemoryEventLog) -> None:
         nonlocal attempts
         if stream_id == stream:
             attempts += 1
-            await log.write(stream, [Tagged(statement_id=sid, topic_slug=f"t{attempts}", topic_name="T")])
+            await log.write(
+                stream, [Tagged(statement_id=sid, topic_slug=f"t{attempts}", topic_name="T")]
+            )
 
     log.before_append = always_conflict
     with pytest.raises(ConcurrencyConflict):
