@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 
 from eventstore.chain import GENESIS_HASH
+from eventstore.errors import InvalidAppendError
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
 from eventstore.records import RecordedEvent
 from eventstore.sql import record_from_row
@@ -53,6 +54,22 @@ class MemoryEventStore(EventStore):
 
     async def head(self) -> RecordedEvent | None:
         return record_from_row(self._rows[-1]) if self._rows else None
+
+    async def restore(self, rows: Callable[[], Iterable[Row]]) -> int:
+        if self._rows:
+            raise InvalidAppendError("restore needs an empty log")
+        restored = list(rows())
+        for row in restored:
+            self._rows.append(row)
+            self._streams.setdefault(row.stream_id, []).append(row)
+            self._by_id[row.event_id] = row
+        if restored:
+            self._notifier.notify()
+        return len(restored)
+
+    async def _read_rows_page(self, after_position: int, limit: int) -> list[Row]:
+        start = max(after_position, 0)
+        return self._rows[start : start + limit]
 
     async def _read_all_page(
         self,

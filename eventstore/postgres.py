@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from typing import Any
 
 import asyncpg
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventstore import sql
 from eventstore.chain import GENESIS_HASH
-from eventstore.errors import SchemaVersionError, StoreUnavailableError
+from eventstore.errors import InvalidAppendError, SchemaVersionError, StoreUnavailableError
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
 from eventstore.records import (
     ANY,
@@ -428,6 +428,34 @@ class PostgresEventStore(EventStore):
     async def head(self) -> RecordedEvent | None:
         rows = await self._fetch(f"{_SELECT} ORDER BY position DESC LIMIT 1")
         return sql.record_from_row(rows[0]) if rows else None
+
+    async def restore(self, rows: Callable[[], Iterable[Row]]) -> int:
+        count = 0
+        async with self._writer() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+            if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events)"):
+                raise InvalidAppendError("restore needs an empty log")
+            chunk: list[Row] = []
+            for row in rows():
+                chunk.append(row)
+                if len(chunk) >= 5000:
+                    await conn.execute(_INSERT, *[list(c) for c in zip(*chunk, strict=True)])
+                    count += len(chunk)
+                    chunk.clear()
+            if chunk:
+                await conn.execute(_INSERT, *[list(c) for c in zip(*chunk, strict=True)])
+                count += len(chunk)
+        self._notifier.notify()
+        return count
+
+    async def _read_rows_page(self, after_position: int, limit: int) -> list[Row]:
+        rows = await self._fetch(
+            f"{_SELECT} WHERE position > $1 ORDER BY position LIMIT $2", after_position, limit
+        )
+        return [
+            Row(r[0], r[1], r[2], str(r[3]), r[4], r[5], r[6], r[7], r[8], bytes(r[9]))
+            for r in rows
+        ]
 
     async def _read_all_page(
         self,

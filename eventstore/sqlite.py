@@ -7,7 +7,7 @@ per second here; a dedicated writer thread runs each whole batch in one hop inst
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from sqlalchemy.pool import QueuePool
 
 from eventstore import sql
 from eventstore.chain import GENESIS_HASH
-from eventstore.errors import SchemaVersionError, StoreUnavailableError
+from eventstore.errors import InvalidAppendError, SchemaVersionError, StoreUnavailableError
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore, now_us
@@ -297,6 +297,41 @@ class SQLiteEventStore(EventStore):
         statement = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY position LIMIT ?"
         params.append(limit)
         return self._decoded(statement, tuple(params))
+
+    async def restore(self, rows: Callable[[], Iterable[Row]]) -> int:
+        count = await self._in_writer(self._restore_sync, rows)
+        if count:
+            self._notifier.notify()
+        return count
+
+    def _restore_sync(self, rows: Callable[[], Iterable[Row]]) -> int:
+        conn = self._writer_connection()
+        self._known_data_version = None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None:
+                raise InvalidAppendError("restore needs an empty log")
+            count = 0
+            chunk: list[Row] = []
+            for row in rows():
+                chunk.append(row)
+                if len(chunk) >= 5000:
+                    conn.executemany(_INSERT, chunk)
+                    count += len(chunk)
+                    chunk.clear()
+            conn.executemany(_INSERT, chunk)
+            count += len(chunk)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return count
+
+    async def _read_rows_page(self, after_position: int, limit: int) -> list[Row]:
+        rows = self._query(
+            f"{_SELECT} WHERE position > ? ORDER BY position LIMIT ?", (after_position, limit)
+        )
+        return [Row._make([*row[:9], bytes(row[9])]) for row in rows]
 
     def _decoded(self, statement: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
         decode = sql.record_from_row

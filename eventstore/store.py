@@ -7,13 +7,13 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Self
 from uuid import UUID
 
 from eventstore.errors import ConcurrencyError, InvalidAppendError
-from eventstore.planning import EncodedEvent, Outcome, PendingAppend, version_matches
+from eventstore.planning import EncodedEvent, Outcome, PendingAppend, Row, version_matches
 from eventstore.records import (
     ANY,
     AppendResult,
@@ -232,6 +232,33 @@ class EventStore(abc.ABC):
         stream_prefix: str | None,
         to_position: int | None = None,
     ) -> list[RecordedEvent]: ...
+
+    @abc.abstractmethod
+    async def restore(self, rows: Callable[[], Iterable[Row]]) -> int:
+        """Write exported rows into an empty log in one transaction; an error writes nothing."""
+
+    @abc.abstractmethod
+    async def _read_rows_page(self, after_position: int, limit: int) -> list[Row]:
+        """Stored rows after a position, as stored: JSON as text, hash as bytes."""
+
+    async def read_rows(
+        self,
+        after_position: int = 0,
+        to_position: int | None = None,
+        *,
+        page_size: int = 5000,
+    ) -> AsyncIterator[Row]:
+        """The stored rows in position order, byte for byte: what audits and exports need."""
+        position = after_position
+        while True:
+            page = await self._read_rows_page(position, page_size)
+            for row in page:
+                if to_position is not None and row.position > to_position:
+                    return
+                yield row
+            if len(page) < page_size:
+                return
+            position = page[-1].position
 
     @abc.abstractmethod
     async def _read_stream_page(

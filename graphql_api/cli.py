@@ -10,6 +10,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from eventstore import EventStore
+from graphql_api.progress import Progress
 from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
 
@@ -48,6 +50,22 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     demo.add_argument(
         "--if-empty", action="store_true", help="do nothing when the log already has events"
     )
+
+    verify = sub.add_parser("verify", help="recompute the hash chain of the log")
+    _add_db(verify, settings)
+    verify.add_argument("--from", dest="from_position", type=int, default=1, metavar="P")
+    verify.add_argument("--to", dest="to_position", type=int, default=None, metavar="P")
+    verify.add_argument("--expect-head", default=None, metavar="POSITION:HASH")
+
+    events = sub.add_parser("events", help="export or restore the raw log")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    export = events_sub.add_parser("export", help="stream the log as JSON lines")
+    _add_db(export, settings)
+    export.add_argument("--out", type=Path, default=None, metavar="FILE.jsonl[.gz]")
+    export.add_argument("--from", dest="from_position", type=int, default=1, metavar="P")
+    restore = events_sub.add_parser("import", help="restore an export into an empty database")
+    _add_db(restore, settings)
+    restore.add_argument("file", type=Path)
 
     imp = sub.add_parser("import", help="import scraped archive pages (files or folders)")
     _add_db(imp, settings)
@@ -124,7 +142,61 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if report.failures else 0
 
 
+async def _open_store(args: argparse.Namespace, settings: Settings) -> EventStore:
+    from eventstore import open_store
+
+    options = {"schema": settings.database_schema} if settings.database_schema else {}
+    store = open_store(args.db, **options)
+    await store.setup()
+    return store
+
+
+async def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from eventstore.audit import Anchor, verify
+
+    expect = Anchor.parse(args.expect_head) if args.expect_head else None
+    store = await _open_store(args, settings)
+    progress = Progress("verify")
+    try:
+        result = await verify(
+            store,
+            args.from_position,
+            args.to_position,
+            expect,
+            lambda checked, position: progress.update(events=checked, position=position),
+        )
+    finally:
+        await store.close()
+    progress.done(events=result.checked, position=result.head.position)
+    print(result.describe())
+    if result.ok:
+        print(f"head {result.head}")
+    return 0 if result.ok else 1
+
+
+async def _events(args: argparse.Namespace, settings: Settings) -> int:
+    from eventstore.audit import RestoreError, export_file, restore_file
+
+    store = await _open_store(args, settings)
+    try:
+        if args.events_command == "export":
+            count = await export_file(store, args.out, args.from_position)
+            print(f"exported {count:,} events", file=sys.stderr)
+            return 0
+        try:
+            count = await restore_file(store, args.file)
+        except (RestoreError, OSError) as exc:
+            print(f"statements events import: {exc}; nothing was written", file=sys.stderr)
+            return 1
+        print(f"restored {count:,} events from {args.file}; projections rebuild on next start")
+        return 0
+    finally:
+        await store.close()
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "verify": lambda args, settings: _run(_verify(args, settings)),
+    "events": lambda args, settings: _run(_events(args, settings)),
     "serve": _serve,
     "init": lambda args, settings: _run(_init(args, settings)),
     "demo": lambda args, settings: _run(_demo(args, settings)),

@@ -18,7 +18,16 @@ class Progress:
         self._tty = self.stream.isatty()
         self.started = time.monotonic()
 
-    def update(self, force: bool = False, **counters: int) -> None:
+    def update(self, **counters: int) -> None:
+        self._draw(counters, force=False)
+
+    def done(self, **counters: int) -> None:
+        self._draw(counters, force=True)
+        if self._tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self, counters: dict[str, int], force: bool) -> None:
         now = time.monotonic()
         if not force and now - self._last < (self.every if self._tty else 5.0):
             return
@@ -31,9 +40,3 @@ class Progress:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
-
-    def done(self, **counters: int) -> None:
-        self.update(force=True, **counters)
-        if self._tty:
-            self.stream.write("\n")
-            self.stream.flush()
