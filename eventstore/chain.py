@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
+from hashlib import sha256
 from typing import Final
 
 GENESIS_HASH: Final = bytes(32)
-
-
-def _field(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    return len(raw).to_bytes(8, "big") + raw
 
 
 def record_hash(
@@ -27,20 +22,19 @@ def record_hash(
 ) -> bytes:
     """SHA-256 of the previous hash followed by every field, each length-prefixed."""
     # Length prefixes make the encoding unambiguous whatever bytes the fields hold.
-    h = hashlib.sha256(previous)
-    h.update(
-        b"".join(
-            (
-                _field(str(position)),
-                _field(stream_id),
-                _field(str(version)),
-                _field(event_id),
-                _field(type_),
-                _field(str(schema_version)),
-                _field(data),
-                _field(metadata),
-                _field(str(recorded_at_us)),
-            )
-        )
+    fields = (
+        str(position).encode(),
+        stream_id.encode(),
+        str(version).encode(),
+        event_id.encode(),
+        type_.encode(),
+        str(schema_version).encode(),
+        data.encode(),
+        metadata.encode(),
+        str(recorded_at_us).encode(),
     )
+    h = sha256(previous)
+    for raw in fields:
+        h.update(len(raw).to_bytes(8, "big"))
+        h.update(raw)
     return h.digest()
