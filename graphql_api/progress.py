@@ -1,4 +1,4 @@
-"""A progress line for long CLI runs: redrawn in place on a terminal, a line now and then otherwise."""
+"""A progress line for long CLI runs: redrawn in place on a terminal, a line at times otherwise."""
 
 from __future__ import annotations
 

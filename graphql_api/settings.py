@@ -21,6 +21,9 @@ class Settings:
     port: int = 8000
     workers: int = 1
     run_projections: bool = True
+    #: With production: a file of allowed GraphQL documents (one per blank-line-separated
+    #: block, or a JSON list); only those are accepted.
+    allow_list_path: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -29,6 +32,9 @@ class Settings:
             database_url=env.get("STATEMENTS_DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_schema=env.get("STATEMENTS_DATABASE_SCHEMA") or None,
             production=env.get("STATEMENTS_PRODUCTION", "").lower() in ("1", "true", "yes"),
+            allow_list_path=env.get("STATEMENTS_ALLOW_LIST") or None,
+            run_projections=env.get("STATEMENTS_RUN_PROJECTIONS", "1").lower()
+            not in ("0", "false", "no"),
         )
 
     def with_changes(self, **changes: object) -> Self:

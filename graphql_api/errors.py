@@ -1,0 +1,227 @@
+"""Error codes, and how every error becomes a safe GraphQL error with ``extensions.code``.
+
+Clients get one of these codes in ``errors[].extensions.code``:
+
+============================  ==========================================================
+``INVALID_INPUT``             a rule of the domain, a bad argument or variable value
+``NOT_FOUND``                 the statement (or the related one, the tag, ...) is unknown
+``CONFLICT``                  the state does not allow it, or ``expectedVersion`` is stale
+``UNAUTHENTICATED``           no token where one is needed, or a bad/expired/revoked one
+``FORBIDDEN``                 the token's role does not allow it
+``SERVICE_UNAVAILABLE``       the database is unreachable or busy; retry (``retryable``)
+``INTERNAL_SERVER_ERROR``     a bug; the message says nothing more, the server logs it
+``BAD_REQUEST``               not a well-formed GraphQL-over-HTTP request
+``GRAPHQL_PARSE_FAILED``      the document does not parse
+``GRAPHQL_VALIDATION_FAILED`` the document is not valid against the schema
+``QUERY_TOO_DEEP`` / ``TOO_MANY_ALIASES`` / ``TOO_MANY_TOKENS`` / ``TOO_MANY_FIELDS`` /
+``QUERY_TOO_COSTLY``
+                              a limit of :mod:`graphql_api.limits`
+``PERSISTED_QUERY_NOT_FOUND`` / ``PERSISTED_QUERY_HASH_MISMATCH`` /
+``PERSISTED_QUERY_NOT_ALLOWED`` / ``PERSISTED_QUERY_NOT_SUPPORTED``
+                              automatic persisted queries, see :mod:`graphql_api.apq`
+============================  ==========================================================
+
+Unexpected exceptions are logged here with their traceback (and the request id) and reach the
+client only as ``{"message": "Internal server error", "extensions": {"code":
+"INTERNAL_SERVER_ERROR"}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Final
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+
+from domain.errors import DomainError
+from eventstore.errors import StoreUnavailableError
+
+log = logging.getLogger("graphql_api")
+
+INVALID_INPUT: Final = "INVALID_INPUT"
+NOT_FOUND: Final = "NOT_FOUND"
+CONFLICT: Final = "CONFLICT"
+UNAUTHENTICATED: Final = "UNAUTHENTICATED"
+FORBIDDEN: Final = "FORBIDDEN"
+SERVICE_UNAVAILABLE: Final = "SERVICE_UNAVAILABLE"
+INTERNAL_SERVER_ERROR: Final = "INTERNAL_SERVER_ERROR"
+BAD_REQUEST: Final = "BAD_REQUEST"
+GRAPHQL_PARSE_FAILED: Final = "GRAPHQL_PARSE_FAILED"
+GRAPHQL_VALIDATION_FAILED: Final = "GRAPHQL_VALIDATION_FAILED"
+QUERY_TOO_DEEP: Final = "QUERY_TOO_DEEP"
+TOO_MANY_ALIASES: Final = "TOO_MANY_ALIASES"
+TOO_MANY_TOKENS: Final = "TOO_MANY_TOKENS"
+TOO_MANY_FIELDS: Final = "TOO_MANY_FIELDS"
+QUERY_TOO_COSTLY: Final = "QUERY_TOO_COSTLY"
+PERSISTED_QUERY_NOT_FOUND: Final = "PERSISTED_QUERY_NOT_FOUND"
+PERSISTED_QUERY_HASH_MISMATCH: Final = "PERSISTED_QUERY_HASH_MISMATCH"
+PERSISTED_QUERY_NOT_ALLOWED: Final = "PERSISTED_QUERY_NOT_ALLOWED"
+PERSISTED_QUERY_NOT_SUPPORTED: Final = "PERSISTED_QUERY_NOT_SUPPORTED"
+
+INTERNAL_MESSAGE: Final = "Internal server error"
+UNAVAILABLE_MESSAGE: Final = "The service is temporarily unavailable; retry the request"
+
+_SUGGESTION: Final = re.compile(r"\s*Did you mean .*$", re.DOTALL)
+
+
+class ApiError(Exception):
+    """An error of the API itself (not of the domain) with the code clients see."""
+
+    code: ClassVar[str] = BAD_REQUEST
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = extensions
+
+
+class Unauthenticated(ApiError):
+    """No credentials where they are needed, or credentials that are not valid."""
+
+    code: ClassVar[str] = UNAUTHENTICATED
+
+
+class Forbidden(ApiError):
+    """Valid credentials whose role does not allow the operation."""
+
+    code: ClassVar[str] = FORBIDDEN
+
+
+class InvalidInput(ApiError):
+    """An argument the API itself refuses before any command is made."""
+
+    code: ClassVar[str] = INVALID_INPUT
+
+
+def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
+    """A request-level GraphQL error (no path, no location) with ``extensions.code``."""
+    return GraphQLError(message, extensions={"code": code, **extensions})
+
+
+def error_entry(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    """One entry of a response's ``errors`` list, for errors raised outside GraphQL."""
+    return {"message": message, "extensions": {"code": code, **extensions}}
+
+
+def strip_suggestions(message: str) -> str:
+    """The message without its "Did you mean ...?" part, which leaks schema names."""
+    return _SUGGESTION.sub("", message)
+
+
+def _code_of(error: GraphQLError) -> str | None:
+    code = (error.extensions or {}).get("code")
+    return code if isinstance(code, str) else None
+
+
+def _with(
+    error: GraphQLError, message: str, code: str, extra: Mapping[str, Any] | None = None
+) -> GraphQLError:
+    extensions: dict[str, Any] = {**(error.extensions or {}), **(extra or {}), "code": code}
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
+
+
+def root_cause(error: GraphQLError) -> Exception | None:
+    """The exception behind an error, through GraphQLErrors that wrap others."""
+    original = error.original_error
+    while isinstance(original, GraphQLError) and original.original_error is not None:
+        original = original.original_error
+    return original
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """Whether the error comes from an exception no rule expected: a bug, to be logged."""
+    original = root_cause(error)
+    return original is not None and not isinstance(
+        original, DomainError | ApiError | StoreUnavailableError | GraphQLError
+    )
+
+
+def classify(error: GraphQLError, phase: str, *, production: bool) -> GraphQLError:
+    """The error as clients see it: a known code, a safe message, nothing of the internals.
+
+    ``phase`` is ``"request"`` for errors raised before execution (parse, validation,
+    variable coercion, limits) and ``"execution"`` for errors raised by resolvers.
+    """
+    original = root_cause(error)
+    if isinstance(original, DomainError):
+        return _with(error, original.message, original.code)
+    if isinstance(original, ApiError):
+        return _with(error, original.message, original.code, original.extensions)
+    if isinstance(original, StoreUnavailableError):
+        return _with(error, UNAVAILABLE_MESSAGE, SERVICE_UNAVAILABLE, {"retryable": True})
+    if original is not None and not isinstance(original, GraphQLError):
+        return _with(error, INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR)
+    message = strip_suggestions(error.message) if production else error.message
+    code = _code_of(error)
+    if code is not None:
+        return error if message == error.message else _with(error, message, code)
+    if isinstance(error, GraphQLSyntaxError) or isinstance(original, GraphQLSyntaxError):
+        return _with(error, message, GRAPHQL_PARSE_FAILED)
+    if phase == "validation":
+        return _with(error, message, GRAPHQL_VALIDATION_FAILED)
+    if phase == "request":
+        # Raised by graphql-core before executing anything: variable coercion.
+        return _with(error, message, INVALID_INPUT)
+    # A field error graphql-core made itself, such as a null for a non-null field: a bug.
+    return _with(error, message, INTERNAL_SERVER_ERROR)
+
+
+def result_phase(result: object) -> str:
+    """Where a result's errors were raised: before validation ended, before or in execution."""
+    if isinstance(result, PreExecutionError):
+        return "validation"
+    data = getattr(result, "data", None)
+    errors = getattr(result, "errors", None) or ()
+    if data is None and errors and all(e.path is None for e in errors):
+        return "request"
+    return "execution"
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """Whether the request failed before execution: the response then has no ``data`` entry."""
+    return bool(result.errors) and result_phase(result) != "execution"
+
+
+def classify_result(result: ExecutionResult, *, production: bool) -> ExecutionResult:
+    """Give every error of ``result`` a code and a safe message (in place; idempotent)."""
+    if result.errors:
+        phase = result_phase(result)
+        result.errors = [classify(error, phase, production=production) for error in result.errors]
+    return result
+
+
+def log_errors(errors: list[GraphQLError], request_id: str | None) -> None:
+    """Log the unexpected errors with their traceback; the expected ones are the client's."""
+    for error in errors:
+        if is_unexpected(error):
+            original = root_cause(error)
+            log.error(
+                "unexpected error in %s (request %s): %s",
+                ".".join(str(p) for p in error.path or ()) or "operation",
+                request_id or "-",
+                original.__class__.__name__ if original else error.message,
+                exc_info=(type(original), original, original.__traceback__)
+                if original is not None
+                else None,
+            )
+        elif isinstance(root_cause(error), StoreUnavailableError):
+            log.warning("store unavailable (request %s): %s", request_id, root_cause(error))
+
+
+def iter_codes(errors: list[GraphQLError] | None) -> Iterator[str]:
+    """The codes of a list of (classified) errors."""
+    for error in errors or ():
+        code = _code_of(error)
+        if code is not None:
+            yield code

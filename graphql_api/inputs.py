@@ -1,0 +1,282 @@
+"""The mutations' input types, and their translation into domain commands (no rules here).
+
+Every input has an optional ``expectedVersion``: null lets the command retry on a concurrent
+change, a number makes any other version a CONFLICT. Statements are named by ``statementId``,
+a UUID; a Relay global id of a Statement (base64 of ``Statement:<uuid>``) is accepted too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from datetime import date, datetime
+from typing import Final
+
+import strawberry
+
+from domain.commands import (
+    CommandMetadata,
+    LinkRelated,
+    PublishStatement,
+    RecordView,
+    ReviseStatement,
+    TagStatement,
+    UnlinkRelated,
+    UntagStatement,
+    WithdrawStatement,
+)
+from domain.events import MinisterRef
+from domain.ministers import FOREIGN_MINISTER, KNOWN_MINISTERS
+from domain.slugs import slugify
+from graphql_api.errors import InvalidInput
+
+#: The title a minister gets when the input names none and the minister is not a known one.
+DEFAULT_MINISTER_TITLE: Final = FOREIGN_MINISTER
+
+_BLANK_LINES: Final = re.compile(r"\n[ \t\f\v]*\n")
+
+EXPECTED_VERSION_DOC: Final = (
+    "The statement's version the client last saw; null retries on a concurrent change, a "
+    "number makes any other version a CONFLICT."
+)
+STATEMENT_ID_DOC: Final = "The statement's id (a UUID, or its Relay global id)."
+
+
+def statement_id_of(value: str) -> str:
+    """The statement UUID in ``value``: a UUID string, or a Relay global id of a Statement."""
+    text = value.strip()
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return _from_global_id(text)
+
+
+def _from_global_id(text: str) -> str:
+    try:
+        decoded = base64.b64decode(text, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return text
+    type_name, _, node_id = decoded.partition(":")
+    return node_id if type_name == "Statement" and node_id else text
+
+
+def split_paragraphs(body: str) -> tuple[str, ...]:
+    """The paragraphs of a body: text separated by blank lines, each stripped, none empty."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    return tuple(part.strip() for part in _BLANK_LINES.split(text) if part.strip())
+
+
+def minister_ref(
+    minister_id: str | None, minister_name: str | None, minister_title: str | None
+) -> MinisterRef | None:
+    """The minister an input names, by id, by name or both; None if it names none.
+
+    A known minister (``domain.ministers``) is found by id or by name; another one gets the
+    slug of the name as id and, unless given, the default title.
+    """
+    wanted_id = minister_id.strip() if minister_id and minister_id.strip() else None
+    name = " ".join(minister_name.split()) if minister_name else None
+    if wanted_id is None and not name:
+        return None
+    known = None
+    for candidate in KNOWN_MINISTERS:
+        if candidate.id == wanted_id or (
+            wanted_id is None and name and candidate.name.casefold() == name.casefold()
+        ):
+            known = candidate
+            break
+    if not name:
+        if known is None:
+            raise InvalidInput(
+                f"minister {wanted_id!r} is not a known minister: give ministerName as well"
+            )
+        name = known.name
+    title = " ".join(minister_title.split()) if minister_title else None
+    return MinisterRef(
+        id=wanted_id or (known.id if known else slugify(name)),
+        name=name,
+        title=title or (known.title if known else DEFAULT_MINISTER_TITLE),
+    )
+
+
+@strawberry.input(description="A new statement.")
+class PublishStatementInput:
+    title: str
+    body: str = strawberry.field(description="The text; paragraphs are separated by blank lines.")
+    kind: str = strawberry.field(description="speech, comment, interview, remarks, ...")
+    occurred_on: date = strawberry.field(description="The day the statement was made.")
+    published_at: datetime = strawberry.field(description="When it was published (with offset).")
+    minister_name: str | None = strawberry.field(
+        default=None, description="The minister's name; the id is derived from it."
+    )
+    minister_id: str | None = strawberry.field(
+        default=None, description="The minister's id (a slug), instead of or with the name."
+    )
+    minister_title: str | None = strawberry.field(
+        default=None, description=f"The minister's title (default: {DEFAULT_MINISTER_TITLE})."
+    )
+    location: str | None = None
+    slug: str | None = strawberry.field(
+        default=None, description="The statement's slug (default: made from the title)."
+    )
+    topics: list[str] | None = strawberry.field(
+        default=None, description="Topic names to tag the new statement with."
+    )
+    statement_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="A UUID chosen by the client, so that a retry cannot publish twice "
+        "(default: a new one).",
+    )
+    language: str = "en"
+    source_url: str | None = None
+    expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
+
+    def new_statement_id(self) -> str:
+        if self.statement_id is None:
+            return str(uuid.uuid4())
+        return statement_id_of(self.statement_id)
+
+    def to_command(self, meta: CommandMetadata, statement_id: str) -> PublishStatement:
+        return PublishStatement(
+            statement_id=statement_id,
+            title=self.title,
+            kind=self.kind,
+            minister=minister_ref(self.minister_id, self.minister_name, self.minister_title),
+            occurred_on=self.occurred_on,
+            published_at=self.published_at,
+            paragraphs=split_paragraphs(self.body),
+            location=self.location,
+            language=self.language,
+            source_url=self.source_url,
+            slug=self.slug,
+            meta=meta,
+            expected_version=self.expected_version,
+        )
+
+    def tag_command(self, meta: CommandMetadata, statement_id: str) -> TagStatement | None:
+        if not self.topics:
+            return None
+        return TagStatement(statement_id=statement_id, topics=tuple(self.topics), meta=meta)
+
+
+@strawberry.input(description="Corrections to a statement: null fields stay as they are.")
+class ReviseStatementInput:
+    statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
+    reason: str = strawberry.field(description="Why the statement is revised (required).")
+    title: str | None = None
+    body: str | None = strawberry.field(
+        default=None, description="The new text; paragraphs are separated by blank lines."
+    )
+    kind: str | None = None
+    minister_name: str | None = None
+    minister_id: str | None = None
+    minister_title: str | None = None
+    location: str | None = strawberry.field(
+        default=None, description='The new location; "" removes it.'
+    )
+    occurred_on: date | None = None
+    expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
+
+    def to_command(self, meta: CommandMetadata) -> ReviseStatement:
+        return ReviseStatement(
+            statement_id=statement_id_of(self.statement_id),
+            reason=self.reason,
+            title=self.title,
+            kind=self.kind,
+            minister=minister_ref(self.minister_id, self.minister_name, self.minister_title),
+            location=self.location,
+            occurred_on=self.occurred_on,
+            paragraphs=split_paragraphs(self.body) if self.body is not None else None,
+            meta=meta,
+            expected_version=self.expected_version,
+        )
+
+
+@strawberry.input(description="Withdraw a statement; it then takes no further changes.")
+class WithdrawStatementInput:
+    statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
+    reason: str
+    expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
+
+    def to_command(self, meta: CommandMetadata) -> WithdrawStatement:
+        return WithdrawStatement(
+            statement_id=statement_id_of(self.statement_id),
+            reason=self.reason,
+            meta=meta,
+            expected_version=self.expected_version,
+        )
+
+
+@strawberry.input(description="Topics (by name) to add to a statement; present ones are skipped.")
+class TagStatementInput:
+    statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
+    topics: list[str]
+    expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
+
+    def to_command(self, meta: CommandMetadata) -> TagStatement:
+        return TagStatement(
+            statement_id=statement_id_of(self.statement_id),
+            topics=tuple(self.topics),
+            meta=meta,
+            expected_version=self.expected_version,
+        )
+
+
+@strawberry.input(description="A topic (by name or slug) to remove from a statement.")
+class UntagStatementInput:
+    statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
+    topic: str
+    expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
+
+    def to_command(self, meta: CommandMetadata) -> UntagStatement:
+        return UntagStatement(
+            statement_id=statement_id_of(self.statement_id),
+            topic=self.topic,
+            meta=meta,
+            expected_version=self.expected_version,
+        )
+
+
+@strawberry.input(description="Link a statement to a related, published statement.")
+class LinkRelatedInput:
+    statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
+    related_id: strawberry.ID
+    expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
+
+    def to_command(self, meta: CommandMetadata) -> LinkRelated:
+        return LinkRelated(
+            statement_id=statement_id_of(self.statement_id),
+            related_id=statement_id_of(self.related_id),
+            meta=meta,
+            expected_version=self.expected_version,
+        )
+
+
+@strawberry.input(description="Remove the link from a statement to a related statement.")
+class UnlinkRelatedInput:
+    statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
+    related_id: strawberry.ID
+    expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
+
+    def to_command(self, meta: CommandMetadata) -> UnlinkRelated:
+        return UnlinkRelated(
+            statement_id=statement_id_of(self.statement_id),
+            related_id=statement_id_of(self.related_id),
+            meta=meta,
+            expected_version=self.expected_version,
+        )
+
+
+@strawberry.input(description="One view of a statement.")
+class RecordViewInput:
+    statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
+    expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
+
+    def to_command(self, meta: CommandMetadata) -> RecordView:
+        return RecordView(
+            statement_id=statement_id_of(self.statement_id),
+            meta=meta,
+            expected_version=self.expected_version,
+        )

@@ -1,0 +1,110 @@
+"""The schema: the Query type given by the query layer, the mutations, limits and errors.
+
+``build_schema(Query)`` is the one place that chooses the extensions, in this order:
+
+1. OperationLimits (:mod:`graphql_api.limits`): tokens before the parser runs, fields right
+   after, the validation rules (depth, aliases, literal page sizes; with ``production`` also
+   no introspection), and before execution the cost with the request's variables;
+2. Strawberry's ParserCache and ValidationCache (bounded LRUs shared across requests).
+
+Extensions are passed as classes, so each request gets its own instances. None of them wraps
+field resolvers. ``ApiSchema.execute`` then gives every error its code and masks unexpected
+ones (:func:`graphql_api.errors.classify_result`; with ``production`` "Did you mean"
+suggestions are removed too). It does that after Strawberry returns rather than in an
+extension, because errors raised inside extension hooks (a parse error in ParserCache, a
+token limit) skip the extensions' post-operation code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from graphql_api.errors import classify_result, log_errors
+from graphql_api.limits import Limits, operation_limits
+from graphql_api.mutations import Mutation
+
+CACHE_SIZE = 1_024
+
+ExtensionFactory = type[SchemaExtension] | Callable[[], SchemaExtension]
+
+
+class SizedParserCache(ParserCache):
+    def __init__(self) -> None:
+        super().__init__(maxsize=CACHE_SIZE)
+
+
+class SizedValidationCache(ValidationCache):
+    def __init__(self) -> None:
+        super().__init__(maxsize=CACHE_SIZE)
+
+
+class ApiSchema(strawberry.Schema):
+    """A Strawberry schema whose errors all have codes; it logs only unexpected ones."""
+
+    production: bool = False
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        result = await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
+        return classify_result(result, production=self.production)
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        context = execution_context.context if execution_context is not None else None
+        log_errors(errors, getattr(context, "request_id", None))
+
+
+def build_schema(
+    query: type,
+    *,
+    mutation: type | None = Mutation,
+    types: Sequence[type] = (),
+    production: bool = False,
+    limits: Limits | None = None,
+    extensions: Sequence[ExtensionFactory] = (),
+) -> ApiSchema:
+    """The API's schema around ``query`` (a ``@strawberry.type`` class given by the caller).
+
+    ``types`` adds types reachable only through interfaces (e.g. Node implementations);
+    ``extensions`` are appended after the ones listed in the module doc.
+    """
+    chosen: list[Any] = [
+        operation_limits(limits, introspection=not production),
+        SizedParserCache,
+        SizedValidationCache,
+        *extensions,
+    ]
+    schema = ApiSchema(
+        query=query,
+        mutation=mutation,
+        types=list(types),
+        extensions=chosen,
+        config=StrawberryConfig(disable_field_suggestions=production),
+    )
+    schema.production = production
+    return schema
