@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
+from typing import Any
 
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# Seeded from the OS once: uniqueness comes from the time, the counter and 62 random bits,
+# and a syscall per id would double the cost of making an event.
+_random = random.Random(os.urandom(32))
 
 
 def uuid7() -> uuid.UUID:
@@ -19,7 +24,7 @@ def uuid7() -> uuid.UUID:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x1FF
+            _counter = _random.getrandbits(9)
         else:
             # Same millisecond (or a clock step back): keep order with a 12-bit counter,
             # borrowing the next millisecond when it overflows.
@@ -28,10 +33,14 @@ def uuid7() -> uuid.UUID:
                 _last_ms += 1
                 _counter = 0
         ms, counter = _last_ms, _counter
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= counter << 64
-    value |= 0b10 << 62
-    value |= rand
-    return uuid.UUID(int=value)
+        rand = _random.getrandbits(62)
+    made = _new(uuid.UUID)
+    _set(made, "int", (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand)
+    _set(made, "is_safe", uuid.SafeUUID.unknown)
+    return made  # type: ignore[no-any-return]
+
+
+# uuid.UUID(int=...) re-checks ranges we built correctly; setting the two slots directly
+# (what its constructor ends with) halves the cost.
+_new: Any = object.__new__
+_set: Any = object.__setattr__

@@ -26,11 +26,6 @@ from eventstore.chain import GENESIS_HASH
 from eventstore.errors import InvalidAppendError, SchemaVersionError, StoreUnavailableError
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
 from eventstore.records import (
-    ANY,
-    NO_STREAM,
-    STREAM_EXISTS,
-    AppendResult,
-    ExpectedVersion,
     RecordedEvent,
 )
 from eventstore.store import EventStore, now_us
@@ -58,96 +53,46 @@ BEGIN
 END $$
 """
 
-_FIELD = """
-CREATE OR REPLACE FUNCTION eventstore_field(value text) RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT AS $$
-    SELECT int8send(octet_length(convert_to(value, 'UTF8'))::bigint) || convert_to(value, 'UTF8')
-$$
-"""
-
-# The fast path: the whole append in one round trip (the call is its own transaction). It
-# handles the common case only: every expected version matches and no event id is stored yet.
-# Otherwise it returns NULL, or fails on the unique index, and the caller falls back to the
-# planner in eventstore/planning.py, which decides retries and conflicts for every backend.
-# The hash is the one eventstore/chain.py computes; the contract tests check they agree.
-_APPEND = """
-CREATE OR REPLACE FUNCTION eventstore_append(
-    lock_key bigint, channel text, stamp bigint,
-    req_streams text[], req_expected bigint[], req_counts int[],
-    ev_ids uuid[], ev_types text[], ev_schema int[], ev_data text[], ev_meta text[])
-RETURNS bigint[]
+# The fast path: one round trip, in its own transaction. The writer plans the batch in Python
+# (eventstore/planning.py, the same planner every backend uses) against what it believes the
+# head and the stream versions are: what its last append left, or version 0 for a stream it
+# has not seen. The function appends only if that belief is still true under the lock: the
+# head is unchanged and every listed stream has the version assumed. Otherwise it returns
+# false and writes nothing, and the writer re-plans in a transaction of its own with what it
+# reads there. An event id that is already stored fails on the unique index, with the same
+# outcome. So positions and hashes are still decided under the lock, by one planner.
+_APPEND = f"""
+CREATE OR REPLACE FUNCTION eventstore_append_if(
+    lock_key bigint, channel text, head_position bigint, head_hash bytea,
+    check_streams text[], check_versions bigint[],
+    positions bigint[], streams text[], versions bigint[], ids uuid[], types text[],
+    schema_versions int[], datas text[], metas text[], stamps bigint[], hashes bytea[])
+RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    head bigint;
-    prev bytea;
-    result bigint[];
-    seen_streams text[] := '{}';
-    seen_versions bigint[] := '{}';
-    idx int;
-    cur bigint;
-    expected bigint;
-    pos bigint;
-    ver bigint;
-    k int := 0;
-    positions bigint[] := '{}';
-    streams text[] := '{}';
-    versions bigint[] := '{}';
-    hashes bytea[] := '{}';
+    actual_position bigint;
+    actual_hash bytea;
 BEGIN
     PERFORM pg_advisory_xact_lock(lock_key);
-    SELECT e.position, e.hash INTO head, prev FROM events e ORDER BY e.position DESC LIMIT 1;
-    IF head IS NULL THEN
-        head := 0;
-        prev := decode(repeat('00', 32), 'hex');
+    SELECT e.position, e.hash INTO actual_position, actual_hash
+    FROM events e ORDER BY e.position DESC LIMIT 1;
+    IF COALESCE(actual_position, 0) <> head_position
+       OR COALESCE(actual_hash, decode(repeat('00', 32), 'hex')) <> head_hash THEN
+        RETURN false;
     END IF;
-    result := ARRAY[head];
-    FOR i IN 1 .. array_length(req_streams, 1) LOOP
-        idx := array_position(seen_streams, req_streams[i]);
-        IF idx IS NULL THEN
-            SELECT COALESCE(max(e.version), 0) INTO cur FROM events e
-            WHERE e.stream_id = req_streams[i];
-            seen_streams := seen_streams || req_streams[i];
-            seen_versions := seen_versions || cur;
-            idx := array_length(seen_streams, 1);
-        ELSE
-            cur := seen_versions[idx];
-        END IF;
-        expected := req_expected[i];
-        IF NOT (expected = -1 OR (expected = -2 AND cur = 0) OR (expected = -3 AND cur > 0)
-                OR expected = cur) THEN
-            RETURN NULL;
-        END IF;
-        result := result || cur;
-        seen_versions[idx] := cur + req_counts[i];
-    END LOOP;
-    pos := head;
-    FOR i IN 1 .. array_length(req_streams, 1) LOOP
-        ver := result[i + 1];
-        FOR j IN 1 .. req_counts[i] LOOP
-            k := k + 1;
-            pos := pos + 1;
-            ver := ver + 1;
-            prev := sha256(prev
-                || eventstore_field(pos::text) || eventstore_field(req_streams[i])
-                || eventstore_field(ver::text) || eventstore_field(ev_ids[k]::text)
-                || eventstore_field(ev_types[k]) || eventstore_field(ev_schema[k]::text)
-                || eventstore_field(ev_data[k]) || eventstore_field(ev_meta[k])
-                || eventstore_field(stamp::text));
-            -- Indexed assignment extends the arrays in place; || would copy them each time.
-            positions[k] := pos;
-            streams[k] := req_streams[i];
-            versions[k] := ver;
-            hashes[k] := prev;
-        END LOOP;
-    END LOOP;
-    INSERT INTO events (position, stream_id, version, event_id, type, schema_version, data,
-                        metadata, recorded_at, hash)
-    SELECT * FROM unnest(positions, streams, versions, ev_ids, ev_types, ev_schema, ev_data,
-                         ev_meta, array_fill(stamp, ARRAY[k]), hashes);
+    IF EXISTS (
+        SELECT 1 FROM unnest(check_streams, check_versions) AS c(id, v)
+        WHERE COALESCE((SELECT max(e.version) FROM events e WHERE e.stream_id = c.id), 0) <> c.v
+    ) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO events ({sql.COLUMNS})
+    SELECT * FROM unnest(positions, streams, versions, ids, types, schema_versions, datas,
+                         metas, stamps, hashes);
     IF channel IS NOT NULL THEN
-        PERFORM pg_notify(channel, pos::text);
+        PERFORM pg_notify(channel, positions[array_upper(positions, 1)]::text);
     END IF;
-    RETURN result;
+    RETURN true;
 END $$
 """
 
@@ -166,17 +111,6 @@ SELECT pg_notify($11, $12)
 def _lock_key(schema: str) -> int:
     digest = hashlib.blake2b(f"eventstore:{schema}.events".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def _expected_code(expected: ExpectedVersion) -> int:
-    if expected is ANY:
-        return -1
-    if expected is NO_STREAM:
-        return -2
-    if expected is STREAM_EXISTS:
-        return -3
-    assert isinstance(expected, int)
-    return expected
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailableError:
@@ -226,6 +160,9 @@ class PostgresEventStore(EventStore):
         self._listener_task: asyncio.Task[None] | None = None
         self._listener_conn: Any = None
         self._writer_conn: tuple[AsyncConnection, Any] | None = None
+        # What this writer believes the log looks like; trusted only via eventstore_append_if.
+        self._known_head: tuple[int, bytes] | None = None
+        self._known_versions: dict[str, int] = {}
         self._closed = False
 
     @contextlib.asynccontextmanager
@@ -273,7 +210,7 @@ class PostgresEventStore(EventStore):
                     f"schema {self.schema!r} holds event store schema {version}; this code "
                     f"knows up to {sql.SCHEMA_VERSION}"
                 )
-            for function in (_BEGIN_APPEND, _FIELD, _APPEND):
+            for function in (_BEGIN_APPEND, _APPEND):
                 await self._exec_ddl(conn, function)
             for guard in sql.POSTGRES_GUARDS:
                 await self._exec_ddl(conn, guard)
@@ -332,41 +269,57 @@ class PostgresEventStore(EventStore):
                         return fast
                     return await self._write_once(conn, batch, careful=False)
                 except asyncpg.exceptions.UniqueViolationError:
+                    self._forget()
                     return await self._write_once(conn, batch, careful=True)
-            except asyncpg.exceptions.LockNotAvailableError as exc:
-                raise StoreUnavailableError(
-                    f"timed out after {self._lock_timeout_ms} ms waiting for the append lock"
-                ) from exc
+            except BaseException as exc:
+                # What the writer believed may not have been committed: believe nothing.
+                self._forget()
+                if isinstance(exc, asyncpg.exceptions.LockNotAvailableError):
+                    raise StoreUnavailableError(
+                        f"timed out after {self._lock_timeout_ms} ms waiting for the append lock"
+                    ) from exc
+                raise
 
     async def _append_fast(self, conn: Any, batch: list[PendingAppend]) -> list[Outcome] | None:
-        events = [e for r in batch for e in r.events]
-        before = await conn.fetchval(
-            "SELECT eventstore_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        if self._known_head is None:
+            return None
+        head_position, head_hash = self._known_head
+        known = self._known_versions
+        versions = {r.stream_id: known.get(r.stream_id, 0) for r in batch}
+        try:
+            rows, outcomes = plan_batch(batch, head_position, head_hash, versions, now_us(), None)
+        except NeedsLookup:
+            return None
+        if not rows:
+            return None
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        appended = await conn.fetchval(
+            "SELECT eventstore_append_if($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+            "$13, $14, $15, $16)",
             self._lock_key,
             self._channel if self._notify else None,
-            now_us(),
-            [r.stream_id for r in batch],
-            [_expected_code(r.expected) for r in batch],
-            [len(r.events) for r in batch],
-            [e.event_id for e in events],
-            [e.type for e in events],
-            [e.schema_version for e in events],
-            [e.data for e in events],
-            [e.metadata for e in events],
+            head_position,
+            head_hash,
+            list(versions),
+            list(versions.values()),
+            *columns,
         )
-        if before is None:
+        if not appended:
+            self._forget()
             return None
-        outcomes: list[Outcome] = []
-        position = before[0]
-        for request, actual in zip(batch, before[1:], strict=True):
-            count = len(request.events)
-            outcomes.append(
-                AppendResult(
-                    request.stream_id, actual + 1, actual + count, position + 1, position + count
-                )
-            )
-            position += count
+        self._remember(rows)
         return outcomes
+
+    def _forget(self) -> None:
+        self._known_head = None
+        self._known_versions.clear()
+
+    def _remember(self, rows: list[Row]) -> None:
+        if len(self._known_versions) > 100_000:
+            self._known_versions.clear()
+        for row in rows:
+            self._known_versions[row.stream_id] = row.version
+        self._known_head = (rows[-1].position, rows[-1].hash)
 
     async def _write_once(
         self, conn: Any, batch: list[PendingAppend], careful: bool
@@ -383,7 +336,9 @@ class PostgresEventStore(EventStore):
         )
         head_position = head["head_position"] or 0
         head_hash = bytes(head["head_hash"]) if head["head_hash"] is not None else GENESIS_HASH
-        versions = {s: v for s, v in zip(streams, head["versions"], strict=True) if v}
+        versions = dict(zip(streams, head["versions"], strict=True))
+        self._known_head = (head_position, head_hash)
+        self._known_versions.update(versions)
         stamp = now_us()
         existing = await self._lookup(conn, batch) if careful else None
         try:
@@ -399,6 +354,7 @@ class PostgresEventStore(EventStore):
                 )
             else:
                 await conn.execute(_INSERT, *columns)
+            self._remember(rows)
         return outcomes
 
     @staticmethod

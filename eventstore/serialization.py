@@ -78,6 +78,16 @@ def _dataclass_codec(cls: type) -> _Codec:
         kwargs = {name: dec(data[name]) for name, _, dec in codecs if name in data}
         return cls(**kwargs)
 
+    names = frozenset(f.name for f in fields)
+    if all(dec is _identity for _, _, dec in codecs):
+        # Plain JSON fields only: the stored mapping is already the constructor's arguments.
+        def decode_plain(data: Any) -> Any:
+            if isinstance(data, dict) and data.keys() == names:
+                return cls(**data)
+            return decode(data)
+
+        return encode, decode_plain
+
     return encode, decode
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from typing import Any, Final
-from uuid import UUID, SafeUUID
 
 import sqlalchemy as sa
-from orjson import loads
 from sqlalchemy.dialects import postgresql
 
-from eventstore.records import RecordedEvent, us_to_datetime
+from eventstore.records import RecordedEvent
 
 #: Bumped whenever the tables change; setup() refuses a database with a newer one.
 SCHEMA_VERSION: Final = 1
@@ -72,27 +70,6 @@ POSTGRES_GUARDS: Final = (
 )
 
 
-def _uuid_from_text(text: str, _new: Any = object.__new__, _set: Any = object.__setattr__) -> UUID:
-    # uuid.UUID(text) re-validates every form it accepts; stored ids are canonical already,
-    # and this halves the cost of decoding a row.
-    value = _new(UUID)
-    _set(value, "int", int(text.replace("-", ""), 16))
-    _set(value, "is_safe", SafeUUID.unknown)
-    return value  # type: ignore[no-any-return]
-
-
 def record_from_row(row: Any) -> RecordedEvent:
     """Build a RecordedEvent from a row in COLUMNS order."""
-    event_id = row[3]
-    return RecordedEvent(
-        row[0],
-        row[1],
-        row[2],
-        event_id if isinstance(event_id, UUID) else _uuid_from_text(event_id),
-        row[4],
-        row[5],
-        loads(row[6]),
-        loads(row[7]),
-        us_to_datetime(row[8]),
-        bytes(row[9]),
-    )
+    return RecordedEvent(*row)

@@ -43,8 +43,11 @@ class Notifier:
     async def wait(self, generation: int, timeout: float) -> None:
         if self.generation != generation:
             return
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the wake-up fires, and a subscriber would then not stop when told to.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
 
 
 class GroupCommitter:

@@ -42,9 +42,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((loop, future, fn, args))
-        # Not cancellable midway: the call runs to the end anyway, and a batch of appends
-        # must settle every caller's future.
-        return await asyncio.shield(future)
+        # If the awaiting task is cancelled the call still runs to its end; its outcome is
+        # then dropped (see _succeed and _fail), which is what an append's caller expects.
+        return await future
 
     def stop(self) -> None:
         self._queue.put(_STOP)
