@@ -180,9 +180,13 @@ def fresh(config: Config, backend: str, label: str) -> Iterator[Location]:
 # -- ours ------------------------------------------------------------------------------------
 
 
+#: Extra options for our SQLite store, for the runs that measure the inline writer.
+SQLITE_OPTIONS: dict[str, Any] = {}
+
+
 def open_ours(loc: Location) -> EventStore:
     if loc.backend == "sqlite":
-        return open_store(f"sqlite:///{loc.sqlite_path}")
+        return open_store(f"sqlite:///{loc.sqlite_path}", **SQLITE_OPTIONS)
     return open_store(loc.pg_url, schema=loc.pg_schema)
 
 
@@ -670,6 +674,29 @@ def run_backend(config: Config, backend: str, sizes: Sizes) -> list[Result]:
     )
     n = C_BATCH * appends
     record(SCENARIO_C, "events/s", rate(n, ours_s), rate(n, peer_s))
+
+    if backend == "sqlite":
+        # The same single-client scenarios with commits on the loop's thread: what a CLI
+        # import uses, and the like-for-like comparison with the synchronous peer.
+        SQLITE_OPTIONS["writer"] = "inline"
+        try:
+            n = sizes.a_appends
+            ours_s, peer_s = write_scenario(
+                config, backend, "a", repeats, lambda s, r: ours_a(s, r, n), lambda p: peer_a(p, n)
+            )
+            record(f"{SCENARIO_A} (inline writer)", "events/s", rate(n, ours_s), rate(n, peer_s))
+            ours_s, peer_s = write_scenario(
+                config,
+                backend,
+                "c",
+                repeats,
+                lambda s, r: ours_c(s, r, appends),
+                lambda p: peer_c(p, appends),
+            )
+            n = C_BATCH * appends
+            record(f"{SCENARIO_C} (inline writer)", "events/s", rate(n, ours_s), rate(n, peer_s))
+        finally:
+            SQLITE_OPTIONS.clear()
 
     ours_rate, peer_rate, ours_rss, peer_rss = read_all_scenario(config, backend, sizes)
     record(SCENARIO_D, "events/s", ours_rate, peer_rate)

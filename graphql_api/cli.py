@@ -67,6 +67,30 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     _add_db(restore, settings)
     restore.add_argument("file", type=Path)
 
+    proj = sub.add_parser("projections", help="read-model projections: status and rebuild")
+    proj_sub = proj.add_subparsers(dest="projections_command", required=True)
+    status = proj_sub.add_parser("status", help="position, head, lag and errors of each")
+    _add_db(status, settings)
+    rebuild = proj_sub.add_parser("rebuild", help="rebuild from position 0 aside, then swap in")
+    _add_db(rebuild, settings)
+    rebuild.add_argument("name", nargs="?", default=None, help="one projection (default: all)")
+    retry = proj_sub.add_parser("retry", help="resume a failed projection from its failed event")
+    _add_db(retry, settings)
+    retry.add_argument("name")
+
+    token = sub.add_parser("token", help="API tokens: create, revoke, list")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="make a token and print it once")
+    _add_db(create, settings)
+    create.add_argument("--role", required=True, choices=["editor", "auditor"])
+    create.add_argument("--name", required=True)
+    create.add_argument("--expires-in-days", type=float, default=None, metavar="DAYS")
+    revoke = token_sub.add_parser("revoke", help="revoke a token by name or id")
+    _add_db(revoke, settings)
+    revoke.add_argument("name")
+    listing = token_sub.add_parser("list", help="list tokens (never their secrets)")
+    _add_db(listing, settings)
+
     imp = sub.add_parser("import", help="import scraped archive pages (files or folders)")
     _add_db(imp, settings)
     imp.add_argument("paths", nargs="+", metavar="PATH")
@@ -194,7 +218,90 @@ async def _events(args: argparse.Namespace, settings: Settings) -> int:
         await store.close()
 
 
+async def _projections(args: argparse.Namespace, settings: Settings) -> int:
+    from eventstore.projection import (
+        projection_status,
+        rebuild,
+        retry_projection,
+        setup_checkpoints,
+    )
+    from projections import all_projections
+
+    services = await _open(args, settings)
+    try:
+        await setup_checkpoints(services.engine)
+        projections = all_projections()
+        if args.projections_command == "status":
+            rows = await projection_status(services.store, services.engine, projections)
+            print(
+                f"{'projection':<12} {'status':<10} {'position':>10} {'head':>10} "
+                f"{'lag':>8} {'lag s':>8}  error"
+            )
+            for row in rows:
+                error = f"at {row.error_position}: {row.error}" if row.error else ""
+                print(
+                    f"{row.name:<12} {row.status:<10} {row.position:>10,} {row.head:>10,} "
+                    f"{row.lag_events:>8,} {row.lag_seconds:>8.1f}  {error}"
+                )
+            return 1 if any(row.status == "failed" for row in rows) else 0
+        if args.projections_command == "retry":
+            if not await retry_projection(services.engine, args.name):
+                print(f"statements: projection {args.name!r} is not failed", file=sys.stderr)
+                return 1
+            print(f"{args.name}: will resume from its failed event")
+            return 0
+        chosen = [p for p in projections if args.name in (None, p.name)]
+        if not chosen:
+            names = ", ".join(p.name for p in projections)
+            print(f"statements: no projection {args.name!r} (one of: {names})", file=sys.stderr)
+            return 2
+        for projection in chosen:
+            progress = Progress(f"rebuild {projection.name}")
+            position = await rebuild(services.store, services.engine, projection)
+            progress.done(position=position)
+        return 0
+    finally:
+        await services.close()
+
+
+async def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta
+
+    from graphql_api.auth import create_token, list_tokens, revoke_token, setup_tokens
+
+    services = await _open(args, settings)
+    try:
+        await setup_tokens(services.engine)
+        if args.token_command == "create":
+            expires = (
+                timedelta(days=args.expires_in_days) if args.expires_in_days is not None else None
+            )
+            plaintext, record = await create_token(services.engine, args.role, args.name, expires)
+            print(plaintext)
+            print(
+                f"token {record.name!r} ({record.role}) created; it is shown only this once",
+                file=sys.stderr,
+            )
+            return 0
+        if args.token_command == "revoke":
+            revoked = await revoke_token(services.engine, args.name)
+            if revoked is None:
+                print(f"statements: no token named {args.name!r}", file=sys.stderr)
+                return 1
+            print(f"token {revoked.name!r} revoked")
+            return 0
+        for record in await list_tokens(services.engine):
+            state = "revoked" if record.revoked_at else "active"
+            until = record.expires_at.isoformat() if record.expires_at else "never"
+            print(f"{record.id}  {record.name:<24} {record.role:<8} {state:<8} expires {until}")
+        return 0
+    finally:
+        await services.close()
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "projections": lambda args, settings: _run(_projections(args, settings)),
+    "token": lambda args, settings: _run(_token(args, settings)),
     "verify": lambda args, settings: _run(_verify(args, settings)),
     "events": lambda args, settings: _run(_events(args, settings)),
     "serve": _serve,
