@@ -13,7 +13,11 @@ from pathlib import Path
 from bench.common import DEFAULT_PG_URL, PG_URL_ENV, Config, Result, format_table, write_results
 
 #: name -> module; each module has ``run(config) -> list[Result]``.
-BENCHMARKS = {"eventstore": "bench.eventstore", "domain": "bench.domain"}
+BENCHMARKS = {
+    "eventstore": "bench.eventstore",
+    "domain": "bench.domain",
+    "projections": "bench.projections",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

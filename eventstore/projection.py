@@ -79,6 +79,8 @@ STALE: Final = "stale"  # built by another version of the projection; a rebuild 
 REBUILDING: Final = "rebuilding"  # this runner is rebuilding it
 
 _ASIDE_PREFIX: Final = "__rb"
+#: How often at most an idle projection (nothing of its types arrived) writes its checkpoint.
+IDLE_CHECKPOINT_INTERVAL: Final = 1.0
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")  # leaves room for the aside suffix in 63
 _MAX_ERROR = 4000
 _SETUP_KEY: Final = 0x70726F6A5F736574  # advisory lock serializing first starts ("proj_set")
@@ -720,6 +722,9 @@ class _Worker:
     projection: Projection
     tables: TableNames
     position: int = 0
+    #: In memory only: the worker knows that (position, seen] holds no event for it.
+    seen: int = 0
+    committed_at: float = 0.0
     leader: bool = False
     state: str = _STARTING
     task: asyncio.Task[None] | None = None
@@ -873,7 +878,7 @@ class ProjectionRunner:
             local = [w for w in workers if w.leader and w.state in (_RUNNING, FAILED)]
             if any(w.state == FAILED and w.position < position for w in local):
                 return False
-            behind = {w.projection.name for w in local if w.position < position}
+            behind = {w.projection.name for w in local if max(w.position, w.seen) < position}
             remote = [w for w in workers if w not in local]
             if remote:
                 rows = await _load_all(self.engine)
@@ -946,6 +951,7 @@ class ProjectionRunner:
             checkpoint = await self._reload(name)
         while self.election.holds(name):
             worker.position = checkpoint.position
+            worker.seen = checkpoint.position
             if checkpoint.status == FAILED:
                 if worker.state != FAILED:
                     worker.state = FAILED
@@ -1015,14 +1021,22 @@ class ProjectionRunner:
         """Catch up, then follow the log; raises _Moved or _LostLeadership to stop."""
         name = worker.projection.name
         store = self.store
+        loop = asyncio.get_running_loop()
         wait = min(store.poll_interval, self.lock_retry_interval)
         while True:
             if not self.election.holds(name):
                 raise _LostLeadership(name)
             generation = store.generation
             head = await store.head_position()
-            if head > worker.position:
+            if head > max(worker.position, worker.seen):
                 await self._advance(worker, head)
+            elif worker.seen > worker.position:
+                # Write the checkpoint an idle projection skipped, once its interval is up.
+                due = worker.committed_at + IDLE_CHECKPOINT_INTERVAL - loop.time()
+                if due <= 0:
+                    await self._commit(worker, [], worker.seen)
+                else:
+                    await store.wait_for_change(generation, min(wait, due))
             else:
                 await store.wait_for_change(generation, wait)
 
@@ -1032,12 +1046,21 @@ class ProjectionRunner:
         async def commit(events: Sequence[RecordedEvent], end: int) -> None:
             await self._commit(worker, events, end)
 
+        loop = asyncio.get_running_loop()
+        start = max(worker.position, worker.seen)
         async with contextlib.aclosing(
-            _batches(self.store, worker.position, head, projection.types, self.batch_size)
+            _batches(self.store, start, head, projection.types, self.batch_size)
         ) as batches:
             async for events, end in batches:
                 if not self.election.holds(projection.name):
                     raise _LostLeadership(projection.name)
+                if not events and loop.time() - worker.committed_at < IDLE_CHECKPOINT_INTERVAL:
+                    # Nothing for this projection: note it in memory, and write the checkpoint
+                    # at most once a second, so that idle projections do not take the database
+                    # write lock (on SQLite, the only one) for every event somebody appends.
+                    worker.seen = end
+                    self._progress.notify()
+                    continue
                 failure = await _bisect(commit, events, end)
                 if failure is not None:
                     event, exc = failure
@@ -1076,4 +1099,6 @@ class ProjectionRunner:
             if events:
                 await projection.apply(conn, events, worker.tables)
         worker.position = end
+        worker.seen = max(worker.seen, end)
+        worker.committed_at = asyncio.get_running_loop().time()
         self._progress.notify()
