@@ -1,0 +1,55 @@
+"""The statements command line: --db defaults, and the commands run end to end on SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graphql_api.cli import build_parser, main
+from graphql_api.settings import DEFAULT_DATABASE_URL, Settings
+
+SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
+
+
+def test_db_defaults_to_the_environment_then_sqlite() -> None:
+    assert Settings.from_env({}).database_url == DEFAULT_DATABASE_URL == "sqlite:///./statements.db"
+    settings = Settings.from_env({"STATEMENTS_DATABASE_URL": "postgresql://u@h/db"})
+    for argv in (["serve"], ["demo"], ["verify"], ["import", "x"], ["projections", "status"]):
+        assert build_parser(settings).parse_args(argv).db == "postgresql://u@h/db"
+    args = build_parser(settings).parse_args(["token", "list", "--db", "sqlite:///x.db"])
+    assert args.db == "sqlite:///x.db"
+
+
+def test_an_unsupported_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "--db", "mysql://h/db"]) == 2
+    assert "unsupported database" in capsys.readouterr().err
+
+
+def test_import_verify_export_restore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 'one.db'}"
+    assert main(["import", "--db", db, str(SEED)]) == 0
+    assert "1 published" in capsys.readouterr().out
+    assert main(["import", "--db", db, str(SEED)]) == 0
+    assert "0 events written" in capsys.readouterr().out
+    assert main(["verify", "--db", db]) == 0
+    head = capsys.readouterr().out.split("head ")[-1].strip()
+    export = tmp_path / "log.jsonl.gz"
+    assert main(["events", "export", "--db", db, "--out", str(export)]) == 0
+    restored = f"sqlite:///{tmp_path / 'two.db'}"
+    assert main(["events", "import", "--db", restored, str(export)]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--db", restored, "--expect-head", head]) == 0
+    assert "chain sound" in capsys.readouterr().out
+    assert main(["events", "import", "--db", restored, str(export)]) == 1
+    assert "nothing was written" in capsys.readouterr().err
+
+
+def test_a_broken_page_fails_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\x00\xff not a page")
+    db = f"sqlite:///{tmp_path / 'one.db'}"
+    assert main(["import", "--db", db, str(bad), str(SEED)]) == 1
+    captured = capsys.readouterr()
+    assert str(bad) in captured.err
+    assert "1 published" in captured.out
