@@ -3,53 +3,185 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from eventstore import EventStore, open_store
+from eventstore.projection import ProjectionRunner, setup_checkpoints
+from graphql_api.apq import persisted_queries
+from graphql_api.auth import Principal, TokenAuthenticator, setup_tokens
+from graphql_api.context import Context
+from graphql_api.http import build_graphql_app
+from graphql_api.loaders import make_loaders
+from graphql_api.metrics import Metrics, count_sql_statements
+from graphql_api.query import QUERY_TYPES, Query
+from graphql_api.schema import build_schema
+from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
+from projections import all_projections
+from projections.queries import ReadModels
+
+log = logging.getLogger(__name__)
+
+#: A projection this far behind the head is "not caught up" for /readyz.
+READY_LAG_EVENTS = 1000
+#: How long a mutation's payload waits for the read models to show what it wrote.
+WRITE_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class AppState:
+    """What the app opens at startup and closes at shutdown."""
+
+    services: Services | None = None
+    runner: ProjectionRunner | None = None
+    read_models: ReadModels | None = None
+    authenticator: TokenAuthenticator | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def ready(self) -> Services:
+        if self.services is None:
+            raise RuntimeError("the app has not started")
+        return self.services
 
 
 def create_app(settings: Settings) -> Starlette:
-    """Build the app; nothing connects to a database until the app starts."""
-    state: dict[str, EventStore] = {}
+    """Build the app; nothing connects to a database until it starts."""
+    state = AppState()
+    metrics = Metrics()
+    schema = build_schema(Query, types=QUERY_TYPES, production=settings.production)
+
+    async def context_factory(
+        request: Request, principal: Principal | None, request_id: str
+    ) -> Context:
+        services = state.ready()
+        assert state.read_models is not None
+        return Context(
+            handlers=services.handlers,
+            principal=principal,
+            request_id=request_id,
+            request=request,
+            read_models=state.read_models,
+            loaders=make_loaders(state.read_models),
+            extra={
+                "store": services.store,
+                "registry": services.registry,
+                "wait_for_position": wait_for_position,
+                **state.extra,
+            },
+        )
+
+    async def wait_for_position(position: int) -> bool:
+        # Read-your-writes for mutation payloads: wait (briefly) for the read models.
+        if state.runner is None:
+            return False
+        return await state.runner.wait_for(position, timeout=WRITE_WAIT_SECONDS)
+
+    async def authenticate(token: str) -> Principal | None:
+        if state.authenticator is None:
+            return None
+        return await state.authenticator(token)
+
+    graphql = build_graphql_app(
+        schema,
+        production=settings.production,
+        context_factory=context_factory,
+        authenticator=authenticate,
+        persisted_queries=persisted_queries(
+            production=settings.production, allow_list_path=settings.allow_list_path
+        ),
+        metrics=metrics,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        options = {"schema": settings.database_schema} if settings.database_schema else {}
-        store = open_store(settings.database_url, **options)
-        await store.setup()
-        state["store"] = store
+        services = await open_services(settings)
         try:
+            await setup_tokens(services.engine)
+            await setup_checkpoints(services.engine)
+            count_sql_statements(services.engine)
+            state.services = services
+            state.read_models = ReadModels(services.engine)
+            state.authenticator = TokenAuthenticator(services.engine)
+            runner = ProjectionRunner(services.store, services.engine, all_projections())
+            state.runner = runner
+            state.extra["runner"] = runner
+            if settings.run_projections:
+                await runner.start()
             yield
         finally:
-            await store.close()
+            if state.runner is not None:
+                await state.runner.stop()
+            await services.close()
+
+    async def lag() -> dict[str, float]:
+        if state.runner is None:
+            return {}
+        return {s.name: float(s.lag_events) for s in await state.runner.status()}
+
+    metrics.gauge(
+        "statements_projection_lag_events", "Events between a projection and the head", lag,
+        label="projection",
+    )
 
     async def index(request: Request) -> Response:
-        return HTMLResponse("<h1>statements</h1><p>GraphQL is served at /graphql.</p>")
+        return RedirectResponse("/graphql")
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        services = state.services
+        if services is None or state.runner is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
         try:
-            head = await state["store"].head_position()
+            head = await services.store.head_position()
+            statuses = await state.runner.status()
         except Exception as exc:
-            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ready", "head": head})
+            log.warning("readiness check failed: %s", exc)
+            return JSONResponse(
+                {"status": "unavailable", "error": "database unreachable"}, status_code=503
+            )
+        projections = {
+            s.name: {
+                "status": s.status,
+                "position": s.position,
+                "lag_events": s.lag_events,
+                "lag_seconds": round(s.lag_seconds, 3),
+                **({"error": s.error, "error_position": s.error_position} if s.error else {}),
+            }
+            for s in statuses
+        }
+        failed = [s.name for s in statuses if s.status == "failed"]
+        behind = [s.name for s in statuses if s.lag_events > READY_LAG_EVENTS]
+        ready = not failed and not behind
+        body = {
+            "status": "ready" if ready else "not ready",
+            "head": head,
+            "failed": failed,
+            "behind": behind,
+            "projections": projections,
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
+            Route("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics.endpoint),
         ],
         lifespan=lifespan,
     )
+    app.state.statements = state
+    return app
 
 
 def app_from_env() -> Starlette:

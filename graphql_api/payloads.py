@@ -17,6 +17,7 @@ from typing import Self
 import strawberry
 
 from domain.handlers import CommandResult
+from graphql_api.types.statement import Statement, payload_statement
 
 
 @strawberry.type(description="What a mutation of a statement wrote.")
@@ -37,7 +38,10 @@ class StatementPayload:
             position=result.position,
         )
 
-    # --- the query layer adds here: `statement` (resolved from the read models) ---
+    statement: Statement | None = strawberry.field(
+        resolver=payload_statement,
+        description="The statement as the read models show it once they reach `position`.",
+    )
 
 
 @strawberry.type

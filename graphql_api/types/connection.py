@@ -1,0 +1,61 @@
+"""Relay connections: ``PageInfo``, and ``Connection[T]``/``Edge[T]`` for any node type.
+
+``Connection[Statement]`` is the GraphQL type ``StatementConnection`` (with
+``StatementEdge``), ``Connection[Topic]`` is ``TopicConnection``. Cursors are the read models'
+keyset cursors: opaque strings, valid only for the list (and order) that produced them.
+``nodes`` is a shortcut for ``edges { node }``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import strawberry
+
+from projections.rows import Page
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@strawberry.type(description="Where a page stands in its list (Relay).")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+    @classmethod
+    def of(cls, cursors: Sequence[str], has_next: bool, has_previous: bool) -> PageInfo:
+        return cls(
+            has_next_page=has_next,
+            has_previous_page=has_previous,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
+
+
+@strawberry.type(description="An item of a page and its cursor.")
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type(description="A page of a list (Relay connection) and the size of the list.")
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    nodes: list[T]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="The number of items in the whole list.")
+
+    @classmethod
+    def of(cls, page: Page[R], node: Callable[[R], T]) -> Connection[T]:
+        """The connection of a read-model page, each item made into a node by ``node``."""
+        nodes = [node(item) for item in page.items]
+        return cls(
+            edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)],
+            nodes=nodes,
+            page_info=PageInfo.of(page.cursors, page.has_next, page.has_previous),
+            total_count=page.total_count,
+        )

@@ -1,0 +1,247 @@
+"""The Statement type, built from a read-model row or from a statement replayed from the log.
+
+Plain fields are attributes copied from the row, so they resolve without a resolver call;
+``body``, ``printVersion`` and ``minister`` are derived synchronously from them (the minister's
+``name`` and ``title`` are those the statement records: the minister as of that statement).
+``topics``, ``related`` and ``viewsByDay`` go through the request's loaders; ``history`` reads
+the log (auditor role).
+
+A statement answered by time travel (``statement(asOf:|atPosition:)``, see
+:mod:`graphql_api.asof`) carries its snapshot: its fields, ``topics`` and the set of
+``related`` statements are those of that moment, as are ``viewCount``, ``viewsByDay`` and
+``history``. The topics' ``statementCount`` and the related statements themselves are today's.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Protocol
+
+import strawberry
+
+from graphql_api.asof import StatementAsOf, history, views_as_of
+from graphql_api.auth import require_role
+from graphql_api.loaders import Info, invalid_input, loaders_of, registry_of, store_of
+from graphql_api.types.audit import RawEvent
+from graphql_api.types.connection import Connection
+from graphql_api.types.formatting import body_text, print_version, snippet_html
+from graphql_api.types.minister import Minister
+from graphql_api.types.node import MINISTER, STATEMENT, Node, global_id
+from graphql_api.types.topic import Topic
+from graphql_api.types.views import DayCount
+from projections.rows import Page, StatementRow, TopicRow
+
+AUDITOR = "auditor"
+
+
+# --- resolvers (module functions, attached below with their descriptions) -----------------
+
+
+def _body(root: Statement) -> str:
+    return body_text(root.paragraphs)
+
+
+def _print_version(root: Statement) -> str:
+    return print_version(root.title, root.published_at, root.location, root.paragraphs)
+
+
+def _minister(root: Statement) -> Minister:
+    return Minister(
+        id=global_id(MINISTER, root.minister_id),
+        minister_id=strawberry.ID(root.minister_id),
+        name=root.minister_name,
+        title=root.minister_title,
+    )
+
+
+async def _topics(root: Statement, info: Info) -> list[Topic]:
+    loaders = loaders_of(info)
+    if root.as_of is None:
+        rows = await loaders.topics_of.load(root.statement_id)
+        return [Topic.from_row(row) for row in rows]
+    tagged = root.as_of.state.topics
+    current = await loaders.topic_by_slug.load_many([t.slug for t in tagged])
+    return [
+        Topic.from_row(TopicRow(t.slug, t.name, row.statement_count if row else 0))
+        for t, row in zip(tagged, current, strict=True)
+    ]
+
+
+async def _related(root: Statement, info: Info) -> list[Statement]:
+    loaders = loaders_of(info)
+    if root.as_of is None:
+        ids = await loaders.related_of.load(root.statement_id)
+    else:
+        ids = list(root.as_of.state.related)
+    rows = await loaders.statement_by_id.load_many(ids)
+    return [Statement.from_row(row) for row in rows if row is not None]
+
+
+async def _views_by_day(
+    root: Statement,
+    info: Info,
+    from_: Annotated[date | None, strawberry.argument(name="from")] = None,
+    to: date | None = None,
+) -> list[DayCount]:
+    if root.as_of is None:
+        rows = await loaders_of(info).views_by_day.load((root.statement_id, from_, to))
+        return [DayCount.of(row) for row in rows]
+    views = root.as_of.views
+    if views is None:
+        views = await views_as_of(
+            store_of(info), registry_of(info), root.statement_id, root.as_of.moment
+        )
+    try:
+        days = views.between(from_, to)
+    except ValueError as exc:
+        raise invalid_input(exc) from exc
+    return [DayCount.of(day) for day in days]
+
+
+async def _history(root: Statement, info: Info) -> list[RawEvent] | None:
+    require_role(info, AUDITOR)
+    moment = root.as_of.moment if root.as_of is not None else None
+    records = await history(store_of(info), root.statement_id, moment)
+    return [RawEvent.of(record) for record in records]
+
+
+@strawberry.type(description="An official statement: a speech, comment, interview, ...")
+class Statement(Node):
+    statement_id: strawberry.ID = strawberry.field(
+        description="The statement's UUID: what mutations take as `statementId`."
+    )
+    slug: str = strawberry.field(description="The statement's slug (its address on the site).")
+    title: str
+    kind: str = strawberry.field(description="speech, comment, interview, remarks, ...")
+    location: str | None = strawberry.field(description="Where it was made.")
+    occurred_on: date = strawberry.field(description="The day it was made.")
+    published_at: datetime = strawberry.field(
+        description="When it was published, in the offset it was published with."
+    )
+    paragraphs: list[str] = strawberry.field(description="The body, one string per paragraph.")
+    language: str = strawberry.field(description="Its language (a BCP 47 tag such as `en`).")
+    source_url: str | None = strawberry.field(description="Where it was first published.")
+    view_count: int = strawberry.field(description="How many times it was viewed in total.")
+    version: int = strawberry.field(
+        description="The version of its stream: pass it back as `expectedVersion`."
+    )
+    withdrawn: bool = strawberry.field(description="Whether it was withdrawn.")
+    snippet: str | None = strawberry.field(
+        description=(
+            "With `filter.search`: the matching excerpt as HTML, the matched words in "
+            "<mark>...</mark> and every other character escaped; otherwise null."
+        )
+    )
+    relevance: float | None = strawberry.field(
+        description="With `filter.search`: how well it matches (higher is better, "
+        "comparable within one list only); otherwise null."
+    )
+    minister_id: strawberry.Private[str]
+    minister_name: strawberry.Private[str]
+    minister_title: strawberry.Private[str]
+    as_of: strawberry.Private[StatementAsOf | None] = None
+    body: str = strawberry.field(
+        resolver=_body, description="The body: the paragraphs separated by blank lines."
+    )
+    print_version: str = strawberry.field(
+        resolver=_print_version,
+        description="Plain text like the site's print version: the title, the publication "
+        "time (dd-mm-yyyy, hh:mm), the location, a blank line, then the body.",
+    )
+    minister: Minister = strawberry.field(
+        resolver=_minister,
+        description="The minister, named and titled as this statement records them.",
+    )
+    topics: list[Topic] = strawberry.field(
+        resolver=_topics, description="Its topics, in the order it was tagged with them."
+    )
+    related: list[Statement] = strawberry.field(
+        resolver=_related,
+        description="Statements linked to this one in either direction, oldest link first "
+        "(withdrawn ones left out).",
+    )
+    views_by_day: list[DayCount] = strawberry.field(
+        resolver=_views_by_day,
+        description="Views per UTC day within [from, to] (inclusive), oldest first; days "
+        "without views are left out.",
+    )
+    history: list[RawEvent] | None = strawberry.field(
+        resolver=_history,
+        description="Its events from the log, oldest first, with their metadata (auditor; "
+        "null with an error for other requests).",
+    )
+
+    @classmethod
+    def from_row(cls, row: StatementRow) -> Statement:
+        return cls(
+            id=global_id(STATEMENT, row.id),
+            statement_id=strawberry.ID(row.id),
+            slug=row.slug,
+            title=row.title,
+            kind=row.kind,
+            location=row.location,
+            occurred_on=row.occurred_on,
+            published_at=row.published_at,
+            paragraphs=list(row.paragraphs),
+            language=row.language,
+            source_url=row.source_url,
+            view_count=row.view_count,
+            version=row.version,
+            withdrawn=row.withdrawn,
+            snippet=snippet_html(row.snippet) if row.snippet is not None else None,
+            relevance=row.rank,
+            minister_id=row.minister_id,
+            minister_name=row.minister_name,
+            minister_title=row.minister_title,
+        )
+
+    @classmethod
+    def from_snapshot(cls, snapshot: StatementAsOf) -> Statement:
+        state = snapshot.state
+        return cls(
+            id=global_id(STATEMENT, state.statement_id),
+            statement_id=strawberry.ID(state.statement_id),
+            slug=state.slug,
+            title=state.title,
+            kind=state.kind,
+            location=state.location,
+            occurred_on=state.occurred_on,
+            published_at=state.published_at,
+            paragraphs=list(state.paragraphs),
+            language=state.language,
+            source_url=state.source_url,
+            view_count=snapshot.views.total if snapshot.views is not None else 0,
+            version=snapshot.version,
+            withdrawn=state.withdrawn,
+            snippet=None,
+            relevance=None,
+            minister_id=state.minister.id,
+            minister_name=state.minister.name,
+            minister_title=state.minister.title,
+            as_of=snapshot,
+        )
+
+
+def statement_connection(page: Page[StatementRow]) -> Connection[Statement]:
+    """The connection of a page of statement rows."""
+    return Connection.of(page, Statement.from_row)
+
+
+class StatementPayloadLike(Protocol):
+    statement_id: strawberry.ID
+    position: int | None
+
+
+async def payload_statement(root: StatementPayloadLike, info: Info) -> Statement | None:
+    """Resolver of a mutation payload's ``statement``: the statement once the read models
+    have reached the payload's position.
+
+    When ``context.extra["wait_for_position"]`` is set (an async callable taking a position
+    and returning whether the read models reached it in time) it is awaited first; without it
+    the read models are read as they are.
+    """
+    wait = info.context.extra.get("wait_for_position")
+    if wait is not None and root.position is not None:
+        await wait(root.position)
+    row = await loaders_of(info).statement_by_id.load(str(root.statement_id))
+    return Statement.from_row(row) if row is not None else None

@@ -1,0 +1,44 @@
+"""The filter of a statement list."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import strawberry
+
+from graphql_api.types.node import MINISTER, TOPIC, local_id
+from projections.rows import StatementFilter as Filter
+
+
+@strawberry.input(
+    name="StatementFilter",
+    description="Conditions on a list of statements; every one given must hold.",
+)
+class StatementFilterInput:
+    minister_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The minister's id (or global id)."
+    )
+    topic: str | None = strawberry.field(
+        default=None, description="A topic slug (or the topic's global id)."
+    )
+    from_: date | None = strawberry.field(
+        default=None, name="from", description="Published on or after this (local) day."
+    )
+    to: date | None = strawberry.field(
+        default=None, description="Published on or before this (local) day."
+    )
+    kind: str | None = strawberry.field(default=None, description="speech, comment, ...")
+    search: str | None = strawberry.field(
+        default=None,
+        description="Words that must all occur in the title or body; sets Statement.snippet.",
+    )
+
+    def to_filter(self) -> Filter:
+        return Filter(
+            minister_id=local_id(self.minister_id, MINISTER) if self.minister_id else None,
+            topic=local_id(self.topic, TOPIC) if self.topic else None,
+            from_date=self.from_,
+            to_date=self.to,
+            kind=self.kind,
+            search=self.search,
+        )

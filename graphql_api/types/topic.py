@@ -1,0 +1,48 @@
+"""The Topic type: a topic statements are tagged with, and its statements."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from graphql_api.loaders import Info, loaders_of
+from graphql_api.types.connection import Connection
+from graphql_api.types.node import TOPIC, Node, global_id
+from projections.queries import DEFAULT_PAGE_SIZE
+from projections.rows import TopicRow
+
+if TYPE_CHECKING:
+    from graphql_api.types.statement import Statement
+
+
+async def _statements(
+    root: Topic, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+) -> Connection[Annotated[Statement, strawberry.lazy("graphql_api.types.statement")]]:
+    from graphql_api.types.statement import statement_connection
+
+    page = await loaders_of(info).topic_statements.load((root.slug, first, after))
+    return statement_connection(page)
+
+
+@strawberry.type(description="A topic statements are tagged with.")
+class Topic(Node):
+    slug: str = strawberry.field(description="The topic's own id, e.g. `arms-control`.")
+    name: str
+    statement_count: int = strawberry.field(
+        description="How many statements (not withdrawn) carry it."
+    )
+    statements: Connection[Annotated[Statement, strawberry.lazy("graphql_api.types.statement")]] = (
+        strawberry.field(
+            resolver=_statements, description="Its statements (not withdrawn), newest first."
+        )
+    )
+
+    @classmethod
+    def from_row(cls, row: TopicRow) -> Topic:
+        return cls(
+            id=global_id(TOPIC, row.slug),
+            slug=row.slug,
+            name=row.name,
+            statement_count=row.statement_count,
+        )

@@ -1,0 +1,70 @@
+"""create_app wires everything: health, readiness, GraphQL with read-your-writes, metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from eventstore.urls import create_engine
+from graphql_api.app import create_app
+from graphql_api.auth import create_token
+from graphql_api.settings import Settings
+
+PUBLISH = """
+mutation Publish($input: PublishStatementInput!) {
+  publishStatement(input: $input) { statementId position statement { title topics { slug } } }
+}"""
+
+
+async def test_the_app_end_to_end(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    app = create_app(Settings(database_url=url))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        engine = create_engine(url)
+        try:
+            bearer, _ = await create_token(engine, "editor", "desk")
+        finally:
+            await engine.dispose()
+        variables = {
+            "input": {
+                "title": "Comment on the talks",
+                "body": "First paragraph.\n\nSecond paragraph.",
+                "kind": "comment",
+                "ministerName": "Sergey Lavrov",
+                "location": "Beijing",
+                "occurredOn": "2014-11-08",
+                "publishedAt": "2014-11-17T16:58:00+03:00",
+                "topics": ["Middle East"],
+            }
+        }
+        anonymous = await client.post("/graphql", json={"query": PUBLISH, "variables": variables})
+        assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        response = await client.post(
+            "/graphql",
+            json={"query": PUBLISH, "variables": variables},
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+        payload = response.json()["data"]["publishStatement"]
+        # The payload waited for the read models: the statement is already there.
+        assert payload["statement"] == {
+            "title": "Comment on the talks",
+            "topics": [{"slug": "middle-east"}],
+        }
+        listed = (
+            await client.post(
+                "/graphql",
+                json={"query": "{ statements(first: 5) { totalCount } archive { count } }"},
+            )
+        ).json()["data"]
+        assert listed == {"statements": {"totalCount": 1}, "archive": [{"count": 1}]}
+        metrics = (await client.get("/metrics")).text
+        assert 'graphql_requests_total{operation="Publish",status="200"}' in metrics
+        assert "statements_projection_lag_events" in metrics

@@ -1,0 +1,153 @@
+"""No N+1: nested queries issue at most depth + 1 SQL statements, whatever the page sizes.
+
+Statements are counted with a ``before_cursor_execute`` listener on the read models' engine
+(:class:`tests.graphql_api.query_support.SqlCounter`); depth is counted as the limits count it
+(fields along the deepest path, leaves included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.graphql_api.query_support import READ_MODEL_BACKENDS, World, depth, open_world
+
+STATEMENT_PAGE = """
+query StatementPage($id: ID!) {
+  statement(id: $id) {
+    title publishedAt body location viewCount
+    minister { name title }
+    topics { slug name }
+    related { title slug minister { name } }
+  }
+}
+"""
+
+THREE_LEVELS = """
+query ThreeLevels($first: Int!, $nested: Int!) {
+  statements(first: $first) {
+    totalCount
+    edges {
+      node {
+        title
+        minister {
+          name
+          statements(first: $nested) { totalCount nodes { title topics { name } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+# (name, query, variables, the statements it takes: measured, and at most depth + 1)
+SHAPES = [
+    ("three levels", THREE_LEVELS, {"first": 20, "nested": 5}, 3),
+    (
+        "archive, months' statements and their topics",
+        "{ archive { year month count statements(first: 5) { nodes { title topics { slug } } } } }",
+        None,
+        3,
+    ),
+    (
+        "topics, their statements, ministers with counts and topics",
+        """{ topics(first: 5) { totalCount nodes { name statementCount
+              statements(first: 4) { nodes { title minister { statementCount
+                topics(first: 3) { slug statementCount } } } } } } }""",
+        None,
+        4,
+    ),
+    (
+        "ministers, their statements, related statements' topics",
+        """{ ministers { name statementCount statements(first: 3) {
+              edges { cursor node { related { title topics { name } } } } } } }""",
+        None,
+        5,
+    ),
+    (
+        "most viewed with views per day",
+        "{ mostViewed(first: 10) { views statement { title viewsByDay { day count } } } }",
+        None,
+        2,
+    ),
+]
+
+
+@pytest.fixture(params=READ_MODEL_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def world(database: tuple[str, str]) -> AsyncIterator[World]:
+    async with open_world(database) as world:
+        await world.demo(statements=80, views=400, seed=11)
+        await world.project()
+        # A first query opens the pool's connections (and PostgreSQL's dialect checks).
+        await world.query("{ ministers { name } }")
+        yield world
+
+
+async def _busy_statement(world: World) -> str:
+    """A statement with topics and related statements."""
+    page = (
+        await world.query("{ statements(first: 100) { nodes { statementId related { slug } } } }")
+    ).ok()
+    busiest = max(page["statements"]["nodes"], key=lambda n: len(n["related"]))
+    assert len(busiest["related"]) >= 2
+    return str(busiest["statementId"])
+
+
+async def test_the_statement_page(world: World) -> None:
+    sid = await _busy_statement(world)
+    result = await world.query(STATEMENT_PAGE, {"id": sid})
+    page = result.ok()["statement"]
+    assert page["topics"] and len(page["related"]) >= 2
+    # statement; topics; related ids; related statements. Ministers come with the rows.
+    assert result.sql == 4 <= depth(STATEMENT_PAGE) + 1
+
+
+@pytest.mark.parametrize(("first", "nested"), [(5, 2), (20, 5), (60, 20)])
+async def test_three_levels_cost_the_same_whatever_the_page_sizes(
+    world: World, first: int, nested: int
+) -> None:
+    result = await world.query(THREE_LEVELS, {"first": first, "nested": nested})
+    edges = result.ok()["statements"]["edges"]
+    assert len(edges) == first
+    inner = [len(e["node"]["minister"]["statements"]["nodes"]) for e in edges]
+    assert max(inner) == nested
+    assert sum(
+        len(s["topics"]) for e in edges for s in e["node"]["minister"]["statements"]["nodes"]
+    )
+    # statements page; ministers' pages (one window query); topics of every inner statement.
+    assert result.sql == 3 <= depth(THREE_LEVELS) + 1
+
+
+@pytest.mark.parametrize(
+    ("name", "query", "variables", "expected"), SHAPES, ids=[s[0] for s in SHAPES]
+)
+async def test_nested_shapes_stay_within_depth_plus_one(
+    world: World, name: str, query: str, variables: dict[str, int] | None, expected: int
+) -> None:
+    result = await world.query(query, variables)
+    result.ok()
+    assert result.sql == expected, (name, world.sql.statements)
+    assert result.sql <= depth(query) + 1
+
+
+async def test_repeated_objects_are_loaded_once(world: World) -> None:
+    sid = await _busy_statement(world)
+    query = """query($id: ID!) {
+      a: statement(id: $id) { title topics { name } }
+      b: statement(id: $id) { slug topics { slug } }
+      c: node(id: $gid) { ... on Statement { title topics { name } } }
+    }"""
+    gid = (await world.query("query($id: ID!) { statement(id: $id) { id } }", {"id": sid})).ok()
+    result = await world.query(
+        query.replace("query($id: ID!)", "query($id: ID!, $gid: ID!)"),
+        {"id": sid, "gid": gid["statement"]["id"]},
+    )
+    data = result.ok()
+    assert data["a"]["title"] == data["c"]["title"]
+    assert result.sql == 2  # one statement lookup for the three, one topics lookup
