@@ -1,0 +1,223 @@
+"""GraphQL throughput and latency on one uvicorn worker over SQLite with 10,000 statements.
+
+Issue 5's targets, each as a ratio to Strawberry-on-our-server's own ``{ __typename }``
+throughput measured in the same run: the statement page >= 0.5x, a 3-level list >= 0.25x;
+p99 < 50 ms at 100 concurrent connections; a 10,000-node response in < 1 s of server time.
+The load generator is wrk (Debian package ``wrk``) on loopback, sharing the machine's two
+cores with the server, as a client on the same host would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.common import Config, Result, progress, sqlite_file
+
+TYPENAME = "{ __typename }"
+STATEMENT_PAGE = """
+query Page($id: ID!) {
+  statement(id: $id) {
+    id slug title kind location occurredOn publishedAt paragraphs viewCount
+    minister { id name title }
+    topics { slug name }
+    related { id title slug minister { id name } }
+  }
+}"""
+THREE_LEVELS = """
+query List {
+  statements(first: 20) {
+    edges { node {
+      id title
+      minister { id name statements(first: 5) { edges { node { id title topics { slug name } } } } }
+    } }
+  }
+}"""
+TEN_THOUSAND = """
+query Big {
+  archive {
+    year month count
+    statements(first: 100) { edges { node { id title slug minister { id name } } } }
+  }
+}"""
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/graphql-response+json"
+wrk.body = [[{body}]]
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        url, body, {"Content-Type": "application/json", "Accept": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        result: dict[str, Any] = json.loads(response.read())
+    if result.get("errors"):
+        raise RuntimeError(f"query failed: {result['errors']}")
+    return result
+
+
+def _wrk(
+    url: str, body: str, connections: int, seconds: int, tmp: Path
+) -> tuple[float, float, float]:
+    script = tmp / "post.lua"
+    script.write_text(LUA.replace("{body}", body), encoding="utf-8")
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return rps, p50, p99
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _count_nodes(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(_count_nodes(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count_nodes(v) for v in value)
+    return 0
+
+
+def run(config: Config) -> list[Result]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench/graphql.py needs wrk: apt-get install wrk")
+    statements = 500 if config.quick else 10_000
+    seconds = 3 if config.quick else 10
+    statements_bin = str(Path(sys.executable).with_name("statements"))
+    results: list[Result] = []
+    with sqlite_file(config, "graphql") as path, tempfile.TemporaryDirectory() as tmp_dir:
+        db = f"sqlite:///{path}"
+        progress(f"graphql: demo data, {statements:,} statements")
+        subprocess.run(
+            [
+                statements_bin,
+                "demo",
+                "--db",
+                db,
+                "--statements",
+                str(statements),
+                "--views",
+                str(statements * 10),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [statements_bin, "projections", "rebuild", "--db", db], check=True, capture_output=True
+        )
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/graphql"
+        server = subprocess.Popen(
+            [statements_bin, "serve", "--db", db, "--port", str(port), "--production"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "STATEMENTS_LOG_LEVEL": "warning"},
+        )
+        try:
+            for _ in range(300):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.2)
+            first = _post(url, "{ statements(first: 1) { edges { node { id } } } }")
+            statement_id = first["data"]["statements"]["edges"][0]["node"]["id"]
+            # The big response first, on an idle server (wrk leaves requests queued behind it).
+            timings = []
+            for _ in range(3):
+                started = time.perf_counter()
+                big = _post(url, TEN_THOUSAND)
+                timings.append((time.perf_counter() - started) * 1000)
+            nodes = _count_nodes(big["data"])
+            results.append(
+                Result(
+                    f"response of {nodes:,} nodes (ms) vs 1 s target",
+                    "sqlite",
+                    "ms",
+                    min(timings),
+                    1000.0,
+                )
+            )
+            tmp = Path(tmp_dir)
+            bodies = {
+                "typename": json.dumps({"query": TYPENAME}),
+                "page": json.dumps({"query": STATEMENT_PAGE, "variables": {"id": statement_id}}),
+                "list": json.dumps({"query": THREE_LEVELS}),
+            }
+            figures = {}
+            for name, body in bodies.items():
+                progress(f"graphql: wrk {name}, 100 connections, {seconds}s")
+                figures[name] = _wrk(url, body, 100, seconds, tmp)
+            base = figures["typename"][0]
+            for name, label in (("page", "statement page"), ("list", "3-level list")):
+                rps, p50, p99 = figures[name]
+                results.append(
+                    Result(f"{label}: requests/s vs {{ __typename }}", "sqlite", "req/s", rps, base)
+                )
+                results.append(
+                    Result(
+                        f"{label}: p99 at 100 connections (ms) vs 50 ms target",
+                        "sqlite",
+                        "ms",
+                        p99,
+                        50.0,
+                    )
+                )
+                results.append(
+                    Result(
+                        f"{label}: p50 at 100 connections (ms)",
+                        "sqlite",
+                        "ms",
+                        p50,
+                        figures["typename"][1],
+                    )
+                )
+            started = time.perf_counter()
+            big = _post(url, TEN_THOUSAND)
+            elapsed = (time.perf_counter() - started) * 1000
+            nodes = _count_nodes(big["data"])
+            results.append(
+                Result(
+                    f"response of {nodes:,} nodes (ms) vs 1 s target",
+                    "sqlite",
+                    "ms",
+                    elapsed,
+                    1000.0,
+                )
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return results
