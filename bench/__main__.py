@@ -17,6 +17,8 @@ BENCHMARKS = {
     "eventstore": "bench.eventstore",
     "domain": "bench.domain",
     "projections": "bench.projections",
+    "graphql": "bench.graphql",
+    "subscriptions": "bench.subscriptions",
 }
 
 

@@ -11,19 +11,24 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from eventstore.projection import ProjectionRunner, setup_checkpoints
 from graphql_api.apq import persisted_queries
 from graphql_api.auth import Principal, TokenAuthenticator, setup_tokens
 from graphql_api.context import Context
+from graphql_api.dashboard import dashboard_routes
 from graphql_api.http import build_graphql_app
+from graphql_api.live import LiveHub
 from graphql_api.loaders import make_loaders
 from graphql_api.metrics import Metrics, count_sql_statements
 from graphql_api.query import QUERY_TYPES, Query
 from graphql_api.schema import build_schema
 from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
+from graphql_api.sse import SSEEndpoint
+from graphql_api.subscriptions import Subscription
+from graphql_api.ws import build_websocket_app
 from projections import all_projections
 from projections.queries import ReadModels
 
@@ -43,6 +48,7 @@ class AppState:
     runner: ProjectionRunner | None = None
     read_models: ReadModels | None = None
     authenticator: TokenAuthenticator | None = None
+    hub: LiveHub | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def ready(self) -> Services:
@@ -55,10 +61,12 @@ def create_app(settings: Settings) -> Starlette:
     """Build the app; nothing connects to a database until it starts."""
     state = AppState()
     metrics = Metrics()
-    schema = build_schema(Query, types=QUERY_TYPES, production=settings.production)
+    schema = build_schema(
+        Query, types=QUERY_TYPES, subscription=Subscription, production=settings.production
+    )
 
     async def context_factory(
-        request: Request, principal: Principal | None, request_id: str
+        request: Any, principal: Principal | None, request_id: str
     ) -> Context:
         services = state.ready()
         assert state.read_models is not None
@@ -73,6 +81,7 @@ def create_app(settings: Settings) -> Starlette:
                 "store": services.store,
                 "registry": services.registry,
                 "wait_for_position": wait_for_position,
+                "live": state.hub,
                 **state.extra,
             },
         )
@@ -88,6 +97,10 @@ def create_app(settings: Settings) -> Starlette:
             return None
         return await state.authenticator(token)
 
+    websockets = build_websocket_app(
+        schema, context_factory=context_factory, authenticator=authenticate
+    )
+    sse = SSEEndpoint(schema, context_factory=context_factory, authenticator=authenticate)
     graphql = build_graphql_app(
         schema,
         production=settings.production,
@@ -97,6 +110,7 @@ def create_app(settings: Settings) -> Starlette:
             production=settings.production, allow_list_path=settings.allow_list_path
         ),
         metrics=metrics,
+        websocket_app=websockets,
     )
 
     @contextlib.asynccontextmanager
@@ -114,8 +128,14 @@ def create_app(settings: Settings) -> Starlette:
             state.extra["runner"] = runner
             if settings.run_projections:
                 await runner.start()
+            # One feed per process for every live subscriber, whether or not it runs the
+            # projections.
+            state.hub = LiveHub(services.store, services.engine)
+            await state.hub.start()
             yield
         finally:
+            if state.hub is not None:
+                await state.hub.stop()
             if state.runner is not None:
                 await state.runner.stop()
             await services.close()
@@ -126,8 +146,21 @@ def create_app(settings: Settings) -> Starlette:
         return {s.name: float(s.lag_events) for s in await state.runner.status()}
 
     metrics.gauge(
-        "statements_projection_lag_events", "Events between a projection and the head", lag,
+        "statements_projection_lag_events",
+        "Events between a projection and the head",
+        lag,
         label="projection",
+    )
+
+    metrics.gauge(
+        "statements_open_subscriptions",
+        "Open GraphQL subscriptions",
+        lambda: float(state.hub.subscribers if state.hub else 0),
+    )
+    metrics.gauge(
+        "statements_open_websockets",
+        "Open GraphQL WebSocket connections",
+        lambda: float(websockets.connections),
     )
 
     async def index(request: Request) -> Response:
@@ -174,6 +207,9 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route("/", index),
             Route("/graphql", graphql),
+            WebSocketRoute("/graphql", graphql),
+            Route("/graphql/stream", sse, methods=["GET", "POST"]),
+            *dashboard_routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),

@@ -83,6 +83,7 @@ def build_schema(
     query: type,
     *,
     mutation: type | None = Mutation,
+    subscription: type | None = None,
     types: Sequence[type] = (),
     production: bool = False,
     limits: Limits | None = None,
@@ -102,6 +103,7 @@ def build_schema(
     schema = ApiSchema(
         query=query,
         mutation=mutation,
+        subscription=subscription,
         types=list(types),
         extensions=chosen,
         config=StrawberryConfig(disable_field_suggestions=production),

@@ -1,0 +1,478 @@
+"""The live hub: one feed of the event store per process, shared by every subscriber.
+
+One task follows ``store.subscribe`` for ``Viewed``, ``ViewsImported``, ``StatementPublished``
+and ``StatementWithdrawn`` from the head at start; nothing is re-queried per subscriber.
+
+* **View counts.** Only statements somebody subscribes to are tracked. The first subscriber of a
+  statement reads its count *and* the views projection's checkpoint in one SQL statement (the
+  projection writes both in one transaction, so they agree): the count covers exactly the events
+  up to the checkpoint ``q``. If the hub's feed is already past ``q`` the views in between are
+  added from a bounded buffer of recent view events; events at or before ``q`` are never added
+  again. After that each ``Viewed`` adds 1 and each ``ViewsImported`` its count.
+* **Coalescing.** Changes are published once per tick (250 ms by default): a statement viewed
+  1,000 times a second sends one message per tick with the exact count, and since a change
+  always marks the statement dirty, the last message carries the final value.
+* **topViewed(first, window)** is recomputed from the read model at most once per tick per
+  distinct ``(first, window)``, only after a view event, and published only when it differs. It
+  stays dirty until the views projection's checkpoint covers the last event seen, so the last
+  list published is the final one.
+* **Mailboxes.** Each subscriber has a mailbox that keeps only the latest value (published
+  statements: a short queue that drops the oldest), so the hub never waits for a subscriber and
+  a slow consumer only misses intermediate values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from eventstore import EventStore, RecordedEvent
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_TICK: Final = 0.25
+DEFAULT_BUFFER_EVENTS: Final = 200_000
+PUBLISHED_QUEUE: Final = 100
+VIEWS_PROJECTION: Final = "views"
+FEED_TYPES: Final = ("Viewed", "ViewsImported", "StatementPublished", "StatementWithdrawn")
+
+_totals = sa.table("view_totals", sa.column("statement_id"), sa.column("view_count"))
+_checkpoints = sa.table("projection_checkpoints", sa.column("name"), sa.column("position"))
+
+
+class ViewWindow(enum.Enum):
+    """Which views count for a ranking: all of them, or those of the last days (UTC)."""
+
+    ALL = "ALL"
+    DAY = "DAY"
+    WEEK = "WEEK"
+    MONTH = "MONTH"
+
+    def since(self, today: date) -> date | None:
+        days = {ViewWindow.ALL: None, ViewWindow.DAY: 1, ViewWindow.WEEK: 7, ViewWindow.MONTH: 30}
+        span = days[self]
+        return None if span is None else today - timedelta(days=span - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class CountUpdate:
+    """A statement's exact view count; ``at`` is when the last view it includes was recorded."""
+
+    statement_id: str
+    view_count: int
+    at: datetime
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class RankedStatement:
+    statement_id: str
+    slug: str
+    title: str
+    view_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    statement_id: str
+    slug: str
+    title: str
+    kind: str
+    minister_name: str
+    published_at: datetime
+    position: int
+
+
+class Mailbox(Generic[T]):
+    """Holds the latest value only: ``put`` never waits, ``get`` waits for a new value."""
+
+    __slots__ = ("_event", "_value")
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._value: T | None = None
+
+    def put(self, value: T) -> None:
+        self._value = value
+        self._event.set()
+
+    async def get(self) -> T:
+        await self._event.wait()
+        self._event.clear()
+        value = self._value
+        assert value is not None
+        return value
+
+
+class _Queue(Generic[T]):
+    """A bounded queue that drops the oldest item when full; ``put`` never waits."""
+
+    __slots__ = ("_event", "_items")
+
+    def __init__(self, size: int) -> None:
+        self._items: collections.deque[T] = collections.deque(maxlen=size)
+        self._event = asyncio.Event()
+
+    def put(self, value: T) -> None:
+        self._items.append(value)
+        self._event.set()
+
+    async def get(self) -> T:
+        while not self._items:
+            self._event.clear()
+            await self._event.wait()
+        return self._items.popleft()
+
+
+@dataclass(eq=False)
+class _Tracked:
+    """One statement's count, shared by all its subscribers."""
+
+    statement_id: str
+    count: int = 0
+    applied_through: int = 0
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: BaseException | None = None
+    mailboxes: set[Mailbox[CountUpdate]] = field(default_factory=set)
+    loader: asyncio.Task[None] | None = None
+
+    def update(self) -> CountUpdate:
+        return CountUpdate(self.statement_id, self.count, self.at, self.applied_through)
+
+
+@dataclass(eq=False)
+class _Ranking:
+    """One (first, window) ranking, shared by all its subscribers."""
+
+    first: int
+    window: ViewWindow
+    value: tuple[RankedStatement, ...] | None = None
+    dirty_through: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    mailboxes: set[Mailbox[tuple[RankedStatement, ...]]] = field(default_factory=set)
+
+
+RankingSource = Callable[[int, date | None], Awaitable[list[RankedStatement]]]
+
+
+class LiveHub:
+    """The process's live state; ``start()`` it in the app's lifespan and ``stop()`` it after."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        engine: AsyncEngine,
+        *,
+        ranking: RankingSource | None = None,
+        tick: float = DEFAULT_TICK,
+        buffer_events: int = DEFAULT_BUFFER_EVENTS,
+        load_timeout: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.tick = tick
+        self.load_timeout = load_timeout
+        self._ranking_source = ranking or self._default_ranking
+        self._position = 0
+        self._recent: collections.deque[tuple[int, str, int]] = collections.deque()
+        self._recent_max = buffer_events
+        self._recent_floor = 0  # every view event after this position is in _recent
+        self._tracked: dict[str, _Tracked] = {}
+        self._dirty: set[_Tracked] = set()
+        self._rankings: dict[tuple[int, ViewWindow], _Ranking] = {}
+        self._published: set[_Queue[Published]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = asyncio.Event()
+        self.subscribers = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._position = self._recent_floor = await self.store.head_position()
+        self._tasks = [
+            asyncio.create_task(self._feed(), name="live-hub-feed"),
+            asyncio.create_task(self._ticker(), name="live-hub-ticker"),
+        ]
+        self._started.set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    @property
+    def position(self) -> int:
+        """The position of the last event the feed has applied."""
+        return self._position
+
+    # -- the feed -------------------------------------------------------------------------
+
+    async def _feed(self) -> None:
+        while True:
+            try:
+                async for record in self.store.subscribe(self._position, types=FEED_TYPES):
+                    self.apply(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live hub: the feed failed; resuming in 1 s")
+                await asyncio.sleep(1.0)
+
+    def apply(self, record: RecordedEvent) -> None:
+        """Fold one event into the live state (the feed calls this, in log order)."""
+        if record.position <= self._position:
+            return
+        kind = record.type
+        if kind in ("Viewed", "ViewsImported"):
+            statement_id = str(record.data["statement_id"])
+            count = 1 if kind == "Viewed" else int(record.data["count"])
+            recent = self._recent
+            if len(recent) >= self._recent_max:
+                self._recent_floor = recent.popleft()[0]
+            recent.append((record.position, statement_id, count))
+            tracked = self._tracked.get(statement_id)
+            if (
+                tracked is not None
+                and tracked.ready.is_set()
+                and record.position > tracked.applied_through
+            ):
+                tracked.count += count
+                tracked.applied_through = record.position
+                tracked.at = record.recorded_at
+                self._dirty.add(tracked)
+            for ranking in self._rankings.values():
+                ranking.dirty_through = record.position
+        elif kind == "StatementWithdrawn":
+            for ranking in self._rankings.values():
+                ranking.dirty_through = record.position
+        elif kind == "StatementPublished":
+            published = _published(record)
+            for queue in self._published:
+                queue.put(published)
+        self._position = record.position
+
+    # -- the tick -------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live hub: a tick failed")
+
+    async def flush(self) -> None:
+        """Publish what changed since the last tick (the ticker calls this every tick)."""
+        dirty, self._dirty = self._dirty, set()
+        for tracked in dirty:
+            update = tracked.update()
+            for mailbox in tracked.mailboxes:
+                mailbox.put(update)
+        stale = [r for r in self._rankings.values() if r.dirty_through > 0]
+        if stale:
+            checkpoint = await self._checkpoint()
+            await asyncio.gather(*(self._refresh(r, checkpoint) for r in stale))
+
+    async def _refresh(self, ranking: _Ranking, checkpoint: int) -> None:
+        through = ranking.dirty_through
+        value = await self._rank(ranking)
+        # The read model covered every event seen so far: nothing newer to wait for. Otherwise
+        # it stays dirty, and the next tick reads it again.
+        if checkpoint >= through and ranking.dirty_through == through:
+            ranking.dirty_through = 0
+        if value != ranking.value:
+            ranking.value = value
+            for mailbox in ranking.mailboxes:
+                mailbox.put(value)
+
+    async def _rank(self, ranking: _Ranking) -> tuple[RankedStatement, ...]:
+        since = ranking.window.since(datetime.now(UTC).date())
+        return tuple(await self._ranking_source(ranking.first, since))
+
+    async def _default_ranking(self, first: int, since: date | None) -> list[RankedStatement]:
+        from projections.queries import ReadModels
+
+        rows = await ReadModels(self.engine).most_viewed(first, since)
+        return [RankedStatement(row.id, row.slug, row.title, views) for row, views in rows]
+
+    # -- reading the read model -----------------------------------------------------------
+
+    async def _checkpoint(self) -> int:
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(
+                sa.select(_checkpoints.c.position).where(_checkpoints.c.name == VIEWS_PROJECTION)
+            )
+        return int(value or 0)
+
+    async def _snapshot(self, statement_id: str) -> tuple[int, int]:
+        """(count, checkpoint) of one statement, read together in one statement."""
+        checkpoint = (
+            sa.select(_checkpoints.c.position)
+            .where(_checkpoints.c.name == VIEWS_PROJECTION)
+            .scalar_subquery()
+        )
+        count = (
+            sa.select(_totals.c.view_count)
+            .where(_totals.c.statement_id == statement_id)
+            .scalar_subquery()
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(count.label("n"), checkpoint.label("q")))).one()
+        return int(row.n or 0), int(row.q or 0)
+
+    async def _load(self, tracked: _Tracked) -> None:
+        deadline = time.monotonic() + self.load_timeout
+        while True:
+            try:
+                count, checkpoint = await self._snapshot(tracked.statement_id)
+            except sa.exc.DBAPIError:
+                # E.g. the views projection has not created its tables yet on a new database.
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+                continue
+            # No await from here on: the feed cannot move between the check and the update.
+            head = self._position
+            if checkpoint >= head:
+                tracked.count, tracked.applied_through = count, checkpoint
+                break
+            if self._recent_floor <= checkpoint:
+                sid = tracked.statement_id
+                tracked.count = count + sum(
+                    n for p, s, n in self._recent if s == sid and checkpoint < p <= head
+                )
+                tracked.applied_through = head
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the views projection is too far behind the live feed")
+            await asyncio.sleep(0.05)
+        tracked.at = datetime.now(UTC)
+        tracked.ready.set()
+
+    # -- subscribing ----------------------------------------------------------------------
+
+    async def _load_safely(self, tracked: _Tracked) -> None:
+        try:
+            await self._load(tracked)
+        except Exception as exc:
+            log.warning("live hub: loading the count of %s failed: %s", tracked.statement_id, exc)
+            tracked.failed = exc
+            if self._tracked.get(tracked.statement_id) is tracked:
+                del self._tracked[tracked.statement_id]
+            tracked.ready.set()
+
+    async def view_counts(self, statement_id: str) -> AsyncIterator[CountUpdate]:
+        """The statement's count now, then after every tick in which it changed."""
+        await self._started.wait()
+        tracked = self._tracked.get(statement_id)
+        if tracked is None:
+            tracked = self._tracked[statement_id] = _Tracked(statement_id)
+            tracked.loader = asyncio.create_task(self._load_safely(tracked), name="live-hub-load")
+        mailbox: Mailbox[CountUpdate] = Mailbox()
+        tracked.mailboxes.add(mailbox)
+        self.subscribers += 1
+        try:
+            await tracked.ready.wait()
+            if tracked.failed is not None:
+                raise RuntimeError("the view count could not be loaded") from tracked.failed
+            yield tracked.update()
+            while True:
+                yield await mailbox.get()
+        finally:
+            self.subscribers -= 1
+            tracked.mailboxes.discard(mailbox)
+            if not tracked.mailboxes and self._tracked.get(statement_id) is tracked:
+                del self._tracked[statement_id]
+                self._dirty.discard(tracked)
+                if tracked.loader is not None and not tracked.loader.done():
+                    tracked.loader.cancel()
+
+    async def top_viewed(
+        self, first: int, window: ViewWindow
+    ) -> AsyncIterator[tuple[RankedStatement, ...]]:
+        """The ranking now, then whenever it changes (checked at most once per tick)."""
+        await self._started.wait()
+        key = (first, window)
+        ranking = self._rankings.get(key)
+        if ranking is None:
+            ranking = self._rankings[key] = _Ranking(first, window)
+        mailbox: Mailbox[tuple[RankedStatement, ...]] = Mailbox()
+        ranking.mailboxes.add(mailbox)
+        self.subscribers += 1
+        try:
+            if ranking.value is None:
+                if len(ranking.mailboxes) == 1 and not ranking.ready.is_set():
+                    try:
+                        ranking.value = await self._rank(ranking)
+                    finally:
+                        ranking.ready.set()
+                await ranking.ready.wait()
+            if ranking.value is None:
+                raise RuntimeError("the ranking could not be computed")
+            yield ranking.value
+            while True:
+                yield await mailbox.get()
+        finally:
+            self.subscribers -= 1
+            ranking.mailboxes.discard(mailbox)
+            if not ranking.mailboxes and self._rankings.get(key) is ranking:
+                del self._rankings[key]
+
+    async def published(self) -> AsyncIterator[Published]:
+        """Each statement published from now on."""
+        await self._started.wait()
+        queue: _Queue[Published] = _Queue(PUBLISHED_QUEUE)
+        self._published.add(queue)
+        self.subscribers += 1
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.subscribers -= 1
+            self._published.discard(queue)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "position": self._position,
+            "tracked": len(self._tracked),
+            "rankings": len(self._rankings),
+            "subscribers": self.subscribers,
+        }
+
+
+def _published(record: RecordedEvent) -> Published:
+    data = record.data
+    minister = data.get("minister") or {}
+    raw = data.get("published_at")
+    try:
+        published_at = datetime.fromisoformat(str(raw)) if raw else record.recorded_at
+    except ValueError:
+        published_at = record.recorded_at
+    return Published(
+        statement_id=str(data["statement_id"]),
+        slug=str(data.get("slug", "")),
+        title=str(data.get("title", "")),
+        kind=str(data.get("kind", "")),
+        minister_name=str(minister.get("name", "")) if isinstance(minister, dict) else "",
+        published_at=published_at,
+        position=record.position,
+    )

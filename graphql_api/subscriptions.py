@@ -1,0 +1,181 @@
+"""The Subscription type: live view counts, rankings, new statements and the raw log for auditors.
+
+Every subscription but ``eventAppended`` is served by the process's
+:class:`~graphql_api.live.LiveHub` (``info.context.extra["live"]``), so subscribers with the same
+arguments share one computation. ``eventAppended`` is a cursor over the log (``store.subscribe``
+from the given position: no gaps, no duplicates); ``info.context.extra["store"]`` is the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Any, Final
+
+import strawberry
+from strawberry.scalars import JSON
+
+from eventstore import EventStore
+from graphql_api.auth import require_role
+from graphql_api.context import Context
+from graphql_api.errors import InvalidInput
+from graphql_api.live import LiveHub, Published, RankedStatement, ViewWindow
+
+MAX_TOP: Final = 100
+ViewWindowEnum = strawberry.enum(
+    ViewWindow,
+    name="ViewWindow",
+    description="Which views a ranking counts: all, or the last 1, 7 or 30 UTC days.",
+)
+
+
+@strawberry.type(description="A statement's exact view count.")
+class ViewCountUpdate:
+    statement_id: strawberry.ID
+    view_count: int
+    at: datetime = strawberry.field(
+        description="When the last view included in the count was recorded."
+    )
+
+
+@strawberry.type(description="One entry of a live ranking.")
+class TopViewedEntry:
+    rank: int
+    statement_id: strawberry.ID
+    slug: str
+    title: str
+    view_count: int
+
+
+@strawberry.type(description="A newly published statement.")
+class PublishedStatement:
+    id: strawberry.ID
+    slug: str
+    title: str
+    kind: str
+    minister_name: str
+    published_at: datetime
+    position: int
+
+
+@strawberry.type(description="An event of the log, as stored.")
+class AppendedEvent:
+    position: int
+    event_id: strawberry.ID
+    stream_id: str
+    version: int
+    type: str
+    schema_version: int
+    data: JSON
+    metadata: JSON
+    recorded_at: datetime
+
+
+def _hub(info: strawberry.Info[Context, None]) -> LiveHub:
+    hub = info.context.extra.get("live")
+    if not isinstance(hub, LiveHub):
+        raise RuntimeError("no live hub in the context")
+    return hub
+
+
+def _ranked(entries: tuple[RankedStatement, ...]) -> list[TopViewedEntry]:
+    return [
+        TopViewedEntry(
+            rank=i,
+            statement_id=strawberry.ID(e.statement_id),
+            slug=e.slug,
+            title=e.title,
+            view_count=e.view_count,
+        )
+        for i, e in enumerate(entries, 1)
+    ]
+
+
+def _published(p: Published) -> PublishedStatement:
+    return PublishedStatement(
+        id=strawberry.ID(p.statement_id),
+        slug=p.slug,
+        title=p.title,
+        kind=p.kind,
+        minister_name=p.minister_name,
+        published_at=p.published_at,
+        position=p.position,
+    )
+
+
+async def view_count(
+    info: strawberry.Info[Context, None], statement_id: strawberry.ID
+) -> AsyncGenerator[ViewCountUpdate, None]:
+    sid = str(statement_id).strip()
+    if not sid or len(sid) > 200:
+        raise InvalidInput("statementId: must be a statement id")
+    async for update in _hub(info).view_counts(sid):
+        yield ViewCountUpdate(
+            statement_id=strawberry.ID(update.statement_id),
+            view_count=update.view_count,
+            at=update.at,
+        )
+
+
+async def top_viewed(
+    info: strawberry.Info[Context, None],
+    first: int = 10,
+    window: ViewWindowEnum = ViewWindow.ALL,  # type: ignore[valid-type]
+) -> AsyncGenerator[list[TopViewedEntry], None]:
+    if not 1 <= first <= MAX_TOP:
+        raise InvalidInput(f"first: must be between 1 and {MAX_TOP}")
+    async for entries in _hub(info).top_viewed(first, ViewWindow(window)):
+        yield _ranked(entries)
+
+
+async def statement_published(
+    info: strawberry.Info[Context, None],
+) -> AsyncGenerator[PublishedStatement, None]:
+    async for published in _hub(info).published():
+        yield _published(published)
+
+
+async def event_appended(
+    info: strawberry.Info[Context, None], after_position: int = 0
+) -> AsyncGenerator[AppendedEvent, None]:
+    require_role(info, "auditor")
+    if after_position < 0:
+        raise InvalidInput("afterPosition: must be >= 0")
+    store = info.context.extra.get("store")
+    if not isinstance(store, EventStore):
+        raise RuntimeError("no event store in the context")
+    async for record in store.subscribe(after_position):
+        yield AppendedEvent(
+            position=record.position,
+            event_id=strawberry.ID(str(record.event_id)),
+            stream_id=record.stream_id,
+            version=record.version,
+            type=record.type,
+            schema_version=record.schema_version,
+            data=_json(record.data),
+            metadata=_json(record.metadata),
+            recorded_at=record.recorded_at,
+        )
+
+
+@strawberry.type(description="Live updates; over graphql-transport-ws, graphql-ws or SSE.")
+class Subscription:
+    view_count = strawberry.subscription(
+        resolver=view_count,
+        description="The statement's view count now, then at most once per tick when it changes.",
+    )
+    top_viewed = strawberry.subscription(
+        resolver=top_viewed,
+        description="The most viewed statements now, then whenever the ranking changes.",
+    )
+    statement_published = strawberry.subscription(
+        resolver=statement_published, description="Each statement published from now on."
+    )
+    event_appended = strawberry.subscription(
+        resolver=event_appended,
+        description="The log after a position, then live: no gaps, no duplicates (auditor).",
+    )
+
+
+def _json(value: Any) -> Any:
+    return value

@@ -1,0 +1,116 @@
+"""The real `graphql-ws` npm client, and the dashboard in headless Chromium (playwright-core).
+
+Node is required (skipped with the reason when missing); the packages are installed into
+tests/graphql_api/live_js/node_modules from the lock file on first use. The dashboard test also
+needs Debian's chromium at /usr/bin/chromium (or $CHROMIUM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.graphql_api.live_support import Server, Tokens, live_server, make_tokens, publish
+
+JS_DIR = Path(__file__).parent / "live_js"
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the graphql-ws client and dashboard tests need it")
+    if (
+        not (JS_DIR / "node_modules" / "graphql-ws").is_dir()
+        or not (JS_DIR / "node_modules" / "playwright-core").is_dir()
+    ):
+        npm = shutil.which("npm")
+        assert npm is not None, "node is installed but npm is not"
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=JS_DIR,
+            check=True,
+            timeout=300,
+        )
+    return node
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Tokens]]:
+    tmp = tmp_path_factory.mktemp("livejs")
+    url = f"sqlite:///{tmp / 'live.db'}"
+    tokens = make_tokens(url)
+    with live_server(url, tmp, env={"LIVE_TICK": "0.1"}) as server:
+        yield server, tokens
+
+
+def _statement(server: Server, tokens: Tokens) -> str:
+    async def make() -> str:
+        async with httpx.AsyncClient(timeout=10) as http:
+            return await publish(http, server.url, tokens.editor, f"JS {time.time_ns()}")
+
+    return asyncio.run(make())
+
+
+def _run(node: str, script: str, *args: str) -> dict[str, object]:
+    completed = subprocess.run(
+        [node, str(JS_DIR / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=JS_DIR,
+    )
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    result: dict[str, object] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_graphql_ws_client_iterates_view_counts(node: str, setup: tuple[Server, Tokens]) -> None:
+    server, tokens = setup
+    sid = _statement(server, tokens)
+    result = _run(node, "client.mjs", server.ws_url, server.url, sid)
+    counts = result["counts"]
+    assert isinstance(counts, list)
+    assert counts[0] == 0 and counts[-1] == 50
+    assert counts == sorted(counts)
+    assert len(counts) < 50  # coalesced
+    assert result["closeCode"] == 4403
+
+
+def test_dashboard_shows_live_numbers_in_chromium(node: str, setup: tuple[Server, Tokens]) -> None:
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.skip(f"{chromium} is missing: apt-get install -y chromium")
+    server, tokens = setup
+    sid = _statement(server, tokens)
+
+    async def views() -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            for _ in range(2):
+                await http.post(
+                    server.url + "/graphql",
+                    json={
+                        "query": "mutation($id: ID!) { recordView(input: {statementId: $id}) "
+                        "{ position } }",
+                        "variables": {"id": sid},
+                    },
+                )
+
+    asyncio.run(views())  # so that it is in the ranking
+    result = _run(node, "dashboard.mjs", server.url, sid)
+    assert result["errors"] == []
+    before, after, chosen = result["before"], result["after"], result["chosen"]
+    assert isinstance(before, int) and isinstance(after, int) and isinstance(chosen, int)
+    assert after >= before + 5
+    assert chosen >= after + 3
+    assert result["chartLines"] == 1
