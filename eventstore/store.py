@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from eventstore.errors import ConcurrencyError, InvalidAppendError
+from eventstore.errors import ConcurrencyError, InvalidAppendError, StoreUnavailableError
 from eventstore.planning import EncodedEvent, Outcome, PendingAppend, Row, version_matches
 from eventstore.records import (
     ANY,
@@ -26,6 +26,8 @@ from eventstore.records import (
 
 MAX_STREAM_ID_LENGTH = 500
 DEFAULT_PAGE_SIZE = 1000
+#: Events that may wait for the group commit before appends are refused as overloaded.
+DEFAULT_MAX_PENDING_EVENTS = 100_000
 
 
 class Notifier:
@@ -51,25 +53,45 @@ class Notifier:
 
 
 class GroupCommitter:
-    """Batches concurrent appends into one transaction; each caller still gets its own outcome."""
+    """Batches concurrent appends into one transaction; each caller still gets its own outcome.
+
+    The queue is bounded: when ``max_pending_events`` events already wait for a commit, a new
+    append fails at once with a retryable :class:`StoreUnavailableError` ("overloaded")
+    instead of waiting, so load above capacity costs fast rejections, not unbounded memory.
+    """
 
     def __init__(
         self,
         write: Callable[[list[PendingAppend]], Awaitable[list[Outcome]]],
         on_commit: Callable[[], None],
         max_batch_events: int,
+        max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
     ) -> None:
         self._write = write
         self._on_commit = on_commit
         self._max = max_batch_events
+        self.max_pending_events = max_pending_events
         self._queue: collections.deque[PendingAppend] = collections.deque()
+        self._pending_events = 0
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def pending_events(self) -> int:
+        """Events queued and not yet taken into a batch."""
+        return self._pending_events
+
     async def submit(self, request: PendingAppend) -> AppendResult:
+        count = len(request.events)
+        if self._queue and self._pending_events + count > self.max_pending_events:
+            raise StoreUnavailableError(
+                f"overloaded: {self._pending_events:,} events already wait for a commit "
+                f"(limit {self.max_pending_events:,}); retry later"
+            )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AppendResult] = loop.create_future()
         request.future = future
         self._queue.append(request)
+        self._pending_events += count
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain(), name="eventstore-group-commit")
         return await future
@@ -82,6 +104,7 @@ class GroupCommitter:
             size = 0
             while self._queue and (not batch or size + len(self._queue[0].events) <= self._max):
                 request = self._queue.popleft()
+                self._pending_events -= len(request.events)
                 if request.future is not None and request.future.done():
                     continue  # its caller was cancelled before the write began
                 batch.append(request)
@@ -163,10 +186,34 @@ class EventStore(abc.ABC):
 
     poll_interval: float
 
-    def __init__(self, *, poll_interval: float = 1.0, max_batch_events: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        poll_interval: float = 1.0,
+        max_batch_events: int = 10_000,
+        max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+    ) -> None:
         self.poll_interval = poll_interval
         self._notifier = Notifier()
-        self._committer = GroupCommitter(self._write_batch, self._notifier.notify, max_batch_events)
+        self._committer = GroupCommitter(
+            self._write_batch, self._notifier.notify, max_batch_events, max_pending_events
+        )
+
+    @property
+    def max_pending_events(self) -> int:
+        """How many events may wait for the group commit before appends fail as overloaded."""
+        return self._committer.max_pending_events
+
+    @max_pending_events.setter
+    def max_pending_events(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("max_pending_events must be >= 1")
+        self._committer.max_pending_events = value
+
+    @property
+    def pending_events(self) -> int:
+        """Events waiting for the group commit now (a gauge of back-pressure)."""
+        return self._committer.pending_events
 
     # -- lifecycle -------------------------------------------------------------------------
 

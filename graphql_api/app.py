@@ -23,6 +23,7 @@ from graphql_api.live import LiveHub
 from graphql_api.loaders import make_loaders
 from graphql_api.metrics import Metrics, count_sql_statements
 from graphql_api.query import QUERY_TYPES, Query
+from graphql_api.ratelimit import ViewRateLimiter
 from graphql_api.schema import build_schema
 from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
@@ -60,6 +61,7 @@ class AppState:
 def create_app(settings: Settings) -> Starlette:
     """Build the app; nothing connects to a database until it starts."""
     state = AppState()
+    state.extra["rate_limiter"] = ViewRateLimiter()
     metrics = Metrics()
     schema = build_schema(
         Query, types=QUERY_TYPES, subscription=Subscription, production=settings.production

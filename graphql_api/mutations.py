@@ -37,6 +37,7 @@ from graphql_api.payloads import (
     UntagStatementPayload,
     WithdrawStatementPayload,
 )
+from graphql_api.ratelimit import check_view_rate
 
 Info: TypeAlias = strawberry.Info[Context, None]
 
@@ -104,6 +105,7 @@ async def unlink_related(info: Info, input: UnlinkRelatedInput) -> UnlinkRelated
 
 
 async def record_view(info: Info, input: RecordViewInput) -> RecordViewPayload:
+    check_view_rate(info.context)
     command = input.to_command(info.context.command_metadata())
     return RecordViewPayload.from_result(await info.context.handlers.handle(command))
 
