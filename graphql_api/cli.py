@@ -212,10 +212,13 @@ async def _events(args: argparse.Namespace, settings: Settings) -> int:
         except (RestoreError, OSError) as exc:
             print(f"statements events import: {exc}; nothing was written", file=sys.stderr)
             return 1
-        print(f"restored {count:,} events from {args.file}; projections rebuild on next start")
-        return 0
+        print(f"restored {count:,} events from {args.file}")
     finally:
         await store.close()
+    # The restored log is the truth now: build every read model from it.
+    return await _projections(
+        argparse.Namespace(db=args.db, projections_command="rebuild", name=None), settings
+    )
 
 
 async def _projections(args: argparse.Namespace, settings: Settings) -> int:

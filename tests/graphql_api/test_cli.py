@@ -39,6 +39,10 @@ def test_import_verify_export_restore(tmp_path: Path, capsys: pytest.CaptureFixt
     restored = f"sqlite:///{tmp_path / 'two.db'}"
     assert main(["events", "import", "--db", restored, str(export)]) == 0
     capsys.readouterr()
+    # The restore rebuilt the read models: nothing lags behind the restored head.
+    assert main(["projections", "status", "--db", restored]) == 0
+    status = capsys.readouterr().out
+    assert "active" in status and "new" not in status
     assert main(["verify", "--db", restored, "--expect-head", head]) == 0
     assert "chain sound" in capsys.readouterr().out
     assert main(["events", "import", "--db", restored, str(export)]) == 1
