@@ -114,49 +114,51 @@ async def verify(
     expected_position = from_position
     checked = 0
     head = Anchor(from_position - 1, previous)
-    upcoming: list[Row] = []
-    rows = store.read_rows(from_position - 1, to_position)
-    async for row in rows:
-        if row.position != expected_position:
-            if row.position < expected_position:
+    pages = store.read_row_pages(from_position - 1, to_position)
+    async for page in pages:
+        for index, row in enumerate(page):
+            if row.position != expected_position:
+                if row.position < expected_position:
+                    return _broken(
+                        checked,
+                        Anchor(expected_position - 1, previous),
+                        row.position,
+                        "reordered",
+                        f"position {row.position} appears after {expected_position - 1}",
+                    )
                 return _broken(
                     checked,
-                    head,
-                    row.position,
-                    "reordered",
-                    f"position {row.position} appears after {expected_position - 1}",
+                    Anchor(expected_position - 1, previous),
+                    expected_position,
+                    "missing",
+                    f"position {expected_position} is absent; the next is {row.position}",
                 )
-            return _broken(
-                checked,
-                head,
-                expected_position,
-                "missing",
-                f"position {expected_position} is absent; the next is {row.position}",
-            )
-        digest = row_hash(previous, row)
-        if digest != row.hash:
-            # Read a little further: a row that verifies at another position was moved.
-            upcoming = [row]
-            async for later in rows:
-                upcoming.append(later)
-                if len(upcoming) > 64:
-                    break
-            moved = _moved(previous, upcoming, head)
-            if moved is not None:
-                return _broken(checked, head, row.position, "reordered", moved)
-            return _broken(
-                checked,
-                head,
-                row.position,
-                "altered",
-                "its stored fields do not hash to its recorded hash",
-            )
-        previous = digest
-        head = Anchor(row.position, digest)
-        checked += 1
-        expected_position += 1
-        if progress is not None and checked % 10_000 == 0:
-            progress(checked, row.position)
+            digest = row_hash(previous, row)
+            if digest != row.hash:
+                # Read a little further: a row that verifies at another position was moved.
+                upcoming = page[index : index + 65]
+                if len(upcoming) < 65:
+                    async for later in pages:
+                        upcoming.extend(later[: 65 - len(upcoming)])
+                        break
+                last_good = Anchor(expected_position - 1, previous)
+                moved = _moved(previous, upcoming, last_good)
+                if moved is not None:
+                    return _broken(checked, last_good, row.position, "reordered", moved)
+                return _broken(
+                    checked,
+                    Anchor(expected_position - 1, previous),
+                    row.position,
+                    "altered",
+                    "its stored fields do not hash to its recorded hash",
+                )
+            previous = digest
+            expected_position += 1
+            checked += 1
+        head = Anchor(expected_position - 1, previous)
+
+        if progress is not None:
+            progress(checked, head.position)
     if expect_head is not None and (to_position is None or to_position >= expect_head.position):
         if head.position < expect_head.position:
             return _broken(
@@ -175,8 +177,6 @@ async def verify(
                 "altered",
                 "the hash at the expected head differs from the one trusted",
             )
-    if progress is not None:
-        progress(checked, head.position)
     return Verification(True, checked, head)
 
 

@@ -341,7 +341,9 @@ class SQLiteEventStore(EventStore):
         rows = self._query(
             f"{_SELECT} WHERE position > ? ORDER BY position LIMIT ?", (after_position, limit)
         )
-        return [Row._make([*row[:9], bytes(row[9])]) for row in rows]
+        # sqlite3 returns BLOBs as bytes already: the row tuple is the Row as it is.
+        make = Row._make
+        return [make(row) for row in rows]
 
     def _decoded(self, statement: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
         decode = sql.record_from_row

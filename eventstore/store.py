@@ -291,6 +291,28 @@ class EventStore(abc.ABC):
     async def _read_rows_page(self, after_position: int, limit: int) -> list[Row]:
         """Stored rows after a position, as stored: JSON as text, hash as bytes."""
 
+    async def read_row_pages(
+        self,
+        after_position: int = 0,
+        to_position: int | None = None,
+        *,
+        page_size: int = 5000,
+    ) -> AsyncIterator[list[Row]]:
+        """The stored rows in position order, a page at a time, byte for byte."""
+        position = after_position
+        while True:
+            page = await self._read_rows_page(position, page_size)
+            if to_position is not None and page and page[-1].position > to_position:
+                page = [row for row in page if row.position <= to_position]
+                if page:
+                    yield page
+                return
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            position = page[-1].position
+
     async def read_rows(
         self,
         after_position: int = 0,
@@ -299,16 +321,9 @@ class EventStore(abc.ABC):
         page_size: int = 5000,
     ) -> AsyncIterator[Row]:
         """The stored rows in position order, byte for byte: what audits and exports need."""
-        position = after_position
-        while True:
-            page = await self._read_rows_page(position, page_size)
+        async for page in self.read_row_pages(after_position, to_position, page_size=page_size):
             for row in page:
-                if to_position is not None and row.position > to_position:
-                    return
                 yield row
-            if len(page) < page_size:
-                return
-            position = page[-1].position
 
     @abc.abstractmethod
     async def _read_stream_page(
