@@ -30,7 +30,9 @@ async def codes(
     result = await schema.execute(
         query, variable_values=variables, context_value=context_of(handlers)
     )
-    assert time.perf_counter() - started < 1.0, "a refusal must be quick"
+    # A guard against pathological blow-ups (minutes, not milliseconds), not a speed target:
+    # the bound is generous so that a busy machine does not fail it.
+    assert time.perf_counter() - started < 10.0, "a refusal must come in bounded time"
     return [e.extensions["code"] for e in result.errors or () if e.extensions]
 
 

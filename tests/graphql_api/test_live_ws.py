@@ -226,7 +226,8 @@ async def test_no_init_closes_with_4408(server: Server) -> None:
     async with _connect(server) as ws:
         started = time.monotonic()
         assert await _closed_with(ws) == 4408
-        assert 0.8 < time.monotonic() - started < 3
+        # Not before the configured init timeout; the upper bound only catches "never".
+        assert 0.8 < time.monotonic() - started < 10
 
 
 async def test_duplicate_id_closes_with_4409(server: Server) -> None:
@@ -283,7 +284,9 @@ async def test_a_slow_consumer_does_not_block_the_others(
         seen = 0
         while seen < 100:
             seen = (await fast_client.recv())["payload"]["data"]["viewCount"]["viewCount"]
-        assert time.monotonic() - started < 2
+        # The fast client is served while the slow one reads nothing; "not blocked" here
+        # means well within the ticks it takes, not a speed target.
+        assert time.monotonic() - started < 10
         slow.transport.abort()  # or closing would wait for its close frame
 
 
