@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from eventstore.sqlite_inline import DRIVER as INLINE_DRIVER  # registers sqlite+inline
+
 Backend = Literal["memory", "sqlite", "postgresql"]
 
 
@@ -38,9 +40,18 @@ def async_url(url: str) -> str:
 
 
 def create_engine(
-    url: str, *, schema: str | None = None, busy_timeout: float = 5.0, **kwargs: Any
+    url: str,
+    *,
+    schema: str | None = None,
+    busy_timeout: float = 5.0,
+    sqlite_inline: bool = True,
+    **kwargs: Any,
 ) -> AsyncEngine:
-    """An async engine for a sqlite or postgresql URL; ``schema`` sets PostgreSQL's search path."""
+    """An async engine for a sqlite or postgresql URL; ``schema`` sets PostgreSQL's search path.
+
+    On SQLite the engine reads on the event loop's thread and writes on a thread per connection
+    (:mod:`eventstore.sqlite_inline`); ``sqlite_inline=False`` uses aiosqlite for everything.
+    """
     backend = backend_of(url)
     if backend == "memory":
         raise ValueError("the memory backend has no SQL engine")
@@ -51,7 +62,11 @@ def create_engine(
         connect_args["server_settings"] = settings
     if backend == "sqlite":
         connect_args.setdefault("timeout", busy_timeout)
-    engine = create_async_engine(async_url(url), connect_args=connect_args, **kwargs)
+    engine_url = async_url(url)
+    if backend == "sqlite" and sqlite_inline:
+        inline = make_url(engine_url).set(drivername=f"sqlite+{INLINE_DRIVER}")
+        engine_url = inline.render_as_string(hide_password=False)
+    engine = create_async_engine(engine_url, connect_args=connect_args, **kwargs)
     if backend == "sqlite":
         timeout_ms = int(busy_timeout * 1000)
 
@@ -59,7 +74,9 @@ def create_engine(
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":  # switching may wait for a lock
+                cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.close()
 
