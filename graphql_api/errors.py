@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Final
 
+import asyncpg
+import sqlalchemy as sa
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
@@ -63,6 +66,8 @@ PERSISTED_QUERY_NOT_SUPPORTED: Final = "PERSISTED_QUERY_NOT_SUPPORTED"
 
 INTERNAL_MESSAGE: Final = "Internal server error"
 UNAVAILABLE_MESSAGE: Final = "The service is temporarily unavailable; retry the request"
+LOCKED_MESSAGE: Final = "The database is locked by another writer; retry the request"
+DISK_FULL_MESSAGE: Final = "The database disk is full; retry the request once space is freed"
 
 _SUGGESTION: Final = re.compile(r"\s*Did you mean .*$", re.DOTALL)
 
@@ -139,11 +144,78 @@ def root_cause(error: GraphQLError) -> Exception | None:
     return original
 
 
+#: Driver errors that mean "the connection or the server went away": retry on a new one.
+_CONNECTION_LOST: Final = (
+    ConnectionError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+#: SQLSTATE classes of transient PostgreSQL faults: connection, rollback (serialization,
+#: deadlock), insufficient resources (disk full), operator intervention (shutdown).
+_TRANSIENT_SQLSTATE_CLASSES: Final = frozenset({"08", "40", "53", "57"})
+_SQLITE_TRANSIENT: Final = ("locked", "busy", "disk is full", "disk i/o error")
+
+
+def _transient_driver_error(exc: BaseException) -> bool:
+    if isinstance(exc, _CONNECTION_LOST):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and (
+        sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate == "55P03"
+    ):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        message = str(exc).lower()
+        return any(word in message for word in _SQLITE_TRANSIENT)
+    return False
+
+
+def store_fault(exc: BaseException | None) -> StoreUnavailableError | None:
+    """The database fault behind an exception, as a :class:`StoreUnavailableError`, if it is one.
+
+    The event store wraps its own driver errors; the read models query through SQLAlchemy,
+    whose ``DBAPIError`` (a lost connection, a locked SQLite file, a full disk) arrives here
+    unwrapped. Anything else (a bug, a constraint violation) gives None.
+    """
+    if isinstance(exc, StoreUnavailableError):
+        return exc
+    if not isinstance(exc, sa.exc.DBAPIError | sqlite3.Error | asyncpg.PostgresError):
+        return None
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return StoreUnavailableError(f"connection lost: {exc.orig}")
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if _transient_driver_error(cause):
+            return StoreUnavailableError(f"{type(cause).__name__}: {cause}")
+        orig = cause.orig if isinstance(cause, sa.exc.DBAPIError) else None
+        cause = orig if isinstance(orig, BaseException) else cause.__cause__
+    return None
+
+
+def unavailable_message(error: StoreUnavailableError) -> str:
+    """A safe message for an unavailable store: the kind of fault, none of the driver's text."""
+    text = str(error).lower()
+    if "locked" in text or "busy" in text:
+        return LOCKED_MESSAGE
+    if "disk is full" in text:
+        return DISK_FULL_MESSAGE
+    return UNAVAILABLE_MESSAGE
+
+
 def is_unexpected(error: GraphQLError) -> bool:
     """Whether the error comes from an exception no rule expected: a bug, to be logged."""
     original = root_cause(error)
-    return original is not None and not isinstance(
-        original, DomainError | ApiError | StoreUnavailableError | GraphQLError
+    return (
+        original is not None
+        and not isinstance(original, DomainError | ApiError | GraphQLError)
+        and store_fault(original) is None
     )
 
 
@@ -158,8 +230,10 @@ def classify(error: GraphQLError, phase: str, *, production: bool) -> GraphQLErr
         return _with(error, original.message, original.code)
     if isinstance(original, ApiError):
         return _with(error, original.message, original.code, original.extensions)
-    if isinstance(original, StoreUnavailableError):
-        return _with(error, UNAVAILABLE_MESSAGE, SERVICE_UNAVAILABLE, {"retryable": True})
+    fault = store_fault(original)
+    if fault is not None:
+        message = unavailable_message(fault)
+        return _with(error, message, SERVICE_UNAVAILABLE, {"retryable": True})
     if original is not None and not isinstance(original, GraphQLError):
         return _with(error, INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR)
     message = strip_suggestions(error.message) if production else error.message
@@ -215,8 +289,8 @@ def log_errors(errors: list[GraphQLError], request_id: str | None) -> None:
                 if original is not None
                 else None,
             )
-        elif isinstance(root_cause(error), StoreUnavailableError):
-            log.warning("store unavailable (request %s): %s", request_id, root_cause(error))
+        elif (fault := store_fault(root_cause(error))) is not None:
+            log.warning("store unavailable (request %s): %s", request_id, fault)
 
 
 def iter_codes(errors: list[GraphQLError] | None) -> Iterator[str]:

@@ -426,7 +426,6 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def test_sigkill_during_catch_up_then_restart(
     kind: str, tmp_path: Path, runners: Callable[..., ProjectionRunner]
