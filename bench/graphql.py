@@ -204,19 +204,6 @@ def run(config: Config) -> list[Result]:
                         figures["typename"][1],
                     )
                 )
-            started = time.perf_counter()
-            big = _post(url, TEN_THOUSAND)
-            elapsed = (time.perf_counter() - started) * 1000
-            nodes = _count_nodes(big["data"])
-            results.append(
-                Result(
-                    f"response of {nodes:,} nodes (ms) vs 1 s target",
-                    "sqlite",
-                    "ms",
-                    elapsed,
-                    1000.0,
-                )
-            )
         finally:
             server.terminate()
             server.wait(timeout=30)
