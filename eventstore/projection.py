@@ -66,7 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from eventstore.errors import StoreUnavailableError
 from eventstore.leader import LeaderElection, exclusive, leader_election_for
 from eventstore.records import RecordedEvent, us_to_datetime
-from eventstore.store import EventStore, now_us
+from eventstore.store import EventStore, Notifier, now_us
 
 log = logging.getLogger(__name__)
 
@@ -191,23 +191,6 @@ class _Checkpoint:
     error: str | None
     error_position: int | None
     updated_at: int
-
-
-class _Progress:
-    """Wakes read-your-writes waiters when a checkpoint moves in this process."""
-
-    def __init__(self) -> None:
-        self.generation = 0
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        self.generation += 1
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    async def wait(self, generation: int, timeout: float) -> None:
-        if self.generation == generation:
-            await _wait_event(self._event, timeout)
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> None:
@@ -760,7 +743,7 @@ class ProjectionRunner:
             if projection.name in self._workers:
                 raise ValueError(f"two projections are named {projection.name!r}")
             self._workers[projection.name] = _Worker(projection, TableNames(projection.tables))
-        self._progress = _Progress()
+        self._progress = Notifier()  # wakes read-your-writes waiters as checkpoints move
         self._started = False
 
     @property
