@@ -19,6 +19,7 @@ BENCHMARKS = {
     "projections": "bench.projections",
     "graphql": "bench.graphql",
     "subscriptions": "bench.subscriptions",
+    "audit": "bench.audit",
 }
 
 
