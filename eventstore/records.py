@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from uuid import UUID, SafeUUID
+from uuid import UUID
 
 import orjson
 
-from eventstore.ids import uuid7
+from eventstore.ids import uuid7, uuid_from_text
 
 
 class StreamState(enum.Enum):
@@ -167,14 +167,6 @@ class RecordedEvent:
             f"RecordedEvent(position={self.position}, stream_id={self.stream_id!r}, "
             f"version={self.version}, type={self.type!r}, event_id={self.event_id})"
         )
-
-
-def uuid_from_text(text: str, _new: Any = object.__new__, _set: Any = object.__setattr__) -> UUID:
-    """A UUID from its canonical text, without re-validating every form uuid.UUID accepts."""
-    value = _new(UUID)
-    _set(value, "int", int(text.replace("-", ""), 16))
-    _set(value, "is_safe", SafeUUID.unknown)
-    return value  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
