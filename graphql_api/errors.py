@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Final
@@ -184,6 +185,10 @@ def store_fault(exc: BaseException | None) -> StoreUnavailableError | None:
     """
     if isinstance(exc, StoreUnavailableError):
         return exc
+    if isinstance(exc, ConnectionError | socket.gaierror):
+        # Opening a new pooled connection raises the driver's socket error unwrapped: the
+        # server refuses connections while it restarts, or its host name does not resolve.
+        return StoreUnavailableError(f"{type(exc).__name__}: {exc}")
     if not isinstance(exc, sa.exc.DBAPIError | sqlite3.Error | asyncpg.PostgresError):
         return None
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:

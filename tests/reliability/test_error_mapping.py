@@ -3,6 +3,7 @@ retryable SERVICE_UNAVAILABLE; other database errors stay internal errors."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 
 import asyncpg
@@ -54,6 +55,12 @@ def _classified(exc: Exception) -> tuple[str, dict[str, object]]:
         ),
         (_wrapped(Exception("whatever"), invalidated=True), UNAVAILABLE_MESSAGE),
         (StoreUnavailableError("SQLite database is locked by another writer"), LOCKED_MESSAGE),
+        # Opening a pooled connection while PostgreSQL restarts: the socket error, unwrapped.
+        (
+            ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"),
+            UNAVAILABLE_MESSAGE,
+        ),
+        (socket.gaierror(-2, "Name or service not known"), UNAVAILABLE_MESSAGE),
     ],
 )
 def test_database_faults_are_retryable(exc: Exception, message: str) -> None:
