@@ -209,7 +209,9 @@ def unavailable_message(error: StoreUnavailableError) -> str:
     text = str(error).lower()
     if "locked" in text or "busy" in text:
         return LOCKED_MESSAGE
-    if "disk is full" in text:
+    # SQLite says "disk is full"; PostgreSQL's SQLSTATE 53100 arrives as asyncpg's DiskFullError
+    # (its message text may be translated) or, from the OS, "No space left on device".
+    if "disk is full" in text or "diskfullerror" in text or "no space left on device" in text:
         return DISK_FULL_MESSAGE
     return UNAVAILABLE_MESSAGE
 

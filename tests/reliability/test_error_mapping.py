@@ -55,6 +55,14 @@ def _classified(exc: Exception) -> tuple[str, dict[str, object]]:
         ),
         (_wrapped(Exception("whatever"), invalidated=True), UNAVAILABLE_MESSAGE),
         (StoreUnavailableError("SQLite database is locked by another writer"), LOCKED_MESSAGE),
+        (
+            _wrapped(
+                asyncpg.exceptions.DiskFullError(
+                    'could not extend file "base/1/2": No space left on device'
+                )
+            ),
+            DISK_FULL_MESSAGE,
+        ),
         # Opening a pooled connection while PostgreSQL restarts: the socket error, unwrapped.
         (
             ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"),
