@@ -74,9 +74,17 @@ def cli(
 class LiveServer:
     """`statements serve` in a child process, which tests may SIGKILL and start again."""
 
-    def __init__(self, db: str, log_path: Path, *, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        db: str,
+        log_path: Path,
+        *,
+        schema: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.db = db
         self.schema = schema
+        self.env = dict(env or {})
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -88,7 +96,7 @@ class LiveServer:
             [STATEMENTS, "serve", "--db", self.db, "--port", str(self.port)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=cli_env(self.schema),
+            env=cli_env(self.schema, self.env),
         )
         log.close()
         deadline = time.monotonic() + timeout
