@@ -11,8 +11,9 @@ Operation names are the client's, so they are bounded: only GraphQL names, at mo
 
 SQL statements are counted per request through a context variable: the endpoint opens a
 :func:`sql_statement_scope` around each request, and :func:`count_sql_statements` makes an
-engine add one to the current scope for every statement it executes (code that runs SQL
-another way can call :func:`note_sql_statements`). Tests use the scope to count statements.
+engine add one to the current scope for every statement it executes, its fast reader's
+(:mod:`eventstore.reader`) included (code that runs SQL another way can call
+:func:`note_sql_statements`). Tests use the scope to count statements.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
+
+from eventstore.reader import on_statement
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +73,15 @@ def note_sql_statements(count: int = 1) -> None:
 
 
 def count_sql_statements(engine: AsyncEngine | sa.Engine) -> None:
-    """Make ``engine`` count each statement it executes in the current scope."""
-    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    """Make ``engine`` (and its reader) count each statement it executes in the current scope."""
 
-    def before_cursor_execute(*_args: Any, **_kwargs: Any) -> None:
+    def count(*_args: Any, **_kwargs: Any) -> None:
         note_sql_statements(1)
 
-    sa.event.listen(sync_engine, "before_cursor_execute", before_cursor_execute)
+    if isinstance(engine, AsyncEngine):
+        on_statement(engine, count)
+    else:
+        sa.event.listen(engine, "before_cursor_execute", count)
 
 
 # --- the registry ----------------------------------------------------------------------------

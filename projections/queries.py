@@ -27,14 +27,15 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row, RowMapping
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from eventstore.reader import Reader, reader_for
 from eventstore.records import us_to_datetime
 from projections import archive, ministers, search, statements, topics, views
 from projections.rows import (
@@ -71,6 +72,8 @@ MAX_IDS: Final = 10_000
 MAX_SEARCH_LENGTH: Final = 500
 MAX_SEARCH_WORDS: Final = 32
 MAX_CURSOR_LENGTH: Final = 1000
+_MIN_KEY: Final = -(2**63)
+_MAX_KEY: Final = 2**63 - 1
 SNIPPET_START: Final = "<mark>"
 SNIPPET_END: Final = "</mark>"
 _SNIPPET_ELLIPSIS: Final = "…"
@@ -85,6 +88,8 @@ _BM25_WEIGHTS: Final = (0.0, 10.0, 1.0)
 _WORD: Final = re.compile(r"[^\W_]+")
 
 _PUBLISHED_TAG: Final = "p"
+_NO_FILTER: Final = StatementFilter()
+_PUBLISHED_ORDERS: Final = (StatementOrder.PUBLISHED_DESC, StatementOrder.PUBLISHED_ASC)
 _VIEWS_TAG: Final = "v"
 _RELEVANCE_TAG: Final = "r"
 _TOPICS_TAG: Final = "t"
@@ -146,8 +151,12 @@ def _required_count(value: int, argument: str) -> int:
     return checked
 
 
+# One encoder: json.dumps with options builds a new one per call, a third of a cursor's cost.
+_CURSOR_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _encode_cursor(tag: str, key: Sequence[Any]) -> str:
-    raw = json.dumps([tag, *key], separators=(",", ":"), ensure_ascii=False).encode()
+    raw = _CURSOR_JSON.encode([tag, *key]).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
@@ -175,6 +184,8 @@ def _decode_cursor(
                 raise ValueError(invalid)
         elif not isinstance(item, kind):
             raise ValueError(invalid)
+        elif isinstance(item, int) and not _MIN_KEY <= item <= _MAX_KEY:
+            raise ValueError(invalid)  # beyond a BIGINT column: no row could have it
     return tuple(float(k) if t is float else k for k, t in zip(key, types, strict=True))
 
 
@@ -243,11 +254,11 @@ class _PageQuery:
     paging: _Paging
 
 
-def _page_query(base: sa.CTE, sort: _Sort, paging: _Paging) -> _PageQuery:
+def _page_query(base: sa.CTE, sort: _Sort, paging: _Paging, with_total: bool = True) -> _PageQuery:
     after = None if paging.after is None else _beyond(base.c, sort, paging.after, True)
     before = None if paging.before is None else _beyond(base.c, sort, paging.before, False)
     counts = sa.select(
-        sa.func.count().label("x_total"),
+        sa.func.count().label("x_total") if with_total else sa.literal(-1).label("x_total"),
         _count_if(sa.not_(after), "x_head") if after is not None else sa.literal(0).label("x_head"),
         _count_if(sa.not_(before), "x_tail")
         if before is not None
@@ -302,12 +313,316 @@ def _month_key(month: tuple[int, int]) -> int:
     return year * 100 + number
 
 
+# -- the fast path: SQL text written once per dialect, run by an eventstore Reader -----------
+#
+# Building, compiling and caching a SQLAlchemy statement and checking a pooled connection in
+# and out cost more than the hot queries themselves (a primary-key lookup). The hot methods
+# therefore run SQL text built once per dialect through :func:`eventstore.reader.reader_for`;
+# an id list is ONE parameter (a JSON array on SQLite, a text[] on PostgreSQL), so the text
+# does not depend on the number of ids. Parameters are written ``?`` and numbered for asyncpg.
+
+_STATEMENT_SELECT: Final = (
+    "s.id, s.slug, s.title, s.kind, s.minister_id, s.minister_name, s.minister_title, "
+    "s.location, s.occurred_on, s.published_at_us, s.published_offset, s.paragraphs, "
+    "s.language, s.source_url, s.version, s.withdrawn, coalesce(v.view_count, 0)"
+)
+_STATEMENT_WIDTH: Final = 17
+#: SQLite refuses a compound SELECT of more than 500 terms: nested pages put at most this many
+#: parents in one compound and nest the compounds.
+_COMPOUND_TERMS: Final = 400
+
+_QMARK: Final = re.compile(r"\?")
+
+
+def _numbered(sql: str) -> str:
+    """``?`` placeholders as asyncpg's ``$1, $2, ...`` (the SQL here has no ``?`` in literals)."""
+    counter = iter(range(1, 10_000))
+    return _QMARK.sub(lambda _m: f"${next(counter)}", sql)
+
+
+@dataclass(frozen=True, slots=True)
+class _NestedSource:
+    """Where a kind of nested page reads (parent, key, id) triples of live statements, newest
+    first: a table with an index (parent, withdrawn, key DESC, id DESC)."""
+
+    table: str
+    parent: str
+    key: str
+    id: str
+    array_type: str  # of the parents on PostgreSQL
+
+
+_MINISTER_PAGES: Final = _NestedSource("statements", "minister_id", "published_at_us", "id", "text")
+_MONTH_PAGES: Final = _NestedSource("statements", "published_ym", "published_at_us", "id", "int")
+_TOPIC_PAGES: Final = _NestedSource(
+    "statement_topics", "topic_slug", "published_at_us", "statement_id", "text"
+)
+
+
+class _Sql:
+    """The hot queries' SQL for one dialect."""
+
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        ids = self.in_ids
+        statement_from = "statements s LEFT JOIN view_totals v ON v.statement_id = s.id"
+        self.statements_by_ids = self.text(
+            f"SELECT {_STATEMENT_SELECT} FROM {statement_from} WHERE s.id {ids}"
+        )
+        # Should a slug ever repeat, the first statement published with it wins, as its
+        # reservation did: it comes last, so it is the one left in the dict.
+        self.statements_by_slugs = self.text(
+            f"SELECT {_STATEMENT_SELECT} FROM {statement_from} WHERE s.slug {ids} "
+            "ORDER BY s.published_at_us DESC, s.id DESC"
+        )
+        self.topics_of = self.text(
+            "SELECT st.statement_id, st.topic_slug, coalesce(t.name, st.topic_name), "
+            "coalesce(t.statement_count, 0) "
+            "FROM statement_topics st LEFT JOIN topics t ON t.slug = st.topic_slug "
+            f"WHERE st.statement_id {ids} ORDER BY st.statement_id, st.position, st.topic_slug"
+        )
+        self.related_of = self.text(
+            "SELECT l.sid, l.rid, min(l.pos) AS pos FROM ("
+            "SELECT statement_id AS sid, related_id AS rid, position AS pos "
+            f"FROM statement_links WHERE statement_id {ids} "
+            "UNION ALL SELECT related_id, statement_id, position "
+            f"FROM statement_links WHERE related_id {ids}"
+            # CROSS JOIN: SQLite must loop over the few links, not over every live statement.
+            ") l CROSS JOIN statements s WHERE s.id = l.rid AND s.withdrawn = false "
+            "GROUP BY l.sid, l.rid ORDER BY l.sid, pos, l.rid"
+        )
+        self.view_counts = self.text(
+            f"SELECT statement_id, view_count FROM view_totals WHERE statement_id {ids}"
+        )
+        self.ministers_by_ids = self.text(
+            f"SELECT id, name, title, statement_count FROM ministers WHERE id {ids}"
+        )
+        self.ministers = self.text(
+            "SELECT id, name, title, statement_count FROM ministers WHERE statement_count > 0 "
+            "ORDER BY statement_count DESC, name, id"
+        )
+        self.topics_by_slugs = self.text(
+            f"SELECT slug, name, statement_count FROM topics WHERE slug {ids}"
+        )
+        self.minister_topics = self.text(
+            "SELECT r.minister_id, r.topic_slug, r.statement_count, coalesce(t.name, r.topic_slug) "
+            "FROM (SELECT minister_id, topic_slug, statement_count, row_number() OVER ("
+            "PARTITION BY minister_id ORDER BY statement_count DESC, topic_slug) AS rn "
+            f"FROM minister_topics WHERE minister_id {ids} AND statement_count > 0) r "
+            "LEFT JOIN topics t ON t.slug = r.topic_slug WHERE r.rn <= ? "
+            "ORDER BY r.minister_id, r.rn"
+        )
+        self.archive = self.text(
+            "SELECT year, month, statement_count FROM archive_months WHERE statement_count > 0 "
+            "ORDER BY year DESC, month DESC"
+        )
+        self._pages: dict[tuple[Any, ...], str] = {}
+
+    @property
+    def in_ids(self) -> str:
+        # One parameter whatever the number of ids: one SQL text, one prepared statement.
+        return "= ANY(?::text[])" if self.postgres else "IN (SELECT value FROM json_each(?))"
+
+    def ids(self, values: Sequence[Any]) -> Any:
+        return list(values) if self.postgres else json.dumps(values, ensure_ascii=False)
+
+    def text(self, sql: str) -> str:
+        return _numbered(sql) if self.postgres else sql
+
+    def published_page(self, descending: bool, paging: _Paging, count: bool) -> str:
+        """A page of live statements in publication order; parameters: see the caller."""
+        key = (
+            "published",
+            descending,
+            paging.backward,
+            paging.after is not None,
+            paging.before is not None,
+            count,
+        )
+        sql = self._pages.get(key)
+        if sql is None:
+            sql = self._pages[key] = self.text(self._published_page(descending, paging, count))
+        return sql
+
+    def _published_page(self, descending: bool, paging: _Paging, count: bool) -> str:
+        # Row values compare (published_at_us, id) as the index orders them: each condition
+        # is one index range, and the flags are EXISTS probes of one entry.
+        later, at_or_earlier = ("<", ">=") if descending else (">", "<=")
+        earlier, at_or_later = (">", "<=") if descending else ("<", ">=")
+        live = "FROM statements WHERE withdrawn = false"
+        row = "(published_at_us, id)"
+        window = []
+        head = tail = "0"
+        if paging.after is not None:
+            window.append(f"{row} {later} (?, ?)")
+            head = f"EXISTS (SELECT 1 {live} AND {row} {at_or_earlier} (?, ?))"
+        if paging.before is not None:
+            window.append(f"{row} {earlier} (?, ?)")
+            tail = f"EXISTS (SELECT 1 {live} AND {row} {at_or_later} (?, ?))"
+        fetch_desc = descending != paging.backward
+        direction = "DESC" if fetch_desc else "ASC"
+        total = f"(SELECT count(*) {live})" if count else "-1"
+        where = "".join(f" AND {c}" for c in window)
+        return (
+            f"SELECT c.x_total, c.x_head, c.x_tail, p.k0, p.id, {_STATEMENT_SELECT} "
+            f"FROM (SELECT {total} AS x_total, {head} AS x_head, {tail} AS x_tail) c "
+            f"LEFT JOIN (SELECT published_at_us AS k0, id {live}{where} "
+            f"ORDER BY published_at_us {direction}, id {direction} LIMIT ?) p ON true "
+            "LEFT JOIN statements s ON s.id = p.id "
+            "LEFT JOIN view_totals v ON v.statement_id = p.id "
+            f"ORDER BY p.k0 {direction}, p.id {direction}"
+        )
+
+    def nested(self, source: _NestedSource, parents: int, after: bool, count: bool) -> str:
+        """Pages of live statements for ``parents`` parents, newest first.
+
+        Parameters: SQLite ``?1`` the page size + 1, ``?2, ?3`` the cursor (always bound),
+        ``?4...`` the parents; PostgreSQL ``$1`` the parents, ``$2`` the size + 1, ``$3, $4``
+        the cursor. Rows: the parent's index (from 0), total, head flag, key, id, statement.
+        """
+        key = ("nested", source, parents if not self.postgres else 0, after, count)
+        sql = self._pages.get(key)
+        if sql is None:
+            if self.postgres:
+                sql = self._nested_lateral(source, after, count)
+            else:
+                sql = self._nested_compound(source, parents, after, count)
+            self._pages[key] = sql
+        return sql
+
+    @staticmethod
+    def _range(source: _NestedSource, parent: str, cursor: str | None, op: str) -> str:
+        t = source
+        condition = f"FROM {t.table} WHERE {t.parent} = {parent} AND withdrawn = false"
+        if cursor is not None:
+            condition += f" AND ({t.key}, {t.id}) {op} {cursor}"
+        return condition
+
+    def _nested_compound(
+        self, source: _NestedSource, parents: int, after: bool, count: bool
+    ) -> str:
+        # SQLite has no LATERAL: one term per parent, each an index range scan with a LIMIT.
+        cursor = "(?2, ?3)" if after else None
+        terms = []
+        for i in range(parents):
+            parent = f"?{i + 4}"
+            total = f"(SELECT count(*) {self._range(source, parent, None, '')})" if count else "-1"
+            head = (
+                f"EXISTS (SELECT 1 {self._range(source, parent, cursor, '>=')})" if after else "0"
+            )
+            page = self._range(source, parent, cursor, "<")
+            terms.append(
+                f"SELECT {i} AS b, {total} AS x_total, {head} AS x_head, p.k0, p.id "
+                f"FROM (SELECT 1) LEFT JOIN (SELECT {source.key} AS k0, {source.id} AS id "
+                f"{page} ORDER BY {source.key} DESC, {source.id} DESC LIMIT ?1) p ON true"
+            )
+        chunks = [
+            " UNION ALL ".join(terms[start : start + _COMPOUND_TERMS])
+            for start in range(0, len(terms), _COMPOUND_TERMS)
+        ]
+        union = " UNION ALL ".join(f"SELECT * FROM ({chunk})" for chunk in chunks)
+        return (
+            f"WITH r(b, x_total, x_head, k0, id) AS ({union}) "
+            f"SELECT r.b, r.x_total, r.x_head, r.k0, r.id, {_STATEMENT_SELECT} FROM r "
+            "LEFT JOIN statements s ON s.id = r.id "
+            "LEFT JOIN view_totals v ON v.statement_id = r.id "
+            "ORDER BY r.b, r.k0 DESC, r.id DESC"
+        )
+
+    def _nested_lateral(self, source: _NestedSource, after: bool, count: bool) -> str:
+        cursor = "($3, $4)" if after else None
+        total = f"(SELECT count(*) {self._range(source, 'q.parent', None, '')})" if count else "-1"
+        probe = self._range(source, "q.parent", cursor, ">=")
+        head = f"EXISTS (SELECT 1 {probe})" if after else "false"
+        page = self._range(source, "q.parent", cursor, "<")
+        return (
+            f"SELECT q.ord - 1, {total}, {head}, p.k0, p.id, {_STATEMENT_SELECT} "
+            f"FROM unnest($1::{source.array_type}[]) WITH ORDINALITY AS q(parent, ord) "
+            f"LEFT JOIN LATERAL (SELECT {source.key} AS k0, {source.id} AS id {page} "
+            f"ORDER BY {source.key} DESC, {source.id} DESC LIMIT $2) p ON true "
+            "LEFT JOIN statements s ON s.id = p.id "
+            "LEFT JOIN view_totals v ON v.statement_id = p.id "
+            "ORDER BY q.ord, p.k0 DESC, p.id DESC"
+        )
+
+
+_SQL_BY_DIALECT: dict[bool, _Sql] = {}
+
+
+def _sql_for(postgres: bool) -> _Sql:
+    sql = _SQL_BY_DIALECT.get(postgres)
+    if sql is None:
+        sql = _SQL_BY_DIALECT[postgres] = _Sql(postgres)
+    return sql
+
+
+_OFFSETS: dict[int, timezone] = {}
+
+
+def _offset(seconds: int) -> timezone:
+    zone = _OFFSETS.get(seconds)
+    if zone is None:
+        zone = _OFFSETS[seconds] = timezone(timedelta(seconds=seconds))
+    return zone
+
+
+def _as_date(value: Any) -> date:
+    # SQLite keeps a Date as ISO text, PostgreSQL returns a date.
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _statement_tuple(r: Sequence[Any], at: int = 0) -> StatementRow:
+    """A StatementRow from the ``_STATEMENT_SELECT`` columns of a row, starting at ``at``."""
+    (
+        id_,
+        slug,
+        title,
+        kind,
+        minister_id,
+        minister_name,
+        minister_title,
+        location,
+        occurred_on,
+        published_at_us,
+        published_offset,
+        paragraphs,
+        language,
+        source_url,
+        version,
+        withdrawn,
+        view_count,
+    ) = r[at : at + _STATEMENT_WIDTH]
+    published_at: datetime = us_to_datetime(int(published_at_us)).astimezone(
+        _offset(int(published_offset))
+    )
+    return StatementRow(
+        id=id_,
+        slug=slug,
+        title=title,
+        kind=kind,
+        minister_id=minister_id,
+        minister_name=minister_name,
+        minister_title=minister_title,
+        location=location,
+        occurred_on=_as_date(occurred_on),
+        published_at=published_at,
+        paragraphs=tuple(json.loads(paragraphs)),
+        language=language,
+        source_url=source_url,
+        view_count=int(view_count),
+        version=int(version),
+        withdrawn=bool(withdrawn),
+    )
+
+
 class ReadModels:
     """Batch-shaped queries over the read models; each method issues exactly one statement."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._sql = _sql_for(self._postgres)
+        self._reader_: Reader | None = None
         st = statements.statement_tables(_live_names(statements.TABLES))
         self._statements = st.statements
         self._statement_topics = st.topics
@@ -327,6 +642,16 @@ class ReadModels:
     async def _rows(self, statement: sa.Executable) -> Sequence[Row[Any]]:
         async with self._engine.connect() as conn:
             return (await conn.execute(statement)).all()
+
+    @property
+    def reader(self) -> Reader:
+        """The reader the hot queries run on (the engine's, see :func:`reader_for`)."""
+        if self._reader_ is None:
+            self._reader_ = reader_for(self._engine)
+        return self._reader_
+
+    async def _fetch(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return await self.reader.fetch(sql, params)
 
     # -- statement rows --------------------------------------------------------------------
 
@@ -349,52 +674,26 @@ class ReadModels:
         wanted = _ids(ids, "ids")
         if not wanted:
             return {}
-        s = self._statements
-        rows = await self._rows(
-            sa.select(*self._statement_columns())
-            .select_from(self._with_views(s))
-            .where(s.c.id.in_(wanted))
-        )
-        return {str(r.id): _statement_row(r._mapping) for r in rows}
+        rows = await self._fetch(self._sql.statements_by_ids, self._sql.ids(wanted))
+        return {r[0]: _statement_tuple(r) for r in rows}
 
     async def statements_by_slugs(self, slugs: Iterable[str]) -> dict[str, StatementRow]:
         """Statements by slug, withdrawn ones included; unknown slugs are absent."""
         wanted = _ids(slugs, "slugs")
         if not wanted:
             return {}
-        s = self._statements
-        rows = await self._rows(
-            sa.select(*self._statement_columns())
-            .select_from(self._with_views(s))
-            .where(s.c.slug.in_(wanted))
-            # Should a slug ever repeat, the first statement published with it wins, as its
-            # reservation did.
-            .order_by(s.c.published_at_us.desc(), s.c.id.desc())
-        )
-        return {str(r.slug): _statement_row(r._mapping) for r in rows}
+        rows = await self._fetch(self._sql.statements_by_slugs, self._sql.ids(wanted))
+        return {r[1]: _statement_tuple(r) for r in rows}
 
     async def topics_of(self, statement_ids: Iterable[str]) -> dict[str, list[TopicRow]]:
         """Each statement's topics in tagging order, with each topic's live statement count."""
         wanted = _ids(statement_ids, "statement_ids")
         if not wanted:
             return {}
-        st, t = self._statement_topics, self._topics
-        rows = await self._rows(
-            sa.select(
-                st.c.statement_id,
-                st.c.topic_slug,
-                sa.func.coalesce(t.c.name, st.c.topic_name).label("name"),
-                sa.func.coalesce(t.c.statement_count, 0).label("statement_count"),
-            )
-            .select_from(st.outerjoin(t, t.c.slug == st.c.topic_slug))
-            .where(st.c.statement_id.in_(wanted))
-            .order_by(st.c.statement_id, st.c.position, st.c.topic_slug)
-        )
+        rows = await self._fetch(self._sql.topics_of, self._sql.ids(wanted))
         result: dict[str, list[TopicRow]] = {i: [] for i in wanted}
-        for r in rows:
-            result[str(r.statement_id)].append(
-                TopicRow(str(r.topic_slug), str(r.name), int(r.statement_count))
-            )
+        for statement_id, slug, name, count in rows:
+            result[statement_id].append(TopicRow(slug, name, int(count)))
         return result
 
     async def related_of(self, statement_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -406,29 +705,11 @@ class ReadModels:
         wanted = _ids(statement_ids, "statement_ids")
         if not wanted:
             return {}
-        links, s = self._links, self._statements
-        outgoing = sa.select(
-            links.c.statement_id.label("sid"),
-            links.c.related_id.label("rid"),
-            links.c.position.label("pos"),
-        ).where(links.c.statement_id.in_(wanted))
-        incoming = sa.select(
-            links.c.related_id.label("sid"),
-            links.c.statement_id.label("rid"),
-            links.c.position.label("pos"),
-        ).where(links.c.related_id.in_(wanted))
-        both = sa.union_all(outgoing, incoming).subquery("l")
-        first_linked = sa.func.min(both.c.pos).label("pos")
-        rows = await self._rows(
-            sa.select(both.c.sid, both.c.rid, first_linked)
-            .select_from(both.join(s, s.c.id == both.c.rid))
-            .where(self._live())
-            .group_by(both.c.sid, both.c.rid)
-            .order_by(both.c.sid, first_linked, both.c.rid)
-        )
+        listed = self._sql.ids(wanted)
+        rows = await self._fetch(self._sql.related_of, listed, listed)
         result: dict[str, list[str]] = {i: [] for i in wanted}
-        for r in rows:
-            result[str(r.sid)].append(str(r.rid))
+        for sid, rid, _position in rows:
+            result[sid].append(rid)
         return result
 
     # -- ministers and topics --------------------------------------------------------------
@@ -438,19 +719,12 @@ class ReadModels:
         wanted = _ids(ids, "ids")
         if not wanted:
             return {}
-        m = self._ministers
-        rows = await self._rows(sa.select(m).where(m.c.id.in_(wanted)))
-        return {str(r.id): _minister_row(r._mapping) for r in rows}
+        rows = await self._fetch(self._sql.ministers_by_ids, self._sql.ids(wanted))
+        return {r[0]: _minister_tuple(r) for r in rows}
 
     async def ministers(self) -> list[MinisterRow]:
         """Ministers with live statements, most statements first, then by name."""
-        m = self._ministers
-        rows = await self._rows(
-            sa.select(m)
-            .where(m.c.statement_count > 0)
-            .order_by(m.c.statement_count.desc(), m.c.name, m.c.id)
-        )
-        return [_minister_row(r._mapping) for r in rows]
+        return [_minister_tuple(r) for r in await self._fetch(self._sql.ministers)]
 
     async def minister_topics(
         self, minister_ids: Iterable[str], limit: int
@@ -460,38 +734,10 @@ class ReadModels:
         size = _required_count(limit, "limit")
         if not wanted:
             return {}
-        mt, t = self._minister_topics, self._topics
-        ranked = (
-            sa.select(
-                mt.c.minister_id,
-                mt.c.topic_slug,
-                mt.c.statement_count,
-                sa.func.row_number()
-                .over(
-                    partition_by=mt.c.minister_id,
-                    order_by=(mt.c.statement_count.desc(), mt.c.topic_slug),
-                )
-                .label("rn"),
-            )
-            .where(mt.c.minister_id.in_(wanted), mt.c.statement_count > 0)
-            .subquery("r")
-        )
-        rows = await self._rows(
-            sa.select(
-                ranked.c.minister_id,
-                ranked.c.topic_slug,
-                ranked.c.statement_count,
-                sa.func.coalesce(t.c.name, ranked.c.topic_slug).label("name"),
-            )
-            .select_from(ranked.outerjoin(t, t.c.slug == ranked.c.topic_slug))
-            .where(ranked.c.rn <= size)
-            .order_by(ranked.c.minister_id, ranked.c.rn)
-        )
+        rows = await self._fetch(self._sql.minister_topics, self._sql.ids(wanted), size)
         result: dict[str, list[TopicRow]] = {i: [] for i in wanted}
-        for r in rows:
-            result[str(r.minister_id)].append(
-                TopicRow(str(r.topic_slug), str(r.name), int(r.statement_count))
-            )
+        for minister_id, slug, count, name in rows:
+            result[minister_id].append(TopicRow(slug, name, int(count)))
         return result
 
     async def topics_by_slugs(self, slugs: Iterable[str]) -> dict[str, TopicRow]:
@@ -499,9 +745,8 @@ class ReadModels:
         wanted = _ids(slugs, "slugs")
         if not wanted:
             return {}
-        t = self._topics
-        rows = await self._rows(sa.select(t).where(t.c.slug.in_(wanted)))
-        return {str(r.slug): _topic_row(r._mapping) for r in rows}
+        rows = await self._fetch(self._sql.topics_by_slugs, self._sql.ids(wanted))
+        return {r[0]: TopicRow(r[0], r[1], int(r[2])) for r in rows}
 
     async def topics(self, first: int | None = None, after: str | None = None) -> Page[TopicRow]:
         """Topics with live statements, most statements first, then by slug."""
@@ -542,12 +787,15 @@ class ReadModels:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
+        *,
+        with_total: bool = True,
     ) -> Page[StatementRow]:
         """A page of live statements matching ``filter``, in ``order``.
 
         ``first``/``after`` page forwards, ``last``/``before`` backwards (``first`` and ``last``
         exclude each other; with neither, the first 20). With ``filter.search``, every row has a
-        ``rank`` and a ``snippet``; ``RELEVANCE`` requires a search.
+        ``rank`` and a ``snippet``; ``RELEVANCE`` requires a search. ``with_total=False`` leaves
+        the total uncounted (``total_count`` is -1): the count reads every matching index entry.
         """
         criteria = filter if filter is not None else StatementFilter()
         if not isinstance(order, StatementOrder):
@@ -568,6 +816,8 @@ class ReadModels:
             StatementOrder.RELEVANCE: (_RELEVANCE_TAG, float),
         }[order]
         paging = _paging(first, after, last, before, tag, (key_type, str))
+        if criteria == _NO_FILTER and order in _PUBLISHED_ORDERS:
+            return await self._published(order is StatementOrder.PUBLISHED_DESC, paging, with_total)
 
         s, v, st = self._statements, self._view_totals, self._statement_topics
         # Views are joined only where they are the sort key; the page's rows get theirs below.
@@ -626,7 +876,7 @@ class ReadModels:
             .cte("base")
             .prefix_with("MATERIALIZED" if materialize else "NOT MATERIALIZED")
         )
-        query = _page_query(base, sort, paging)
+        query = _page_query(base, sort, paging, with_total)
         c, p = query.counts, query.page
         selected = [
             c,
@@ -659,6 +909,30 @@ class ReadModels:
                 rank=float(m["x_rank"]) if searching else None,
                 snippet=(m["x_snippet"] or "") if searching else None,
             ),
+        )
+
+    async def _published(
+        self, descending: bool, paging: _Paging, with_total: bool
+    ) -> Page[StatementRow]:
+        """``statements()`` without a filter, by publication: the hot list, on the reader."""
+        params: list[Any] = [*(paging.after or ()), *(paging.before or ())]
+        params += [*params, paging.limit + 1]  # the flags' probes, then the page's range
+        rows = await self._fetch(self._sql.published_page(descending, paging, with_total), *params)
+        total, head, tail = rows[0][0], rows[0][1], rows[0][2]
+        present = [r for r in rows if r[4] is not None]
+        more = len(present) > paging.limit
+        present = present[: paging.limit]
+        if paging.backward:
+            present.reverse()
+            has_next, has_previous = bool(tail), more or bool(head)
+        else:
+            has_next, has_previous = more or bool(tail), bool(head)
+        return Page(
+            [_statement_tuple(r, 5) for r in present],
+            [_encode_cursor(_PUBLISHED_TAG, [r[3], r[4]]) for r in present],
+            has_next,
+            has_previous,
+            int(total),
         )
 
     def _snippet(self, page: sa.Subquery, words: Sequence[str]) -> Any:
@@ -712,141 +986,97 @@ class ReadModels:
 
     async def _nested(
         self,
-        parent: Any,
-        published_at_us: Any,
-        statement_id: Any,
-        source: sa.FromClause,
-        condition: Any,
+        source: _NestedSource,
+        parents: Sequence[Any],
         first: int,
         after: str | None,
-    ) -> dict[Any, Page[StatementRow]]:
-        """Pages of live statements per parent, newest first, in one statement.
+        with_total: bool,
+    ) -> list[Page[StatementRow]]:
+        """Pages of live statements for each parent, newest first, in one statement.
 
-        ``source`` and ``condition`` select the (parent, published_at_us, statement_id) triples
-        of live statements; an index in that order (newest first within a parent) serves both
-        the counts and the window function without touching the statement rows.
+        Each parent's page is one index range scan that stops after ``first + 1`` entries
+        (LATERAL on PostgreSQL, a UNION ALL term per parent on SQLite), instead of ranking
+        every statement of every parent. The total is a count over the same index, and
+        "anything before the cursor" an EXISTS probe of one entry.
         """
         size = _required_count(first, "first")
         after_key = _decode_cursor(after, "after", _PUBLISHED_TAG, (int, str))
-        s = self._statements
-        sort: _Sort = (("k0", True), ("id", True))
-        beyond = (
-            None
-            if after_key is None
-            else _beyond({"k0": published_at_us, "id": statement_id}, sort, after_key, True)
-        )
-        # Counts per parent from the index alone: the total and the rows at or before the cursor.
-        counts = (
-            sa.select(
-                parent.label("parent"),
-                sa.func.count().label("x_total"),
-                (
-                    _count_if(sa.not_(beyond), "x_head")
-                    if beyond is not None
-                    else sa.literal(0).label("x_head")
-                ),
-            )
-            .select_from(source)
-            .where(condition)
-            .group_by(parent)
-            .subquery("c")
-        )
-        # Each parent's rows after the cursor, ranked newest first; the index is in this order,
-        # so the window needs no sort. Only the page (and one more row) reaches the join.
-        ranked = (
-            sa.select(
-                parent.label("parent"),
-                published_at_us.label("k0"),
-                statement_id.label("id"),
-                sa.func.row_number()
-                .over(partition_by=parent, order_by=[published_at_us.desc(), statement_id.desc()])
-                .label("rn"),
-            )
-            .select_from(source)
-            .where(condition, *([beyond] if beyond is not None else []))
-            .subquery("w")
-        )
-        page = sa.select(ranked).where(ranked.c.rn <= size + 1).subquery("r")
-        rows = await self._rows(
-            sa.select(
-                counts.c.parent.label("x_parent"),
-                counts.c.x_total,
-                counts.c.x_head,
-                page.c.k0.label("p_k0"),
-                page.c.id.label("p_id"),
-                *self._statement_columns(),
-            )
-            .select_from(
-                self._with_views(
-                    counts.outerjoin(page, page.c.parent == counts.c.parent).outerjoin(
-                        s, s.c.id == page.c.id
-                    )
-                )
-            )
-            .order_by(counts.c.parent, page.c.rn)
-        )
-        grouped: dict[Any, list[RowMapping]] = {}
+        sql = self._sql.nested(source, len(parents), after_key is not None, with_total)
+        params: list[Any]
+        if self._postgres:
+            params = [list(parents), size + 1, *(after_key or ())]
+        else:
+            params = [size + 1, *(after_key or (None, None)), *parents]
+        rows = await self._fetch(sql, *params)
+        grouped: list[list[tuple[Any, ...]]] = [[] for _ in parents]
         for r in rows:
-            grouped.setdefault(r._mapping["x_parent"], []).append(r._mapping)
-        pages: dict[Any, Page[StatementRow]] = {}
-        for key, group in grouped.items():
-            present = [m for m in group if m["id"] is not None]
+            grouped[r[0]].append(r)
+        pages = []
+        for group in grouped:
+            present = [r for r in group if r[4] is not None]
             page_rows = present[:size]
-            pages[key] = Page(
-                [_statement_row(m) for m in page_rows],
-                [_encode_cursor(_PUBLISHED_TAG, [m["p_k0"], m["p_id"]]) for m in page_rows],
-                has_next=len(present) > size,
-                has_previous=int(group[0]["x_head"]) > 0,
-                total_count=int(group[0]["x_total"]),
+            pages.append(
+                Page(
+                    [_statement_tuple(r, 5) for r in page_rows],
+                    [_encode_cursor(_PUBLISHED_TAG, [r[3], r[4]]) for r in page_rows],
+                    has_next=len(present) > size,
+                    has_previous=bool(group[0][2]),
+                    total_count=int(group[0][1]),
+                )
             )
         return pages
 
     async def statements_for_ministers(
-        self, minister_ids: Iterable[str], first: int, after: str | None = None
+        self,
+        minister_ids: Iterable[str],
+        first: int,
+        after: str | None = None,
+        *,
+        with_total: bool = True,
     ) -> dict[str, Page[StatementRow]]:
-        """Each minister's live statements, newest first: at most ``first`` per minister."""
+        """Each minister's live statements, newest first: at most ``first`` per minister.
+
+        ``with_total=False`` leaves the totals uncounted (``total_count`` is -1): counting reads
+        every index entry of every minister, the page only ``first + 1`` of them.
+        """
         wanted = _ids(minister_ids, "minister_ids")
         _required_count(first, "first")
         if not wanted:
             return {}
-        s = self._statements
-        pages = await self._nested(
-            s.c.minister_id,
-            s.c.published_at_us,
-            s.c.id,
-            s,
-            sa.and_(s.c.minister_id.in_(wanted), self._live()),
-            first,
-            after,
-        )
-        return {i: pages.get(i) or _empty_page() for i in wanted}
+        pages = await self._nested(_MINISTER_PAGES, wanted, first, after, with_total)
+        return dict(zip(wanted, pages, strict=True))
 
     async def statements_for_topics(
-        self, slugs: Iterable[str], first: int, after: str | None = None
+        self,
+        slugs: Iterable[str],
+        first: int,
+        after: str | None = None,
+        *,
+        with_total: bool = True,
     ) -> dict[str, Page[StatementRow]]:
-        """Each topic's live statements, newest first: at most ``first`` per topic."""
+        """Each topic's live statements, newest first: at most ``first`` per topic.
+
+        ``with_total``: as in :meth:`statements_for_ministers`.
+        """
         wanted = _ids(slugs, "slugs")
         _required_count(first, "first")
         if not wanted:
             return {}
-        st = self._statement_topics
-        pages = await self._nested(
-            st.c.topic_slug,
-            st.c.published_at_us,
-            st.c.statement_id,
-            st,
-            sa.and_(st.c.topic_slug.in_(wanted), st.c.withdrawn == sa.false()),
-            first,
-            after,
-        )
-        return {i: pages.get(i) or _empty_page() for i in wanted}
+        pages = await self._nested(_TOPIC_PAGES, wanted, first, after, with_total)
+        return dict(zip(wanted, pages, strict=True))
 
     async def statements_for_months(
-        self, months: Iterable[tuple[int, int]], first: int, after: str | None = None
+        self,
+        months: Iterable[tuple[int, int]],
+        first: int,
+        after: str | None = None,
+        *,
+        with_total: bool = True,
     ) -> dict[tuple[int, int], Page[StatementRow]]:
         """Each (year, month)'s live statements, newest first: at most ``first`` per month.
 
-        Months are local publication months, as in ``archive()``.
+        Months are local publication months, as in ``archive()``. ``with_total``: as in
+        :meth:`statements_for_ministers`.
         """
         if isinstance(months, tuple):
             raise ValueError("months: must be a list of (year, month) pairs")
@@ -857,27 +1087,15 @@ class ReadModels:
         _required_count(first, "first")
         if not wanted:
             return {}
-        s = self._statements
-        pages = await self._nested(
-            s.c.published_ym,
-            s.c.published_at_us,
-            s.c.id,
-            s,
-            sa.and_(s.c.published_ym.in_(list(keys)), self._live()),
-            first,
-            after,
-        )
-        return {month: pages.get(key) or _empty_page() for key, month in keys.items()}
+        pages = await self._nested(_MONTH_PAGES, list(keys), first, after, with_total)
+        return dict(zip(keys.values(), pages, strict=True))
 
     # -- archive and views -----------------------------------------------------------------
 
     async def archive(self) -> list[ArchiveMonthRow]:
         """Months with live statements and their counts, newest first."""
-        m = self._months
-        rows = await self._rows(
-            sa.select(m).where(m.c.statement_count > 0).order_by(m.c.year.desc(), m.c.month.desc())
-        )
-        return [ArchiveMonthRow(int(r.year), int(r.month), int(r.statement_count)) for r in rows]
+        rows = await self._fetch(self._sql.archive)
+        return [ArchiveMonthRow(int(y), int(m), int(n)) for y, m, n in rows]
 
     async def most_viewed(
         self, first: int, since: date | None = None
@@ -947,13 +1165,10 @@ class ReadModels:
         wanted = _ids(statement_ids, "statement_ids")
         if not wanted:
             return {}
-        v = self._view_totals
-        rows = await self._rows(
-            sa.select(v.c.statement_id, v.c.view_count).where(v.c.statement_id.in_(wanted))
-        )
+        rows = await self._fetch(self._sql.view_counts, self._sql.ids(wanted))
         result = dict.fromkeys(wanted, 0)
-        for r in rows:
-            result[str(r.statement_id)] = int(r.view_count)
+        for statement_id, count in rows:
+            result[statement_id] = int(count)
         return result
 
 
@@ -1005,12 +1220,8 @@ def _statement_row(
     )
 
 
-def _minister_row(m: Mapping[Any, Any]) -> MinisterRow:
-    return MinisterRow(str(m["id"]), str(m["name"]), str(m["title"]), int(m["statement_count"]))
-
-
-def _topic_row(m: Mapping[Any, Any]) -> TopicRow:
-    return TopicRow(str(m["slug"]), str(m["name"]), int(m["statement_count"]))
+def _minister_tuple(r: Sequence[Any]) -> MinisterRow:
+    return MinisterRow(r[0], r[1], r[2], int(r[3]))
 
 
 def _empty_page() -> Page[StatementRow]:

@@ -15,7 +15,6 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from graphql import FieldNode, OperationDefinitionNode, SelectionSetNode, parse
 from graphql.language import FragmentDefinitionNode, FragmentSpreadNode, InlineFragmentNode
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +26,7 @@ from domain.events import MinisterRef
 from domain.handlers import StatementHandlers
 from eventstore import EventRegistry
 from eventstore.memory import MemoryEventStore
+from eventstore.reader import on_statement
 from eventstore.records import datetime_to_us
 from eventstore.urls import create_engine
 from graphql_api.auth import Principal
@@ -74,13 +74,13 @@ def install_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 class SqlCounter:
-    """Counts the statements an engine sends (``before_cursor_execute``)."""
+    """Counts the statements an engine and its fast reader send (:func:`on_statement`)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.statements: list[str] = []
-        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
+        on_statement(engine, self._seen)
 
-    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def _seen(self, statement: str, _params: Any) -> None:
         self.statements.append(statement)
 
     def reset(self) -> None:

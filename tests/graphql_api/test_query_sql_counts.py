@@ -1,8 +1,8 @@
 """No N+1: nested queries issue at most depth + 1 SQL statements, whatever the page sizes.
 
-Statements are counted with a ``before_cursor_execute`` listener on the read models' engine
-(:class:`tests.graphql_api.query_support.SqlCounter`); depth is counted as the limits count it
-(fields along the deepest path, leaves included).
+Statements are counted on the read models' engine and on its fast reader alike
+(:func:`eventstore.reader.on_statement`, in :class:`tests.graphql_api.query_support.SqlCounter`);
+depth is counted as the limits count it (fields along the deepest path, leaves included).
 """
 
 from __future__ import annotations

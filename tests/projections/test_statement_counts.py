@@ -1,4 +1,8 @@
-"""Every ReadModels method issues exactly one SQL statement (the GraphQL layer's budget)."""
+"""Every ReadModels method issues exactly one SQL statement (the GraphQL layer's budget).
+
+Statements are counted with :func:`eventstore.reader.on_statement`, which sees both those sent
+through the engine (SQLAlchemy's ``before_cursor_execute``) and those of its fast reader.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from datetime import date
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from eventstore.reader import on_statement
 from projections.queries import ReadModels
 from projections.rows import StatementFilter, StatementOrder
 from tests.projections.conftest import LAVROV, Log, Project
@@ -70,25 +74,17 @@ async def test_one_statement_per_call(
     cursor = (await models.statements(first=2)).cursors[-1]
 
     statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+    stop = on_statement(engine, lambda statement, _params: statements.append(statement))
     try:
         await CALLS[name](models, ids, cursor)
     finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+        stop()
     assert len(statements) == 1, statements
 
 
 async def test_empty_batches_issue_no_statement(engine: AsyncEngine, models: ReadModels) -> None:
     statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+    stop = on_statement(engine, lambda statement, _params: statements.append(statement))
     try:
         assert await models.statements_by_ids([]) == {}
         assert await models.related_of([]) == {}
@@ -96,5 +92,24 @@ async def test_empty_batches_issue_no_statement(engine: AsyncEngine, models: Rea
         assert await models.statements_for_months([], first=3) == {}
         assert await models.view_counts([]) == {}
     finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+        stop()
     assert statements == []
+
+
+async def test_reader_and_engine_statements_are_both_counted(
+    log: Log, project: Project, engine: AsyncEngine, models: ReadModels
+) -> None:
+    """The fast methods run on the reader, the cold ones on the engine: both are seen once."""
+    sid = await log.publish()
+    await project()
+    statements: list[str] = []
+    stop = on_statement(engine, lambda statement, _params: statements.append(statement))
+    try:
+        assert sid in await models.statements_by_ids([sid])  # the reader
+        assert (await models.most_viewed(5)) == []  # the engine
+    finally:
+        stop()
+    assert len(statements) == 2, statements
+    statements.clear()
+    await models.statements_by_ids([sid])
+    assert statements == []  # stopped listening
