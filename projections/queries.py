@@ -453,12 +453,15 @@ class _Sql:
         row = "(published_at_us, id)"
         window = []
         head = tail = "0"
+        source = _NestedSource("statements", "", "published_at_us", "id", "")
         if paging.after is not None:
             window.append(f"{row} {later} (?, ?)")
-            head = f"EXISTS (SELECT 1 {live} AND {row} {at_or_earlier} (?, ?))"
+            order = _probe_order(source, at_or_earlier)
+            head = f"EXISTS (SELECT 1 {live} AND {row} {at_or_earlier} (?, ?) {order})"
         if paging.before is not None:
             window.append(f"{row} {earlier} (?, ?)")
-            tail = f"EXISTS (SELECT 1 {live} AND {row} {at_or_later} (?, ?))"
+            order = _probe_order(source, at_or_later)
+            tail = f"EXISTS (SELECT 1 {live} AND {row} {at_or_later} (?, ?) {order})"
         fetch_desc = descending != paging.backward
         direction = "DESC" if fetch_desc else "ASC"
         total = f"(SELECT count(*) {live})" if count else "-1"
@@ -507,9 +510,8 @@ class _Sql:
         for i in range(parents):
             parent = f"?{i + 4}"
             total = f"(SELECT count(*) {self._range(source, parent, None, '')})" if count else "-1"
-            head = (
-                f"EXISTS (SELECT 1 {self._range(source, parent, cursor, '>=')})" if after else "0"
-            )
+            probe = self._range(source, parent, cursor, ">=")
+            head = f"EXISTS (SELECT 1 {probe} {_probe_order(source, '>=')})" if after else "0"
             page = self._range(source, parent, cursor, "<")
             terms.append(
                 f"SELECT {i} AS b, {total} AS x_total, {head} AS x_head, p.k0, p.id "
@@ -530,20 +532,31 @@ class _Sql:
         )
 
     def _nested_lateral(self, source: _NestedSource, after: bool, count: bool) -> str:
+        # The flags in a LATERAL of their own, fenced by OFFSET 0: pulled up into the select
+        # list, they would run once per row instead of once per parent.
         cursor = "($3, $4)" if after else None
         total = f"(SELECT count(*) {self._range(source, 'q.parent', None, '')})" if count else "-1"
         probe = self._range(source, "q.parent", cursor, ">=")
-        head = f"EXISTS (SELECT 1 {probe})" if after else "false"
+        head = f"EXISTS (SELECT 1 {probe} {_probe_order(source, '>=')})" if after else "false"
         page = self._range(source, "q.parent", cursor, "<")
         return (
-            f"SELECT q.ord - 1, {total}, {head}, p.k0, p.id, {_STATEMENT_SELECT} "
+            f"SELECT q.ord - 1, c.x_total, c.x_head, p.k0, p.id, {_STATEMENT_SELECT} "
             f"FROM unnest($1::{source.array_type}[]) WITH ORDINALITY AS q(parent, ord) "
+            f"CROSS JOIN LATERAL (SELECT {total} AS x_total, {head} AS x_head OFFSET 0) c "
             f"LEFT JOIN LATERAL (SELECT {source.key} AS k0, {source.id} AS id {page} "
             f"ORDER BY {source.key} DESC, {source.id} DESC LIMIT $2) p ON true "
             "LEFT JOIN statements s ON s.id = p.id "
             "LEFT JOIN view_totals v ON v.statement_id = p.id "
             "ORDER BY q.ord, p.k0 DESC, p.id DESC"
         )
+
+
+def _probe_order(source: _NestedSource, op: str) -> str:
+    """ORDER BY ... LIMIT 1 for an EXISTS probe of a key range: it makes the plan the index
+    range scan that stops at the first entry, never a scan of the table (PostgreSQL may
+    otherwise guess that a sequential scan finds a row soon)."""
+    direction = "ASC" if op.startswith(">") else "DESC"
+    return f"ORDER BY {source.key} {direction}, {source.id} {direction} LIMIT 1"
 
 
 _SQL_BY_DIALECT: dict[bool, _Sql] = {}
