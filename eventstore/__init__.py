@@ -13,6 +13,7 @@ from eventstore.errors import (
     SerializationError,
     StoreUnavailableError,
 )
+from eventstore.reader import Reader, on_statement, reader_for
 from eventstore.records import (
     ANY,
     NO_STREAM,
@@ -40,12 +41,15 @@ __all__ = [
     "ExpectedVersion",
     "InvalidAppendError",
     "NewEvent",
+    "Reader",
     "RecordedEvent",
     "SchemaVersionError",
     "SerializationError",
     "StoreUnavailableError",
     "StreamState",
+    "on_statement",
     "open_store",
+    "reader_for",
 ]
 
 

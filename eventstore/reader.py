@@ -29,19 +29,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_, greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 
 from eventstore.errors import StoreUnavailableError
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = [
     "EngineReader",
@@ -57,17 +60,24 @@ __all__ = [
 StatementListener = Callable[[str, Sequence[Any]], None]
 Rows = list[tuple[Any, ...]]
 
-#: Driver errors after which a PostgreSQL connection is unusable: drop it, report a retryable
-#: fault.
-_PG_CONNECTION_LOST: Final = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-)
+
+
+@functools.cache
+def _pg_connection_lost() -> tuple[type[BaseException], ...]:
+    """Driver errors after which a PostgreSQL connection is unusable: drop it, report a
+    retryable fault. (asyncpg is imported only by those who read PostgreSQL.)"""
+    import asyncpg
+
+    return (
+        OSError,
+        TimeoutError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.InternalClientError,
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.AdminShutdownError,
+    )
+
 # Options of SQLAlchemy's asyncpg dialect that asyncpg.connect does not take.
 _SA_ONLY_OPTIONS: Final = ("prepared_statement_cache_size", "prepared_statement_name_func")
 
@@ -197,10 +207,12 @@ class PostgresReader(Reader):
             conn = self._idle.pop()
             if not conn.is_closed():
                 return conn
+        import asyncpg
+
         options = await self._connection_options()
         try:
             conn = await asyncpg.connect(**options)
-        except _PG_CONNECTION_LOST as exc:
+        except _pg_connection_lost() as exc:
             raise _unavailable(exc) from exc
         self._generations[conn] = self._generation
         return conn
@@ -214,6 +226,9 @@ class PostgresReader(Reader):
         self._idle.append(conn)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        import asyncpg
+
+        lost = _pg_connection_lost()
         if self._listeners:
             self._notify(sql, params)
         if self._slots is None:
@@ -225,12 +240,12 @@ class PostgresReader(Reader):
             except asyncpg.PostgresError as exc:
                 # The server refused the statement; the connection is fine unless the error
                 # says the session is going away.
-                if isinstance(exc, _PG_CONNECTION_LOST):
+                if isinstance(exc, lost):
                     conn.terminate()
                     raise _unavailable(exc) from exc
                 self._release(conn)
                 raise
-            except _PG_CONNECTION_LOST as exc:
+            except lost as exc:
                 conn.terminate()
                 raise _unavailable(exc) from exc
             except BaseException:
