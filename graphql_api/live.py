@@ -282,15 +282,21 @@ class LiveHub:
 
     async def flush(self) -> None:
         """Publish what changed since the last tick (the ticker calls this every tick)."""
+        self.publish_counts()
+        # A ranking still being computed for its first subscriber is left alone: its value
+        # would be overwritten by that older computation. It stays dirty for the next tick.
+        stale = [r for r in self._rankings.values() if r.dirty_through > 0 and r.ready.is_set()]
+        if stale:
+            checkpoint = await self._checkpoint()
+            await asyncio.gather(*(self._refresh(r, checkpoint) for r in stale))
+
+    def publish_counts(self) -> None:
+        """Put the count of every statement that changed into its subscribers' mailboxes."""
         dirty, self._dirty = self._dirty, set()
         for tracked in dirty:
             update = tracked.update()
             for mailbox in tracked.mailboxes:
                 mailbox.put(update)
-        stale = [r for r in self._rankings.values() if r.dirty_through > 0]
-        if stale:
-            checkpoint = await self._checkpoint()
-            await asyncio.gather(*(self._refresh(r, checkpoint) for r in stale))
 
     async def _refresh(self, ranking: _Ranking, checkpoint: int) -> None:
         through = ranking.dirty_through
@@ -394,9 +400,15 @@ class LiveHub:
             await tracked.ready.wait()
             if tracked.failed is not None:
                 raise RuntimeError("the view count could not be loaded") from tracked.failed
-            yield tracked.update()
+            sent = tracked.update()
+            yield sent
             while True:
-                yield await mailbox.get()
+                update = await mailbox.get()
+                # A tick between the load and this subscriber's first value may have left an
+                # older count in the mailbox; sending it would make the count go down.
+                if update.position > sent.position:
+                    sent = update
+                    yield update
         finally:
             self.subscribers -= 1
             tracked.mailboxes.discard(mailbox)
