@@ -31,6 +31,7 @@ from graphql_api.auth import Principal
 from graphql_api.context import Context
 from graphql_api.errors import classify_result
 from graphql_api.schema import ApiSchema
+from graphql_api.subscriptions import StreamingSchema
 
 DEFAULT_KEEP_ALIVE: Final = 15.0
 MAX_BODY: Final = 100_000
@@ -66,6 +67,7 @@ class SSEEndpoint:
         keep_alive: float = DEFAULT_KEEP_ALIVE,
     ) -> None:
         self.schema = schema
+        self._streaming = StreamingSchema(schema)
         self.context_factory = context_factory
         self.authenticator = authenticator
         self.keep_alive = keep_alive
@@ -136,7 +138,7 @@ class SSEEndpoint:
         context = self.context_factory(request, principal, str(uuid.uuid4()))
         if inspect.isawaitable(context):
             context = await context
-        results = await self.schema.stream(
+        results = await self._streaming.stream(
             query,
             variable_values=variables,
             context_value=context,

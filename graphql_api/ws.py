@@ -18,27 +18,40 @@ operation task (the leak of strawberry#3777 is fixed there). What is added here:
   ``error`` message for its id).
 * **Error codes**: results go through :func:`graphql_api.errors.classify_result`, as over HTTP,
   so errors carry ``extensions.code`` and unexpected ones are masked.
+* **Shared streams** (graphql-transport-ws): subscribers of ``viewCount`` or ``topViewed`` with
+  the same document, operation name, variables and role share one stream, executed and
+  encoded once per update; each subscriber gets the latest encoded payload with its own id.
+  Those values are the same for everyone (no resolver below them reads the context), and
+  executing the selection and running Strawberry's per-result hooks once per subscriber was
+  most of the worker's time at 1,000 subscribers. The first result decides: if it is not a
+  plain result without errors, every subscriber runs its own stream as before, so errors and
+  close codes are exactly Strawberry's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
+import json
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from datetime import timedelta
 from typing import Any, Final, cast
 
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.requests import Request
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
@@ -53,6 +66,7 @@ from graphql_api.auth import Principal
 from graphql_api.context import Context
 from graphql_api.errors import classify_result
 from graphql_api.schema import ApiSchema
+from graphql_api.subscriptions import StreamingSchema
 
 log = logging.getLogger(__name__)
 _UNSET: Final[UnsetType] = cast(UnsetType, UNSET)
@@ -61,6 +75,8 @@ DEFAULT_MAX_SUBSCRIPTIONS: Final = 50
 DEFAULT_INIT_TIMEOUT: Final = 10.0
 DEFAULT_KEEP_ALIVE: Final = 15.0
 PARAMS_KEY: Final = "connection_params"
+#: Root fields whose updates are latest values, the same for every subscriber (see above).
+SHARED_FIELDS: Final = frozenset({"viewCount", "topViewed"})
 
 WsContextFactory = Callable[[Request, Principal | None, str], Context | Awaitable[Context]]
 WsAuthenticator = Callable[[str], Awaitable[Principal | None]]
@@ -90,7 +106,8 @@ class _ClassifyingSchema:
     """The schema, with each streamed result's errors classified as over HTTP."""
 
     def __init__(self, schema: ApiSchema) -> None:
-        self._schema = schema
+        self._schema = StreamingSchema(schema)
+        self.production = schema.production
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._schema, name)
@@ -109,7 +126,7 @@ class _ClassifyingSchema:
                 if isinstance(result, ExecutionResult) and not isinstance(
                     result, PreExecutionError
                 ):
-                    classify_result(result, production=self._schema.production)
+                    classify_result(result, production=self.production)
                 yield result
         finally:
             await results.aclose()
@@ -124,10 +141,189 @@ class _Params:
             context.extra[PARAMS_KEY] = payload if isinstance(payload, dict) else {}
 
 
+@functools.lru_cache(maxsize=256)
+def _shareable(query: str, operation_name: str | None) -> bool:
+    """Whether the operation subscribes to one field of SHARED_FIELDS and nothing else."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return False  # Strawberry's own path reports it
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return False
+    operation = operations[0]
+    selections = operation.selection_set.selections
+    if operation.operation != OperationType.SUBSCRIPTION or operation.directives:
+        return False
+    if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+        return False
+    return selections[0].name.value in SHARED_FIELDS and not selections[0].directives
+
+
+class _SharedStream:
+    """One stream's latest encoded payload, and the wake-ups of the subscribers sharing it."""
+
+    def __init__(self) -> None:
+        self.members: set[asyncio.Event] = set()
+        self.latest = ""
+        self.seq = 0  # results published so far
+        self.decided = asyncio.Event()  # set once the first result says whether it is shared
+        self.shared = False
+        self.done = False
+        self.task: asyncio.Task[None] | None = None
+
+    def publish(self, payload: str) -> None:
+        self.latest = payload
+        self.seq += 1
+        for wake in self.members:
+            wake.set()
+
+    def finish(self) -> None:
+        self.done = True
+        self.decided.set()
+        for wake in self.members:
+            wake.set()
+
+
+class SharedStreams:
+    """The shared streams of one app (one per process), by document, variables and role."""
+
+    def __init__(self) -> None:
+        self._streams: dict[Hashable, _SharedStream] = {}
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    @staticmethod
+    def key(operation: Operation[Context, None], context: Context) -> Hashable | None:
+        if not _shareable(operation.query, operation.operation_name):
+            return None
+        try:
+            variables = json.dumps(operation.variables or {}, sort_keys=True)
+        except (TypeError, ValueError):
+            return None
+        role = context.principal.role if context.principal is not None else None
+        return (operation.query, operation.operation_name, variables, role)
+
+    def join(
+        self,
+        key: Hashable,
+        operation: Operation[Context, None],
+        context: Context,
+        schema: Any,
+        encode: Callable[[object], str | bytes],
+    ) -> tuple[_SharedStream, asyncio.Event]:
+        stream = self._streams.get(key)
+        if stream is None or stream.done:
+            stream = self._streams[key] = _SharedStream()
+            # The first subscriber's context serves everyone: nothing below these fields
+            # reads it (SHARED_FIELDS), and the role is part of the key.
+            stream.task = asyncio.create_task(
+                self._run(key, stream, operation, context, schema, encode),
+                name="shared-subscription",
+            )
+        wake = asyncio.Event()
+        stream.members.add(wake)
+        return stream, wake
+
+    def leave(self, key: Hashable, stream: _SharedStream, wake: asyncio.Event) -> None:
+        stream.members.discard(wake)
+        if not stream.members:
+            if self._streams.get(key) is stream:
+                del self._streams[key]
+            if stream.task is not None and not stream.task.done():
+                stream.task.cancel()
+
+    async def _run(
+        self,
+        key: Hashable,
+        stream: _SharedStream,
+        operation: Operation[Context, None],
+        context: Context,
+        schema: Any,
+        encode: Callable[[object], str | bytes],
+    ) -> None:
+        try:
+            results = await schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=context,
+                operation_name=operation.operation_name,
+            )
+            async with contextlib.aclosing(results):
+                async for result in results:
+                    if not stream.shared:
+                        if (
+                            not isinstance(result, ExecutionResult)
+                            or isinstance(result, PreExecutionError)
+                            or result.errors
+                        ):
+                            return  # each subscriber runs its own stream instead
+                        stream.shared = True
+                        stream.decided.set()
+                    payload: dict[str, Any] = {"data": result.data}
+                    if result.errors:
+                        payload["errors"] = [e.formatted for e in result.errors]
+                    if result.extensions:
+                        payload["extensions"] = result.extensions
+                    encoded = encode(payload)
+                    stream.publish(encoded if isinstance(encoded, str) else encoded.decode())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("shared subscription stream failed")
+        finally:
+            if self._streams.get(key) is stream:
+                del self._streams[key]
+            stream.finish()
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with server pings after the ack."""
+    """graphql-transport-ws with server pings after the ack, and shared streams."""
 
     keep_alive_task: asyncio.Task[None] | None = None
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        streams = getattr(self.view, "shared_streams", None)
+        if isinstance(streams, SharedStreams) and isinstance(self.context, Context):
+            key = streams.key(operation, self.context)
+            if key is not None and await self._run_shared(streams, key, operation):
+                return
+        await super().run_operation(operation)
+
+    async def _run_shared(
+        self, streams: SharedStreams, key: Hashable, operation: Operation[Context, None]
+    ) -> bool:
+        """Send the shared stream's payloads; False when it turned out not to be shared."""
+        encode = self.view.encode_json
+        stream, wake = streams.join(key, operation, self.context, self.schema, encode)
+        # Strawberry's ASGI adapter keeps the Starlette WebSocket as ``ws``; the payload is
+        # already encoded, so it goes out as text without another json.dumps.
+        ws: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+        prefix = f'{{"id":{json.dumps(operation.id)},"type":"next","payload":'
+        try:
+            await stream.decided.wait()
+            if not stream.shared:
+                return False
+            sent = 0
+            while True:
+                if stream.seq > sent:
+                    # Only the latest payload: a slow consumer skips intermediate values.
+                    sent = stream.seq
+                    await ws.send_text(prefix + stream.latest + "}")
+                elif stream.done:
+                    break
+                else:
+                    wake.clear()
+                    await wake.wait()
+        except (WebSocketDisconnect, WebSocketDisconnected):
+            return True  # the connection is gone; the handler's shutdown cleans up
+        finally:
+            streams.leave(key, stream, wake)
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        return True
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         _Params.keep(self.context, message.get("payload", {}))
@@ -189,6 +385,7 @@ class LiveGraphQL(GraphQL[Context, None]):
         self.authenticator = authenticator
         self.ping_interval = keep_alive
         self.connections = 0
+        self.shared_streams = SharedStreams()
 
     async def get_context(self, request: Any, response: Any) -> Context:
         context = self.context_factory(cast(Request, request), None, str(uuid.uuid4()))
@@ -249,4 +446,4 @@ def build_websocket_app(
     )
 
 
-__all__ = ["LiveGraphQL", "WebSocket", "build_websocket_app", "token_of"]
+__all__ = ["LiveGraphQL", "SharedStreams", "WebSocket", "build_websocket_app", "token_of"]

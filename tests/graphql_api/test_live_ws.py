@@ -14,6 +14,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from graphql_api.errors import INVALID_INPUT
 from tests.graphql_api.live_support import (
     TRANSPORT_WS,
     Server,
@@ -306,7 +307,9 @@ async def test_abrupt_closes_leave_no_tasks_or_subscribers(
         await client.recv()
         sockets.append(ws)
     during = (await http.get(server.url + "/debug/live")).json()
-    assert during["subscribers"] >= before["subscribers"] + 40
+    assert during["connections"] >= before["connections"] + 20
+    # 40 subscriptions, two distinct ones: the hub serves each shared stream once.
+    assert during["subscribers"] >= before["subscribers"] + 2
     for ws in sockets:
         ws.transport.abort()  # no close frame
     deadline = time.monotonic() + 5
@@ -361,3 +364,56 @@ async def test_server_sent_events(server: Server, tokens: Tokens, http: httpx.As
         assert count == 30
     bad = await http.get(server.url + "/graphql/stream", params={"query": "subscription { nope }"})
     assert bad.status_code == 400
+
+
+async def test_identical_subscriptions_share_one_stream_with_their_own_ids(
+    server: Server, tokens: Tokens, http: httpx.AsyncClient
+) -> None:
+    sid = await _statement(http, server, tokens)
+    before = (await http.get(server.url + "/debug/live")).json()
+    async with _connect(server) as a, _connect(server) as b, _connect(server) as c:
+        clients = [WsClient(a), WsClient(b), WsClient(c)]
+        for i, client in enumerate(clients):
+            await client.init()
+            await client.subscribe(f"op-{i}", COUNT, {"id": sid})
+            assert (await client.recv())["id"] == f"op-{i}"
+        # A different selection is another stream.
+        await clients[0].subscribe("other", COUNT.replace(" at }", " }"), {"id": sid})
+        other = await clients[0].recv()
+        assert other["id"] == "other" and "at" not in other["payload"]["data"]["viewCount"]
+        during = (await http.get(server.url + "/debug/live")).json()
+        assert during["subscribers"] == before["subscribers"] + 2
+        await _views(http, server, sid, 40)
+        for i, client in enumerate(clients):
+            counts: list[int] = []
+            while not counts or counts[-1] < 40:
+                message = await client.recv()
+                if message["id"] == "other":
+                    continue
+                assert message["id"] == f"op-{i}" and message["type"] == "next", message
+                counts.append(message["payload"]["data"]["viewCount"]["viewCount"])
+            assert counts == sorted(counts) and counts[-1] == 40
+        await clients[1].send({"id": "op-1", "type": "complete"})
+        await asyncio.sleep(0.2)
+        still = (await http.get(server.url + "/debug/live")).json()
+        assert still["subscribers"] == before["subscribers"] + 2  # the others keep it
+    deadline = time.monotonic() + 5
+    while True:
+        after = (await http.get(server.url + "/debug/live")).json()
+        if after["subscribers"] == before["subscribers"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert after["subscribers"] == before["subscribers"]
+
+
+async def test_a_subscription_failing_at_once_is_not_shared(server: Server) -> None:
+    async with _connect(server) as a, _connect(server) as b:
+        for ws in (a, b):
+            client = WsClient(ws)
+            await client.init()
+            await client.subscribe("bad", COUNT, {"id": " "})
+            message = await client.recv()
+            errors = (
+                message["payload"]["errors"] if message["type"] == "next" else message["payload"]
+            )
+            assert errors[0]["extensions"]["code"] == INVALID_INPUT, message
