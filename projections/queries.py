@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -481,7 +482,8 @@ class _Sql:
 
         Parameters: SQLite ``?1`` the page size + 1, ``?2, ?3`` the cursor (always bound),
         ``?4...`` the parents; PostgreSQL ``$1`` the parents, ``$2`` the size + 1, ``$3, $4``
-        the cursor. Rows: the parent's index (from 0), total, head flag, key, id, statement.
+        the cursor. Rows (ordered on PostgreSQL only): the parent's index (from 0), total, head
+        flag, key, id (NULL for a parent without rows in the page), the statement.
         """
         key = ("nested", source, parents if not self.postgres else 0, after, count)
         sql = self._pages.get(key)
@@ -523,12 +525,13 @@ class _Sql:
             for start in range(0, len(terms), _COMPOUND_TERMS)
         ]
         union = " UNION ALL ".join(f"SELECT * FROM ({chunk})" for chunk in chunks)
+        # No ORDER BY: SQLite would sort the wide joined rows of every term; the caller orders
+        # the few (parent, key, id) triples instead (BINARY collation: Python's str order).
         return (
             f"WITH r(b, x_total, x_head, k0, id) AS ({union}) "
             f"SELECT r.b, r.x_total, r.x_head, r.k0, r.id, {_STATEMENT_SELECT} FROM r "
             "LEFT JOIN statements s ON s.id = r.id "
-            "LEFT JOIN view_totals v ON v.statement_id = r.id "
-            "ORDER BY r.b, r.k0 DESC, r.id DESC"
+            "LEFT JOIN view_totals v ON v.statement_id = r.id"
         )
 
     def _nested_lateral(self, source: _NestedSource, after: bool, count: bool) -> str:
@@ -547,8 +550,14 @@ class _Sql:
             f"ORDER BY {source.key} DESC, {source.id} DESC LIMIT $2) p ON true "
             "LEFT JOIN statements s ON s.id = p.id "
             "LEFT JOIN view_totals v ON v.statement_id = p.id "
+            # Ordered here: ids compare in the database's collation, not as Python's str.
             "ORDER BY q.ord, p.k0 DESC, p.id DESC"
         )
+
+
+def _newest_first(row: Sequence[Any]) -> tuple[Any, Any]:
+    """The (key, id) of a nested page's row: pages are in descending order of it."""
+    return row[3], row[4]
 
 
 def _probe_order(source: _NestedSource, op: str) -> str:
@@ -569,14 +578,24 @@ def _sql_for(postgres: bool) -> _Sql:
     return sql
 
 
-_OFFSETS: dict[int, timezone] = {}
+# The Unix epoch in each publication offset seen: an instant in its offset is then one
+# addition, not a UTC datetime and an astimezone().
+_EPOCHS: dict[int, datetime] = {}
 
 
-def _offset(seconds: int) -> timezone:
-    zone = _OFFSETS.get(seconds)
-    if zone is None:
-        zone = _OFFSETS[seconds] = timezone(timedelta(seconds=seconds))
-    return zone
+def _published_at(us: int, offset_seconds: int) -> datetime:
+    epoch = _EPOCHS.get(offset_seconds)
+    if epoch is None:
+        zone = timezone(timedelta(seconds=offset_seconds))
+        epoch = _EPOCHS[offset_seconds] = us_to_datetime(0).astimezone(zone)
+    return epoch + timedelta(microseconds=us)
+
+
+@functools.lru_cache(maxsize=1024)
+def _paragraphs(text: str) -> tuple[str, ...]:
+    # Decoding a statement's JSON paragraphs is half the cost of a row, and the same recent
+    # statements are read over and over; the text itself is the key, so a revision is a miss.
+    return tuple(json.loads(text))
 
 
 def _as_date(value: Any) -> date:
@@ -605,9 +624,7 @@ def _statement_tuple(r: Sequence[Any], at: int = 0) -> StatementRow:
         withdrawn,
         view_count,
     ) = r[at : at + _STATEMENT_WIDTH]
-    published_at: datetime = us_to_datetime(int(published_at_us)).astimezone(
-        _offset(int(published_offset))
-    )
+    published_at = _published_at(int(published_at_us), int(published_offset))
     return StatementRow(
         id=id_,
         slug=slug,
@@ -619,7 +636,7 @@ def _statement_tuple(r: Sequence[Any], at: int = 0) -> StatementRow:
         location=location,
         occurred_on=_as_date(occurred_on),
         published_at=published_at,
-        paragraphs=tuple(json.loads(paragraphs)),
+        paragraphs=_paragraphs(paragraphs),
         language=language,
         source_url=source_url,
         view_count=int(view_count),
@@ -1027,6 +1044,8 @@ class ReadModels:
         pages = []
         for group in grouped:
             present = [r for r in group if r[4] is not None]
+            if not self._postgres:
+                present.sort(key=_newest_first, reverse=True)
             page_rows = present[:size]
             pages.append(
                 Page(
