@@ -2,12 +2,21 @@
 
 The GraphQL layer counts statements (a query of depth d may issue at most d + 1), so every
 method is batch-shaped: it takes lists of ids and answers for all of them at once, nested
-connections included (one ``ROW_NUMBER() OVER (PARTITION BY parent ...)`` statement for all
-parents). A method called with an empty list answers without touching the database.
+connections included (one statement for all parents: per parent, an index range scan that
+stops after the page). A method called with an empty list answers without touching the
+database.
+
+The hot methods (lookups by id, a statement's topics, relations and views, nested pages, the
+unfiltered list) run SQL text written once per dialect on the engine's
+:func:`~eventstore.reader.reader_for` reader, with one parameter per id list; statement
+construction and a pool checkout through SQLAlchemy cost more than those queries themselves.
+The others (filters, search, most viewed, topics, views per day) are SQLAlchemy Core.
 
 Pagination is keyset-based: a cursor is the opaque (URL-safe base64 JSON) sort key and id of its
 row, never an offset, so pages stay stable while statements are published. ``total_count`` and
-the "is there more before/after" flags are counted inside the same statement.
+the "is there more before/after" flags are computed inside the same statement; the total, which
+reads every matching index entry where the page reads ``first + 1``, can be left out with
+``with_total=False`` (``total_count`` is then -1).
 
 Lists (``statements``, nested connections, ``topics``, ``ministers``, ``archive``,
 ``most_viewed``, ``related_of``) leave withdrawn statements out; ``statements_by_ids`` and
@@ -1229,7 +1238,6 @@ _STATEMENT_COLUMNS: Final = (
 def _statement_row(
     m: Mapping[Any, Any], *, rank: float | None = None, snippet: str | None = None
 ) -> StatementRow:
-    offset = timezone(timedelta(seconds=int(m["published_offset"])))
     return StatementRow(
         id=str(m["id"]),
         slug=str(m["slug"]),
@@ -1240,8 +1248,8 @@ def _statement_row(
         minister_title=str(m["minister_title"]),
         location=m["location"],
         occurred_on=m["occurred_on"],
-        published_at=us_to_datetime(int(m["published_at_us"])).astimezone(offset),
-        paragraphs=tuple(json.loads(m["paragraphs"])),
+        published_at=_published_at(int(m["published_at_us"]), int(m["published_offset"])),
+        paragraphs=_paragraphs(m["paragraphs"]),
         language=str(m["language"]),
         source_url=m["source_url"],
         view_count=int(m["view_count"]),
@@ -1254,10 +1262,6 @@ def _statement_row(
 
 def _minister_tuple(r: Sequence[Any]) -> MinisterRow:
     return MinisterRow(r[0], r[1], r[2], int(r[3]))
-
-
-def _empty_page() -> Page[StatementRow]:
-    return Page([], [], has_next=False, has_previous=False, total_count=0)
 
 
 def _tsquery(words: Sequence[str]) -> Any:
