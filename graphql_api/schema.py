@@ -7,6 +7,10 @@
    no introspection), and before execution the cost with the request's variables;
 2. Strawberry's ParserCache and ValidationCache (bounded LRUs shared across requests).
 
+Query operations run on :class:`graphql_api.executor.CompiledExecutor` (a plan compiled once
+per document, the same answers as graphql-core's executor at a fraction of the cost per field);
+everything else runs on graphql-core's executor as Strawberry configures it.
+
 Extensions are passed as classes, so each request gets its own instances. None of them wraps
 field resolvers. ``ApiSchema.execute`` then gives every error its code and masks unexpected
 ones (:func:`graphql_api.errors.classify_result`; with ``production`` "Did you mean"
@@ -28,6 +32,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from graphql_api.errors import classify_result, log_errors
+from graphql_api.executor import CompiledExecutor
 from graphql_api.limits import Limits, operation_limits
 from graphql_api.mutations import Mutation
 
@@ -88,11 +93,14 @@ def build_schema(
     production: bool = False,
     limits: Limits | None = None,
     extensions: Sequence[ExtensionFactory] = (),
+    compiled: bool = True,
 ) -> ApiSchema:
     """The API's schema around ``query`` (a ``@strawberry.type`` class given by the caller).
 
     ``types`` adds types reachable only through interfaces (e.g. Node implementations);
-    ``extensions`` are appended after the ones listed in the module doc.
+    ``extensions`` are appended after the ones listed in the module doc; ``compiled=False``
+    runs every operation on graphql-core's executor instead of :mod:`graphql_api.executor`
+    (the tests compare the two).
     """
     chosen: list[Any] = [
         operation_limits(limits, introspection=not production),
@@ -107,6 +115,7 @@ def build_schema(
         types=list(types),
         extensions=chosen,
         config=StrawberryConfig(disable_field_suggestions=production),
+        execution_context_class=CompiledExecutor if compiled else None,
     )
     schema.production = production
     return schema

@@ -1,0 +1,648 @@
+"""A compiling executor: query operations run from a plan built once per document.
+
+graphql-core resolves every field of every object through the same generic path (an info
+object, an argument lookup, ``complete_value`` dispatching on the type, a ``Path`` per field),
+and Strawberry wraps even plain attributes in a resolver; a 3-level list of 1,500 fields spends
+far more time there than in SQL. :class:`CompiledExecutor` (an ``executor_class`` for
+graphql-core, passed through ``strawberry.Schema(execution_context_class=...)``) instead turns
+each query operation into a :class:`Plan` once, with graphql-core's own field collection, and
+keeps it in a bounded cache keyed by the parsed document (Strawberry's parser cache hands back
+the same document for the same text). Running a plan:
+
+* reads a plain Strawberry field (no resolver, no extension, the default ``getattr`` resolver)
+  with one ``getattr`` and coerces leaves with the type's own ``coerce_output_value``;
+* calls every other field's resolver exactly as graphql-core does, with an info object from
+  the same ``build_resolve_info`` and arguments coerced by ``get_argument_values`` (once per
+  field per operation, since they cannot depend on the object);
+* completes values with closures specialised for the field's type, so the dispatch on
+  non-null/list/leaf/object happens at compile time;
+* awaits concurrently what resolvers return (one ``gather`` per object or list, as
+  graphql-core), so DataLoader keys from siblings still batch into one call;
+* reports errors as graphql-core does: located at the field (or list item), null propagated
+  to the nearest nullable position, recorded in the executor's ``collected_errors``.
+
+Anything it was not written for goes to graphql-core unchanged: mutations and subscriptions,
+``@skip``/``@include``/``@defer``/``@stream`` or any other directive in the operation,
+abstract (interface or union) return types, introspection fields, fragment variables,
+middleware, abort signals, a non-Strawberry ``is_type_of``. The decision is cached with the
+plan. ``tests/graphql_api/test_executor.py`` checks that both executors give the same
+responses, data and errors, over generated queries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final
+
+from graphql import (
+    DirectiveNode,
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    OperationType,
+    Undefined,
+    located_error,
+)
+from graphql.execution.collect_fields import (
+    FieldDetailsList,
+    collect_fields,
+    collect_subfields,
+)
+from graphql.execution.values import get_argument_values
+from graphql.language import Visitor, visit
+from graphql.pyutils import Path, gather_with_cancel, inspect
+from graphql.type import is_leaf_type, is_non_null_type, is_object_type
+from strawberry.execution.is_awaitable import optimized_is_awaitable as isawaitable
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+#: How many compiled operations are kept (the parser and validation caches keep as many).
+PLAN_CACHE_SIZE: Final = 1_024
+#: The key under which Strawberry keeps a GraphQLField's StrawberryField.
+_DEFINITION: Final = "strawberry-definition"
+
+Completer = Callable[["_Run", Any, Path], Any]
+Leaf = Callable[[Any], Any]
+
+
+class Unsupported(Exception):
+    """An operation that the compiling executor leaves to graphql-core."""
+
+
+class _FieldPlan:
+    """One response key of a selection set on a concrete object type."""
+
+    __slots__ = (
+        "arguments",
+        "attr",
+        "complete",
+        "field_def",
+        "key",
+        "kind",
+        "leaf",
+        "nodes",
+        "non_null",
+        "null_message",
+        "parent_name",
+        "parent_type",
+        "resolve",
+    )
+
+    def __init__(self) -> None:
+        self.key = ""
+        self.kind = 0
+        self.attr = ""
+        self.resolve: Callable[..., Any] | None = None
+        self.field_def: GraphQLField | None = None
+        self.nodes: list[FieldNode] = []
+        self.parent_type: GraphQLObjectType | None = None
+        self.parent_name = ""
+        self.non_null = False
+        self.null_message = ""
+        self.leaf: Leaf | None = None
+        self.complete: Completer | None = None
+        self.arguments: Callable[[Any], dict[str, Any]] | None = None
+
+
+# Field kinds, most frequent first.
+_LEAF_ATTR: Final = 0  # a plain attribute of a leaf type: getattr + coerce
+_ATTR: Final = 1  # a plain attribute of a list or object type
+_RESOLVER: Final = 2  # anything else: the field's resolve function
+_TYPENAME: Final = 3
+
+
+class Plan:
+    """The compiled selection set of one concrete object type."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Sequence[_FieldPlan]) -> None:
+        self.fields = tuple(fields)
+
+
+class _Compiled:
+    __slots__ = ("document", "plan", "reason")
+
+    def __init__(self, document: DocumentNode, plan: Plan | None, reason: str) -> None:
+        self.document = document
+        self.plan = plan
+        self.reason = reason
+
+
+class PlanCache:
+    """A bounded LRU of compiled operations, keyed by document identity and operation name."""
+
+    def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[int, str | None], _Compiled] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, document: DocumentNode, name: str | None) -> _Compiled | None:
+        key = (id(document), name)
+        with self._lock:
+            entry = self._entries.get(key)
+            # The document is held by the entry, so its id cannot be reused while cached;
+            # the identity check is there for clarity.
+            if entry is None or entry.document is not document:
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(self, document: DocumentNode, name: str | None, entry: _Compiled) -> None:
+        with self._lock:
+            self._entries[(id(document), name)] = entry
+            self._entries.move_to_end((id(document), name))
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_PLANS = PlanCache()
+
+
+class _HasDirectives(Visitor):
+    found = False
+
+    def enter_directive(self, node: DirectiveNode, *_args: Any) -> None:
+        self.found = True
+
+
+# --- compilation -----------------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self, executor: CompiledExecutor) -> None:
+        self.executor = executor
+        self.schema = executor.schema
+
+    def operation(self) -> Plan:
+        ex = self.executor
+        operation = ex.operation
+        if operation.operation is not OperationType.QUERY:
+            raise Unsupported(f"{operation.operation.value} operations")
+        if any(f.variable_definitions for f in ex.fragment_definitions.values()):
+            raise Unsupported("fragment variables")
+        visitor = _HasDirectives()
+        visit(operation, visitor)
+        for fragment in ex.fragment_definitions.values():
+            visit(fragment, visitor)
+        if visitor.found:
+            raise Unsupported("directives")
+        root_type = self.schema.query_type
+        if root_type is None:
+            raise Unsupported("no query type")
+        grouped, _defers, _forbidden = collect_fields(
+            self.schema, ex.fragments, ex.variable_values, root_type, operation, ex.hide_suggestions
+        )
+        return self.plan(root_type, grouped.items())
+
+    def plan(
+        self, parent: GraphQLObjectType, grouped: Iterable[tuple[str, FieldDetailsList]]
+    ) -> Plan:
+        fields = []
+        for key, details in grouped:
+            node = details[0].node
+            if any(d.fragment_variable_values is not None for d in details):
+                raise Unsupported("fragment variables")
+            name = node.name.value
+            fp = _FieldPlan()
+            fp.key = key
+            fp.nodes = [d.node for d in details]
+            fp.parent_type = parent
+            fp.parent_name = parent.name
+            if name == "__typename":
+                fp.kind = _TYPENAME
+                fields.append(fp)
+                continue
+            if name.startswith("__"):
+                raise Unsupported("introspection")
+            field_def = self.schema.get_field(parent, name)
+            if field_def is None:
+                # graphql-core leaves unknown fields out of the response; validation has
+                # already refused them.
+                continue
+            fp.field_def = field_def
+            return_type = field_def.type
+            fp.non_null = is_non_null_type(return_type)
+            fp.null_message = f"Cannot return null for non-nullable field {parent.name}.{name}."
+            named = _named(return_type)
+            basic = self._basic_attribute(field_def)
+            if basic is not None and is_leaf_type(named) and named is _unwrap(return_type):
+                fp.kind = _LEAF_ATTR
+                fp.attr = basic
+                fp.leaf = _leaf(named, parent.name, name)
+            else:
+                if basic is not None:
+                    fp.kind = _ATTR
+                    fp.attr = basic
+                else:
+                    fp.kind = _RESOLVER
+                    fp.resolve = field_def.resolve or self.executor.field_resolver
+                    fp.arguments = _arguments(field_def, node)
+                fp.complete = self.completer(return_type, fp, details)
+            fields.append(fp)
+        return Plan(fields)
+
+    def _basic_attribute(self, field_def: GraphQLField) -> str | None:
+        """The attribute a field reads, when its resolver is Strawberry's plain ``getattr``."""
+        resolve = field_def.resolve
+        definition = (field_def.extensions or {}).get(_DEFINITION)
+        if (
+            resolve is None
+            or definition is None
+            or getattr(resolve, "__name__", "") != "_get_basic_result"
+            or not definition.is_basic_field
+            or definition.default_resolver is not getattr
+        ):
+            return None
+        attr: str = definition.python_name
+        return attr
+
+    def completer(
+        self, return_type: GraphQLOutputType, fp: _FieldPlan, details: FieldDetailsList
+    ) -> Completer:
+        if isinstance(return_type, GraphQLNonNull):
+            inner = self.completer(return_type.of_type, fp, details)
+            message = fp.null_message
+
+            def non_null(run: _Run, value: Any, path: Path) -> Any:
+                completed = inner(run, value, path)
+                if completed is None:
+                    raise TypeError(message)
+                if isawaitable(completed):
+                    return _not_null_later(completed, message)
+                return completed
+
+            return non_null
+        if isinstance(return_type, GraphQLList):
+            return self._list(return_type, fp, details)
+        if is_leaf_type(return_type):
+            leaf = _leaf(return_type, fp.parent_name, fp.nodes[0].name.value)
+
+            def leaf_value(run: _Run, value: Any, path: Path) -> Any:
+                if isinstance(value, Exception):
+                    raise value
+                if value is None or value is Undefined:
+                    return None
+                return leaf(value)
+
+            return leaf_value
+        if is_object_type(return_type):
+            return self._object(return_type, details)
+        raise Unsupported(f"abstract type {return_type}")
+
+    def _object(self, object_type: GraphQLObjectType, details: FieldDetailsList) -> Completer:
+        is_type_of = object_type.is_type_of
+        if is_type_of is not None and not getattr(is_type_of, "__module__", "").startswith(
+            "strawberry."
+        ):
+            raise Unsupported(f"is_type_of of {object_type.name}")
+        ex = self.executor
+        grouped, _defers, _forbidden = collect_subfields(
+            self.schema,
+            ex.fragments,
+            ex.variable_values,
+            ex.operation,
+            object_type,
+            details,
+            ex.hide_suggestions,
+        )
+        plan = self.plan(object_type, grouped.items())
+
+        def object_value(run: _Run, value: Any, path: Path) -> Any:
+            if isinstance(value, Exception):
+                raise value
+            if value is None or value is Undefined:
+                return None
+            # Strawberry's is_type_of is an isinstance check that ignores its info argument.
+            if is_type_of is not None and not is_type_of(value, None):  # type: ignore[arg-type]
+                raise GraphQLError(
+                    f"Expected value of type '{object_type}' but got: {inspect(value)}.",
+                    [d.node for d in details],
+                )
+            return run.object(plan, value, path)
+
+        return object_value
+
+    def _list(
+        self, list_type: GraphQLList[Any], fp: _FieldPlan, details: FieldDetailsList
+    ) -> Completer:
+        item_type = list_type.of_type
+        item = self.completer(item_type, fp, details)
+        nullable_items = not is_non_null_type(item_type)
+        message = (
+            f"Expected Iterable, but did not find one for field"
+            f" '{fp.parent_name}.{fp.nodes[0].name.value}'."
+        )
+        nodes = fp.nodes
+
+        def list_value(run: _Run, value: Any, path: Path) -> Any:
+            if isinstance(value, Exception):
+                raise value
+            if value is None or value is Undefined:
+                return None
+            if isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
+                raise GraphQLError(message)
+            results: list[Any] = []
+            pending: list[int] | None = None
+            try:
+                for index, raw in enumerate(value):
+                    item_path = Path(path, index, None)
+                    try:
+                        if isawaitable(raw):
+                            completed: Any = _item_later(
+                                run, item, raw, item_path, nodes, nullable_items
+                            )
+                        else:
+                            completed = item(run, raw, item_path)
+                            if isawaitable(completed):
+                                completed = _guard_later(
+                                    run, completed, item_path, nodes, nullable_items
+                                )
+                    except Exception as error:
+                        completed = run.field_error(error, nodes, item_path, nullable_items)
+                    if isawaitable(completed):
+                        if pending is None:
+                            pending = []
+                        pending.append(index)
+                    results.append(completed)
+            except BaseException:
+                if pending:
+                    run.executor.settle_in_background([results[i] for i in pending])
+                raise
+            if pending is None:
+                return results
+            return _gather_items(results, pending)
+
+        return list_value
+
+
+def _named(type_: GraphQLOutputType) -> GraphQLOutputType:
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        type_ = type_.of_type
+    return type_
+
+
+def _unwrap(type_: GraphQLOutputType) -> GraphQLOutputType:
+    """The type without its non-null wrapper (lists stay)."""
+    return type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+
+
+def _leaf(leaf_type: GraphQLLeafType, parent: str, field: str) -> Leaf:
+    coerce = leaf_type.coerce_output_value
+
+    def leaf(value: Any) -> Any:
+        coerced = coerce(value)
+        if coerced is Undefined or coerced is None:
+            raise TypeError(
+                f"Expected `{inspect(leaf_type)}.coerce_output_value({inspect(value)})` to"
+                f" return non-nullable value, returned: {inspect(coerced)}"
+            )
+        return coerced
+
+    return leaf
+
+
+def _arguments(field_def: GraphQLField, node: FieldNode) -> Callable[[Any], dict[str, Any]]:
+    if not field_def.args and not node.arguments:
+        empty: dict[str, Any] = {}
+        return lambda _executor: empty
+
+    def arguments(executor: Any) -> dict[str, Any]:
+        return get_argument_values(
+            field_def, node, executor.variable_values, None, executor.hide_suggestions
+        )
+
+    return arguments
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+class _Run:
+    """The state of one execution of a plan."""
+
+    __slots__ = ("arguments", "errors", "executor")
+
+    def __init__(self, executor: CompiledExecutor) -> None:
+        self.executor = executor
+        self.errors = executor.collected_errors
+        # Coerced arguments per field plan: they depend on the variables only.
+        self.arguments: dict[int, dict[str, Any] | Exception] = {}
+
+    def field_error(
+        self, raw: Exception, nodes: list[FieldNode], path: Path, nullable: bool
+    ) -> Any:
+        """The value of a position whose completion raised: null, or raised again located."""
+        error = located_error(raw, nodes, path.as_list())
+        if not nullable:
+            raise error
+        self.errors.add(error, path)
+        return None
+
+    def args(self, fp: _FieldPlan) -> dict[str, Any]:
+        found = self.arguments.get(id(fp))
+        if found is None:
+            try:
+                found = fp.arguments(self.executor)  # type: ignore[misc]
+            except Exception as error:
+                found = error
+            self.arguments[id(fp)] = found
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def object(self, plan: Plan, source: Any, path: Path | None) -> Any:
+        out: dict[str, Any] = {}
+        pending: list[str] | None = None
+        try:
+            for fp in plan.fields:
+                kind = fp.kind
+                if kind == _LEAF_ATTR:
+                    try:
+                        value = getattr(source, fp.attr)
+                        if value is None or value is Undefined:
+                            if fp.non_null:
+                                raise TypeError(fp.null_message)
+                            out[fp.key] = None
+                        else:
+                            if isinstance(value, Exception):
+                                raise value
+                            out[fp.key] = fp.leaf(value)  # type: ignore[misc]
+                    except Exception as error:
+                        out[fp.key] = self.field_error(
+                            error, fp.nodes, Path(path, fp.key, fp.parent_name), not fp.non_null
+                        )
+                    continue
+                if kind == _TYPENAME:
+                    out[fp.key] = fp.parent_name
+                    continue
+                field_path = Path(path, fp.key, fp.parent_name)
+                try:
+                    if kind == _ATTR:
+                        value = getattr(source, fp.attr)
+                    else:
+                        info = self.executor.build_resolve_info(
+                            fp.field_def,  # type: ignore[arg-type]
+                            fp.nodes,
+                            fp.parent_type,  # type: ignore[arg-type]
+                            field_path,
+                        )
+                        value = fp.resolve(source, info, **self.args(fp))  # type: ignore[misc]
+                    if isawaitable(value):
+                        result: Any = _field_later(self, fp, value, field_path)
+                    else:
+                        result = fp.complete(self, value, field_path)  # type: ignore[misc]
+                        if isawaitable(result):
+                            result = _guard_later(
+                                self, result, field_path, fp.nodes, not fp.non_null
+                            )
+                except Exception as error:
+                    result = self.field_error(error, fp.nodes, field_path, not fp.non_null)
+                out[fp.key] = result
+                if isawaitable(result):
+                    if pending is None:
+                        pending = []
+                    pending.append(fp.key)
+        except BaseException:
+            if pending:
+                # As graphql-core: siblings already started still run to the end, so that
+                # their errors are observed and no coroutine is left unawaited.
+                self.executor.settle_in_background([out[key] for key in pending])
+            raise
+        if pending is None:
+            return out
+        return _gather_fields(out, pending)
+
+
+async def _field_later(run: _Run, fp: _FieldPlan, value: Awaitable[Any], path: Path) -> Any:
+    try:
+        resolved = await value
+        completed = fp.complete(run, resolved, path)  # type: ignore[misc]
+        if isawaitable(completed):
+            completed = await completed
+    except Exception as error:
+        return run.field_error(error, fp.nodes, path, not fp.non_null)
+    return completed
+
+
+async def _guard_later(
+    run: _Run, completed: Awaitable[Any], path: Path, nodes: list[FieldNode], nullable: bool
+) -> Any:
+    try:
+        return await completed
+    except Exception as error:
+        return run.field_error(error, nodes, path, nullable)
+
+
+async def _item_later(
+    run: _Run,
+    item: Completer,
+    raw: Awaitable[Any],
+    path: Path,
+    nodes: list[FieldNode],
+    nullable: bool,
+) -> Any:
+    try:
+        completed = item(run, await raw, path)
+        if isawaitable(completed):
+            completed = await completed
+    except Exception as error:
+        return run.field_error(error, nodes, path, nullable)
+    return completed
+
+
+async def _not_null_later(completed: Awaitable[Any], message: str) -> Any:
+    value = await completed
+    if value is None:
+        raise TypeError(message)
+    return value
+
+
+async def _gather_fields(out: dict[str, Any], pending: list[str]) -> dict[str, Any]:
+    if len(pending) == 1:
+        key = pending[0]
+        out[key] = await out[key]
+    else:
+        values = await gather_with_cancel(*(out[key] for key in pending))
+        out.update(zip(pending, values, strict=True))
+    return out
+
+
+async def _gather_items(results: list[Any], pending: list[int]) -> list[Any]:
+    if len(pending) == 1:
+        index = pending[0]
+        results[index] = await results[index]
+    else:
+        values = await gather_with_cancel(*(results[i] for i in pending))
+        for index, value in zip(pending, values, strict=True):
+            results[index] = value
+    return results
+
+
+class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's graphql-core executor, with compiled plans for the query operations."""
+
+    plans: PlanCache = _PLANS
+    document: DocumentNode | None = None
+
+    @classmethod
+    def build(cls, schema: Any, document: DocumentNode, *args: Any, **kwargs: Any) -> Any:
+        executor = super().build(schema, document, *args, **kwargs)
+        if isinstance(executor, CompiledExecutor):
+            # graphql-core does not keep the document; the plan cache is keyed by it.
+            executor.document = document
+        return executor
+
+    def compiled(self) -> Plan | None:
+        """This operation's plan, compiled on first use; None when graphql-core runs it."""
+        if (
+            self.abort_signal is not None
+            or self.hooks is not None
+            or self.enable_early_execution
+            or not self.error_propagation
+            or (self.middleware_manager is not None and self.middleware_manager.middlewares)
+        ):
+            return None
+        document = self.document
+        if document is None:
+            return None
+        name = self.operation.name.value if self.operation.name else None
+        entry = self.plans.get(document, name)
+        if entry is None:
+            try:
+                entry = _Compiled(document, _Compiler(self).operation(), "")
+            except Unsupported as reason:
+                entry = _Compiled(document, None, str(reason))
+            self.plans.put(document, name, entry)
+        return entry.plan
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        plan = self.compiled() if not serially else None
+        if plan is None:
+            return super().execute_operation(serially)
+        try:
+            data = _Run(self).object(plan, self.root_value, None)
+        except GraphQLError as error:
+            self.collected_errors.add(error, None)
+            return self.build_response(None)
+        if isawaitable(data):
+            return self._later(data)
+        return self.build_response(data)
+
+    async def _later(self, data: Awaitable[dict[str, Any]]) -> Any:
+        try:
+            value = await data
+        except GraphQLError as error:
+            self.collected_errors.add(error, None)
+            return self.build_response(None)
+        return self.build_response(value)
