@@ -42,6 +42,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import heapq
+import itertools
 import logging
 import re
 import secrets
@@ -66,6 +69,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from eventstore.errors import StoreUnavailableError
 from eventstore.leader import LeaderElection, exclusive, leader_election_for
 from eventstore.records import RecordedEvent, us_to_datetime
+from eventstore.sqlite_lock import sqlite_write_lock
 from eventstore.store import EventStore, Notifier, now_us
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,7 @@ _ASIDE_PREFIX: Final = "__rb"
 IDLE_CHECKPOINT_INTERVAL: Final = 1.0
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")  # leaves room for the aside suffix in 63
 _MAX_ERROR = 4000
+_DEFAULT_BUSY_TIMEOUT: Final = 5.0  # for SQLite drivers that do not report theirs
 _SETUP_KEY: Final = 0x70726F6A5F736574  # advisory lock serializing first starts ("proj_set")
 
 checkpoint_metadata = sa.MetaData()
@@ -230,12 +235,33 @@ async def _transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
     On SQLite a deferred transaction that reads and then writes fails at once with "database is
     locked" when another connection wrote in between; BEGIN IMMEDIATE waits for the write lock
-    instead, and makes the DDL of a swap part of the transaction.
+    instead, and makes the DDL of a swap part of the transaction. Writers of this process
+    first queue on a lock shared with the event store's writer (see ``eventstore.sqlite_lock``),
+    so they wait for each other without sleeping in SQLite's busy handler.
     """
-    async with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-        yield conn
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        timeout = getattr(raw.dbapi_connection, "busy_timeout", _DEFAULT_BUSY_TIMEOUT)
+        synchronous = None
+        try:
+            # The lock covers the COMMIT (or ROLLBACK) too: it ends with the transaction.
+            async with sqlite_write_lock(engine.url.database, timeout), conn.begin():
+                synchronous = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+                # Read models are derived from the log: a power cut may undo their last
+                # commits, never half of one (WAL stays atomic; the checkpoint moves with the
+                # rows), and the runner re-applies those events. Skipping the fsync halves
+                # the time a batch holds the write lock that appends wait for.
+                await conn.exec_driver_sql("PRAGMA synchronous = NORMAL")
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                yield conn
+        finally:
+            if synchronous is not None:
+                # The pool hands this connection to others, whose writes stay durable.
+                await conn.exec_driver_sql(f"PRAGMA synchronous = {int(synchronous)}")
 
 
 def _row_to_checkpoint(row: Any) -> _Checkpoint:
@@ -246,6 +272,24 @@ def _row_to_checkpoint(row: Any) -> _Checkpoint:
         row.error,
         None if row.error_position is None else int(row.error_position),
         int(row.updated_at),
+    )
+
+
+@functools.cache
+def _move_statement() -> sa.Update:
+    """Move an active checkpoint from one position to another (a compare-and-set).
+
+    Built once: constructing the statement cost more than running it, once per batch.
+    """
+    return (
+        checkpoints.update()
+        .where(
+            checkpoints.c.name == sa.bindparam("k_name"),
+            checkpoints.c.position == sa.bindparam("k_from"),
+            checkpoints.c.version == sa.bindparam("k_version"),
+            checkpoints.c.status == ACTIVE,
+        )
+        .values(position=sa.bindparam("k_to"), updated_at=sa.bindparam("k_at"))
     )
 
 
@@ -700,6 +744,53 @@ _OUTDATED: Final = "outdated"  # the tables were built by a newer version of the
 _STOPPED: Final = "stopped"
 
 
+class _Progress:
+    """The read-your-writes waiters of one projection, each woken once its position is reached.
+
+    A waiter for one view used to wake on every commit of every projection to check again; at a
+    thousand views a second that was tens of thousands of wake-ups a second for nothing.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap by position
+        self._order = itertools.count()
+
+    def reached(self, position: int) -> None:
+        """Wake the waiters of every position up to ``position``."""
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= position:
+            future = heapq.heappop(waiters)[2]
+            if not future.done():
+                future.set_result(None)
+
+    def wake_all(self) -> None:
+        """Wake every waiter to look again: the projection failed, stopped or changed hands."""
+        waiters, self._waiters = self._waiters, []
+        for _position, _order, future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    async def wait(self, position: int, timeout: float) -> None:
+        """Until ``reached`` covers ``position``, ``wake_all`` or the timeout, whichever first."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (position, next(self._order), future))
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await future
+        finally:
+            if not future.done():
+                future.cancel()
+                if len(self._waiters) > _MAX_ABANDONED_WAITERS:
+                    # Waiters that timed out on a stuck projection stay in the heap until their
+                    # position is reached; drop them before they pile up.
+                    self._waiters = [w for w in self._waiters if not w[2].done()]
+                    heapq.heapify(self._waiters)
+
+
+_MAX_ABANDONED_WAITERS: Final = 10_000
+
+
 @dataclass(eq=False)
 class _Worker:
     projection: Projection
@@ -712,6 +803,17 @@ class _Worker:
     state: str = _STARTING
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    progress: _Progress = dataclasses.field(default_factory=_Progress)
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.progress.wake_all()
+
+    def moved(self, seen: int) -> None:
+        """Note that nothing up to ``seen`` is left for this projection, and wake its waiters."""
+        self.seen = max(self.seen, seen)
+        self.progress.reached(max(self.position, self.seen))
 
 
 class ProjectionRunner:
@@ -743,7 +845,7 @@ class ProjectionRunner:
             if projection.name in self._workers:
                 raise ValueError(f"two projections are named {projection.name!r}")
             self._workers[projection.name] = _Worker(projection, TableNames(projection.tables))
-        self._progress = Notifier()  # wakes read-your-writes waiters as checkpoints move
+        self._changed = Notifier()  # wakes waiters polling other processes on a state change
         self._started = False
 
     @property
@@ -794,7 +896,7 @@ class ProjectionRunner:
                 )
             worker.task = None
             worker.leader = False
-            worker.state = _STOPPED
+            worker.set_state(_STOPPED)
         await self.election.close()
         self._started = False
 
@@ -812,7 +914,7 @@ class ProjectionRunner:
         worker = self._worker(name)
         cleared = await retry_projection(self.engine, name)
         if cleared and worker.state == FAILED:
-            worker.state = _STARTING  # so that wait_for, meanwhile, does not give up at once
+            worker.set_state(_STARTING)  # so that wait_for, meanwhile, does not give up at once
         worker.wake.set()
         return cleared
 
@@ -857,31 +959,43 @@ class ProjectionRunner:
         deadline = loop.time() + timeout
         delay = 0.01
         while True:
-            generation = self._progress.generation
-            local = [w for w in workers if w.leader and w.state in (_RUNNING, FAILED)]
-            if any(w.state == FAILED and w.position < position for w in local):
-                return False
-            behind = {w.projection.name for w in local if max(w.position, w.seen) < position}
-            remote = [w for w in workers if w not in local]
-            if remote:
+            generation = self._changed.generation
+            rows: dict[str, _Checkpoint] | None = None
+            if not all(self._runs(w) for w in workers):
                 rows = await _load_all(self.engine)
-                for worker in remote:
-                    row = rows.get(worker.projection.name)
-                    if row is None or row.position < position:
-                        # Only the leader's view is final; a starting leader retries failures.
-                        if row is not None and row.status == FAILED and worker.state == _STANDBY:
-                            return False
-                        behind.add(worker.projection.name)
-            if not behind:
+            # Judged after the await: a projection may have changed hands meanwhile.
+            local_behind: list[_Worker] = []
+            remote_behind = False
+            for worker in workers:
+                if self._runs(worker):
+                    if worker.state == FAILED and worker.position < position:
+                        return False
+                    if max(worker.position, worker.seen) < position:
+                        local_behind.append(worker)
+                    continue
+                row = None if rows is None else rows.get(worker.projection.name)
+                if row is None or row.position < position:
+                    # Only the leader's view is final; a starting leader retries failures.
+                    if row is not None and row.status == FAILED and worker.state == _STANDBY:
+                        return False
+                    remote_behind = True
+            if not local_behind and not remote_behind:
                 return True
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            if behind.issubset(w.projection.name for w in local):
-                await self._progress.wait(generation, remaining)
-            else:
-                await self._progress.wait(generation, min(delay, remaining))
+            if remote_behind:
+                remaining = min(delay, remaining)
                 delay = min(delay * 2, 0.1)
+            if local_behind:
+                await local_behind[0].progress.wait(position, remaining)
+            else:
+                await self._changed.wait(generation, remaining)
+
+    @staticmethod
+    def _runs(worker: _Worker) -> bool:
+        """Whether this process runs the projection, so its own memory says where it stands."""
+        return worker.leader and worker.state in (_RUNNING, FAILED)
 
     # -- the per-projection task -----------------------------------------------------------
 
@@ -892,7 +1006,7 @@ class ProjectionRunner:
         backoff = low
         while True:
             if not await self.election.acquire(name):
-                worker.state = _STANDBY
+                worker.set_state(_STANDBY)
                 await asyncio.sleep(self.lock_retry_interval)
                 continue
             log.info("projection %s: leading", name)
@@ -905,7 +1019,8 @@ class ProjectionRunner:
                 error = exc
             finally:
                 worker.leader = False
-                worker.state = _STANDBY
+                worker.set_state(_STANDBY)
+                self._changed.notify()
             # Someone healthier may take over while we pause.
             await self.election.release(name)
             if error is None:
@@ -937,8 +1052,8 @@ class ProjectionRunner:
             worker.seen = checkpoint.position
             if checkpoint.status == FAILED:
                 if worker.state != FAILED:
-                    worker.state = FAILED
-                    self._progress.notify()  # read-your-writes waiters give up now
+                    worker.set_state(FAILED)  # read-your-writes waiters give up now
+                    self._changed.notify()
                 checkpoint = await self._wait_for_retry(worker)
                 continue
             if checkpoint.version > projection.version:
@@ -950,14 +1065,14 @@ class ProjectionRunner:
                         checkpoint.version,
                         projection.version,
                     )
-                worker.state = _OUTDATED
+                worker.set_state(_OUTDATED)
                 checkpoint = await self._wait_for_retry(worker)
                 continue
             if checkpoint.version != projection.version:
                 checkpoint = await self._auto_rebuild(worker)
                 continue
-            worker.state = _RUNNING
-            self._progress.notify()
+            worker.set_state(_RUNNING)
+            self._changed.notify()
             try:
                 await self._follow(worker)
             except _Moved:
@@ -981,7 +1096,7 @@ class ProjectionRunner:
 
     async def _auto_rebuild(self, worker: _Worker) -> _Checkpoint:
         projection = worker.projection
-        worker.state = REBUILDING
+        worker.set_state(REBUILDING)
         try:
             await _rebuild(
                 self.store,
@@ -1041,8 +1156,7 @@ class ProjectionRunner:
                     # Nothing for this projection: note it in memory, and write the checkpoint
                     # at most once a second, so that idle projections do not take the database
                     # write lock (on SQLite, the only one) for every event somebody appends.
-                    worker.seen = end
-                    self._progress.notify()
+                    worker.moved(end)
                     continue
                 failure = await _bisect(commit, events, end)
                 if failure is not None:
@@ -1068,20 +1182,19 @@ class ProjectionRunner:
         projection = worker.projection
         async with _transaction(self.engine) as conn:
             moved = await conn.execute(
-                checkpoints.update()
-                .where(
-                    checkpoints.c.name == projection.name,
-                    checkpoints.c.position == worker.position,
-                    checkpoints.c.version == projection.version,
-                    checkpoints.c.status == ACTIVE,
-                )
-                .values(position=end, updated_at=now_us())
+                _move_statement(),
+                {
+                    "k_name": projection.name,
+                    "k_from": worker.position,
+                    "k_version": projection.version,
+                    "k_to": end,
+                    "k_at": now_us(),
+                },
             )
             if moved.rowcount != 1:
                 raise _Moved(projection.name)
             if events:
                 await projection.apply(conn, events, worker.tables)
         worker.position = end
-        worker.seen = max(worker.seen, end)
         worker.committed_at = asyncio.get_running_loop().time()
-        self._progress.notify()
+        worker.moved(end)

@@ -6,6 +6,7 @@ per second here; a dedicated writer thread runs each whole batch in one hop inst
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Literal, TypeVar
@@ -19,6 +20,7 @@ from eventstore.chain import GENESIS_HASH
 from eventstore.errors import InvalidAppendError, SchemaVersionError, StoreUnavailableError
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
 from eventstore.records import RecordedEvent
+from eventstore.sqlite_lock import sqlite_write_lock
 from eventstore.store import EventStore, now_us
 from eventstore.worker import Worker
 
@@ -118,7 +120,13 @@ class SQLiteEventStore(EventStore):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        await self._in_writer(self._setup_sync)
+        async with self._write_lock():
+            await self._in_writer(self._setup_sync)
+
+    def _write_lock(self) -> contextlib.AbstractAsyncContextManager[None]:
+        # Shared with the projection runner's transactions on the same file, so neither side
+        # ever sleeps in SQLite's busy handler while the other commits.
+        return sqlite_write_lock(self.path, self.busy_timeout)
 
     def _setup_sync(self) -> None:
         conn = self._writer_connection()
@@ -174,9 +182,10 @@ class SQLiteEventStore(EventStore):
     # -- writing ---------------------------------------------------------------------------
 
     async def _write_batch(self, batch: list[PendingAppend]) -> list[Outcome]:
-        if self.writer_mode == "inline":
-            return self._write_batch_sync(batch)
-        return await self._in_writer(self._write_batch_sync, batch)
+        async with self._write_lock():
+            if self.writer_mode == "inline":
+                return self._write_batch_sync(batch)
+            return await self._in_writer(self._write_batch_sync, batch)
 
     def _write_batch_sync(self, batch: list[PendingAppend]) -> list[Outcome]:
         conn = self._writer_connection()
@@ -309,7 +318,8 @@ class SQLiteEventStore(EventStore):
         return self._decoded(statement, tuple(params))
 
     async def restore(self, rows: Callable[[], Iterable[Row]]) -> int:
-        count = await self._in_writer(self._restore_sync, rows)
+        async with self._write_lock():
+            count = await self._in_writer(self._restore_sync, rows)
         if count:
             self._notifier.notify()
         return count

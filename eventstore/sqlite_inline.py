@@ -11,6 +11,11 @@ query. ``sqlite+inline`` drives a plain :mod:`sqlite3` connection instead:
   write lock (up to ``busy_timeout``) or for fsync never blocks the loop, and two connections of
   one loop can not deadlock on the write lock.
 
+Inside a transaction opened with ``BEGIN IMMEDIATE`` (or ``EXCLUSIVE``), DML runs inline too: the
+connection already holds the write lock, and in WAL mode nothing before ``COMMIT`` waits for a lock
+or syncs the disk, so a thread hop would only add its cost (and, on a busy loop, a wait for the
+GIL) to every statement of a projection's batch.
+
 Rows are fetched eagerly at execute time, as the aiosqlite adapter does, so no statement stays
 open (and no WAL snapshot stays pinned) between awaits. A call made after a cancelled write is
 still running waits for it on the connection's thread, so calls on one connection never overlap.
@@ -51,6 +56,8 @@ _LOCAL_PRAGMA = re.compile(
     re.IGNORECASE,
 )
 _WRITE_WORD = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_DML = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|WITH)\b", re.IGNORECASE)
+_BEGIN_LOCKED = re.compile(r"\s*BEGIN\s+(IMMEDIATE|EXCLUSIVE)\b", re.IGNORECASE)
 
 
 def is_read_only(statement: str) -> bool:
@@ -73,10 +80,21 @@ async def _now(fn: Callable[..., T], *args: Any) -> T:
 class InlineConnection:
     """A DBAPI connection over :class:`sqlite3.Connection`: reads inline, writes on a thread."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, busy_timeout: float = 5.0) -> None:
         self._conn = connection
+        #: Seconds SQLite waits for the write lock; the process's own write lock waits as long.
+        self.busy_timeout = busy_timeout
         self._executor: ThreadPoolExecutor | None = None
         self._last: Future[Any] | None = None
+        self._holds_write_lock = False  # inside BEGIN IMMEDIATE / EXCLUSIVE
+
+    def _runs_inline(self, operation: str) -> bool:
+        """Whether a statement that writes may still run inline: DML under the write lock."""
+        return (
+            self._holds_write_lock
+            and self._conn.in_transaction
+            and _DML.match(operation) is not None
+        )
 
     @property
     def driver_connection(self) -> sqlite3.Connection:
@@ -112,9 +130,11 @@ class InlineConnection:
         return InlineCursor(self)
 
     def commit(self) -> None:
+        self._holds_write_lock = False
         self._run(self._conn.in_transaction, self._conn.commit)
 
     def rollback(self) -> None:
+        self._holds_write_lock = False
         self._run(self._conn.in_transaction, self._conn.rollback)
 
     def close(self) -> None:
@@ -183,13 +203,18 @@ class InlineCursor:
 
     def execute(self, operation: str, parameters: Any = None) -> InlineCursor:
         self._rows.clear()
-        write = not is_read_only(operation)
-        self._rows = deque(self._connection._run(write, self._execute, operation, parameters))
+        connection = self._connection
+        write = not is_read_only(operation) and not connection._runs_inline(operation)
+        self._rows = deque(connection._run(write, self._execute, operation, parameters))
+        if _BEGIN_LOCKED.match(operation):
+            connection._holds_write_lock = True
         return self
 
     def executemany(self, operation: str, seq_of_parameters: Any) -> InlineCursor:
         self._rows.clear()
-        self._connection._run(True, self._cursor.executemany, operation, seq_of_parameters)
+        connection = self._connection
+        write = not connection._runs_inline(operation)
+        connection._run(write, self._cursor.executemany, operation, seq_of_parameters)
         return self
 
     def fetchone(self) -> Any:
@@ -227,7 +252,8 @@ class InlineDBAPI:
     def connect(self, *args: Any, **kwargs: Any) -> InlineConnection:
         # Used from the event loop's thread and the connection's writer thread, never at once.
         kwargs["check_same_thread"] = False
-        return InlineConnection(sqlite3.connect(*args, **kwargs))
+        timeout = float(kwargs.get("timeout", 5.0))  # sqlite3.connect's own default
+        return InlineConnection(sqlite3.connect(*args, **kwargs), timeout)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(sqlite3, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
@@ -55,11 +56,6 @@ def is_postgres(conn: AsyncConnection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    # Both dialects' insert() constructs support ON CONFLICT with identical signatures.
-    return postgresql.insert(table) if is_postgres(conn) else sqlite.insert(table)
-
-
 async def upsert(
     conn: AsyncConnection,
     table: sa.Table,
@@ -76,16 +72,29 @@ async def upsert(
     """
     if not rows:
         return
-    statement = _insert(conn, table)
+    statement = _upsert_statement(conn.dialect.name, table, tuple(keys), tuple(replace), tuple(add))
+    await conn.execute(statement, list(rows))
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_statement(
+    dialect: str,
+    table: sa.Table,
+    keys: tuple[str, ...],
+    replace: tuple[str, ...],
+    add: tuple[str, ...],
+) -> Any:
+    # Both dialects' insert() constructs support ON CONFLICT with identical signatures.
+    # Cached: building the construct (its ``excluded`` alias above all) cost more than running
+    # it for the handful of rows a live batch writes.
+    statement = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     excluded = statement.excluded
     updates: dict[str, Any] = {name: excluded[name] for name in replace}
     for name in add:
         updates[name] = table.c[name] + excluded[name]
     if updates:
-        statement = statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
-    await conn.execute(statement, list(rows))
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+    return statement.on_conflict_do_nothing(index_elements=list(keys))
 
 
 async def delete_keys(
