@@ -40,13 +40,16 @@ from graphql import (
     DirectiveNode,
     DocumentNode,
     FieldNode,
+    GraphQLBoolean,
     GraphQLError,
     GraphQLField,
+    GraphQLID,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLString,
     OperationType,
     Undefined,
     located_error,
@@ -83,6 +86,7 @@ class _FieldPlan:
         "arguments",
         "attr",
         "complete",
+        "exact",
         "field_def",
         "key",
         "kind",
@@ -90,6 +94,7 @@ class _FieldPlan:
         "nodes",
         "non_null",
         "null_message",
+        "null_message_if_non_null",
         "parent_name",
         "parent_type",
         "resolve",
@@ -106,7 +111,9 @@ class _FieldPlan:
         self.parent_name = ""
         self.non_null = False
         self.null_message = ""
+        self.null_message_if_non_null = ""
         self.leaf: Leaf | None = None
+        self.exact: type | None = None
         self.complete: Completer | None = None
         self.arguments: Callable[[Any], dict[str, Any]] | None = None
 
@@ -234,12 +241,14 @@ class _Compiler:
             return_type = field_def.type
             fp.non_null = is_non_null_type(return_type)
             fp.null_message = f"Cannot return null for non-nullable field {parent.name}.{name}."
+            fp.null_message_if_non_null = fp.null_message if fp.non_null else ""
             named = _named(return_type)
             basic = self._basic_attribute(field_def)
             if basic is not None and is_leaf_type(named) and named is _unwrap(return_type):
                 fp.kind = _LEAF_ATTR
                 fp.attr = basic
                 fp.leaf = _leaf(named, parent.name, name)
+                fp.exact = _EXACT.get(named.name) if named is _BUILT_IN.get(named.name) else None
             else:
                 if basic is not None:
                     fp.kind = _ATTR
@@ -274,12 +283,12 @@ class _Compiler:
             inner = self.completer(return_type.of_type, fp, details)
             message = fp.null_message
 
+            # An awaitable completion is checked for null by whoever awaits it
+            # (_field_later, _guard_later, _item_later): one coroutine less per value.
             def non_null(run: _Run, value: Any, path: Path) -> Any:
                 completed = inner(run, value, path)
                 if completed is None:
                     raise TypeError(message)
-                if isawaitable(completed):
-                    return _not_null_later(completed, message)
                 return completed
 
             return non_null
@@ -339,6 +348,8 @@ class _Compiler:
         item_type = list_type.of_type
         item = self.completer(item_type, fp, details)
         nullable_items = not is_non_null_type(item_type)
+        # "" for nullable items: what the awaiting wrappers check to null-check a value.
+        null_message = "" if nullable_items else fp.null_message
         message = (
             f"Expected Iterable, but did not find one for field"
             f" '{fp.parent_name}.{fp.nodes[0].name.value}'."
@@ -360,13 +371,13 @@ class _Compiler:
                     try:
                         if isawaitable(raw):
                             completed: Any = _item_later(
-                                run, item, raw, item_path, nodes, nullable_items
+                                run, item, raw, item_path, nodes, null_message
                             )
                         else:
                             completed = item(run, raw, item_path)
                             if isawaitable(completed):
                                 completed = _guard_later(
-                                    run, completed, item_path, nodes, nullable_items
+                                    run, completed, item_path, nodes, null_message
                                 )
                     except Exception as error:
                         completed = run.field_error(error, nodes, item_path, nullable_items)
@@ -384,6 +395,11 @@ class _Compiler:
             return _gather_items(results, pending)
 
         return list_value
+
+
+#: Built-in scalars whose output coercion returns values of these exact types unchanged.
+_BUILT_IN: Final = {"String": GraphQLString, "ID": GraphQLID, "Boolean": GraphQLBoolean}
+_EXACT: Final = {"String": str, "ID": str, "Boolean": bool}
 
 
 def _named(type_: GraphQLOutputType) -> GraphQLOutputType:
@@ -470,7 +486,9 @@ class _Run:
                 if kind == _LEAF_ATTR:
                     try:
                         value = getattr(source, fp.attr)
-                        if value is None or value is Undefined:
+                        if type(value) is fp.exact:
+                            out[fp.key] = value
+                        elif value is None or value is Undefined:
                             if fp.non_null:
                                 raise TypeError(fp.null_message)
                             out[fp.key] = None
@@ -504,7 +522,7 @@ class _Run:
                         result = fp.complete(self, value, field_path)  # type: ignore[misc]
                         if isawaitable(result):
                             result = _guard_later(
-                                self, result, field_path, fp.nodes, not fp.non_null
+                                self, result, field_path, fp.nodes, fp.null_message_if_non_null
                             )
                 except Exception as error:
                     result = self.field_error(error, fp.nodes, field_path, not fp.non_null)
@@ -530,18 +548,24 @@ async def _field_later(run: _Run, fp: _FieldPlan, value: Awaitable[Any], path: P
         completed = fp.complete(run, resolved, path)  # type: ignore[misc]
         if isawaitable(completed):
             completed = await completed
+            if completed is None and fp.non_null:
+                raise TypeError(fp.null_message)
     except Exception as error:
         return run.field_error(error, fp.nodes, path, not fp.non_null)
     return completed
 
 
 async def _guard_later(
-    run: _Run, completed: Awaitable[Any], path: Path, nodes: list[FieldNode], nullable: bool
+    run: _Run, completed: Awaitable[Any], path: Path, nodes: list[FieldNode], non_null: str
 ) -> Any:
+    """Await a completion; ``non_null`` is the error message when null is not allowed."""
     try:
-        return await completed
+        value = await completed
+        if value is None and non_null:
+            raise TypeError(non_null)
     except Exception as error:
-        return run.field_error(error, nodes, path, nullable)
+        return run.field_error(error, nodes, path, not non_null)
+    return value
 
 
 async def _item_later(
@@ -550,22 +574,17 @@ async def _item_later(
     raw: Awaitable[Any],
     path: Path,
     nodes: list[FieldNode],
-    nullable: bool,
+    non_null: str,
 ) -> Any:
     try:
         completed = item(run, await raw, path)
         if isawaitable(completed):
             completed = await completed
+            if completed is None and non_null:
+                raise TypeError(non_null)
     except Exception as error:
-        return run.field_error(error, nodes, path, nullable)
+        return run.field_error(error, nodes, path, not non_null)
     return completed
-
-
-async def _not_null_later(completed: Awaitable[Any], message: str) -> Any:
-    value = await completed
-    if value is None:
-        raise TypeError(message)
-    return value
 
 
 async def _gather_fields(out: dict[str, Any], pending: list[str]) -> dict[str, Any]:
