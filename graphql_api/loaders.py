@@ -23,8 +23,8 @@ first use (a context factory may also set ``make_loaders(read_models)`` itself);
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeAlias, TypeVar
 
@@ -50,24 +50,6 @@ Month: TypeAlias = tuple[int, int]
 PageKey: TypeAlias = tuple[P, int, str | None]
 #: (statement id, from, to): views per day within a range.
 DaysKey: TypeAlias = tuple[str, date | None, date | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Loaders:
-    """The DataLoaders of one request."""
-
-    statement_by_id: DataLoader[str, StatementRow | None]
-    statement_by_slug: DataLoader[str, StatementRow | None]
-    minister_by_id: DataLoader[str, MinisterRow | None]
-    topic_by_slug: DataLoader[str, TopicRow | None]
-    topics_of: DataLoader[str, list[TopicRow]]
-    related_of: DataLoader[str, list[str]]
-    view_count: DataLoader[str, int]
-    views_by_day: DataLoader[DaysKey, list[DayCount]]
-    minister_topics: DataLoader[tuple[str, int], list[TopicRow]]
-    minister_statements: DataLoader[PageKey[str], Page[StatementRow]]
-    topic_statements: DataLoader[PageKey[str], Page[StatementRow]]
-    month_statements: DataLoader[PageKey[Month], Page[StatementRow]]
 
 
 def invalid_input(exc: ValueError) -> InvalidInput:
@@ -137,52 +119,103 @@ def _loader(load: Callable[[list[K]], Awaitable[Sequence[V | BaseException]]]) -
     return DataLoader(load, max_batch_size=MAX_IDS)
 
 
+class Loaders:
+    """The DataLoaders of one request, each made on first use (most requests need few)."""
+
+    def __init__(self, models: ReadModels) -> None:
+        self._models = models
+
+    @functools.cached_property
+    def statement_by_id(self) -> DataLoader[str, StatementRow | None]:
+        return _loader(_keyed(self._models.statements_by_ids, None))
+
+    @functools.cached_property
+    def statement_by_slug(self) -> DataLoader[str, StatementRow | None]:
+        return _loader(_keyed(self._models.statements_by_slugs, None))
+
+    @functools.cached_property
+    def minister_by_id(self) -> DataLoader[str, MinisterRow | None]:
+        return _loader(_keyed(self._models.ministers_by_ids, None))
+
+    @functools.cached_property
+    def topic_by_slug(self) -> DataLoader[str, TopicRow | None]:
+        return _loader(_keyed(self._models.topics_by_slugs, None))
+
+    @functools.cached_property
+    def topics_of(self) -> DataLoader[str, list[TopicRow]]:
+        return _loader(_keyed(self._models.topics_of, []))
+
+    @functools.cached_property
+    def related_of(self) -> DataLoader[str, list[str]]:
+        return _loader(_keyed(self._models.related_of, []))
+
+    @functools.cached_property
+    def view_count(self) -> DataLoader[str, int]:
+        return _loader(_keyed(self._models.view_counts, 0))
+
+    @functools.cached_property
+    def views_by_day(self) -> DataLoader[DaysKey, list[DayCount]]:
+        models = self._models
+
+        async def fetch(
+            ids: list[str], window: tuple[date | None, date | None]
+        ) -> Mapping[str, list[DayCount]]:
+            return await models.views_by_day(ids, window[0], window[1])
+
+        def days_key(key: DaysKey) -> tuple[str, tuple[date | None, date | None]]:
+            return key[0], (key[1], key[2])
+
+        return _loader(_grouped(days_key, fetch))
+
+    @functools.cached_property
+    def minister_topics(self) -> DataLoader[tuple[str, int], list[TopicRow]]:
+        models = self._models
+
+        async def fetch(ids: list[str], limit: int) -> Mapping[str, list[TopicRow]]:
+            return await models.minister_topics(ids, limit)
+
+        def topics_key(key: tuple[str, int]) -> tuple[str, int]:
+            return key
+
+        return _loader(_grouped(topics_key, fetch))
+
+    @functools.cached_property
+    def minister_statements(self) -> DataLoader[PageKey[str], Page[StatementRow]]:
+        models = self._models
+
+        async def fetch(
+            ids: list[str], page: tuple[int, str | None]
+        ) -> Mapping[str, Page[StatementRow]]:
+            return await models.statements_for_ministers(ids, page[0], page[1])
+
+        return _loader(_grouped(_page_key, fetch))
+
+    @functools.cached_property
+    def topic_statements(self) -> DataLoader[PageKey[str], Page[StatementRow]]:
+        models = self._models
+
+        async def fetch(
+            slugs: list[str], page: tuple[int, str | None]
+        ) -> Mapping[str, Page[StatementRow]]:
+            return await models.statements_for_topics(slugs, page[0], page[1])
+
+        return _loader(_grouped(_page_key, fetch))
+
+    @functools.cached_property
+    def month_statements(self) -> DataLoader[PageKey[Month], Page[StatementRow]]:
+        models = self._models
+
+        async def fetch(
+            months: list[Month], page: tuple[int, str | None]
+        ) -> Mapping[Month, Page[StatementRow]]:
+            return await models.statements_for_months(months, page[0], page[1])
+
+        return _loader(_grouped(_page_key, fetch))
+
+
 def make_loaders(models: ReadModels) -> Loaders:
     """A fresh set of loaders over ``models``, for one request."""
-
-    async def views_by_day(
-        ids: list[str], window: tuple[date | None, date | None]
-    ) -> Mapping[str, list[DayCount]]:
-        return await models.views_by_day(ids, window[0], window[1])
-
-    async def minister_topics(ids: list[str], limit: int) -> Mapping[str, list[TopicRow]]:
-        return await models.minister_topics(ids, limit)
-
-    async def minister_pages(
-        ids: list[str], page: tuple[int, str | None]
-    ) -> Mapping[str, Page[StatementRow]]:
-        return await models.statements_for_ministers(ids, page[0], page[1])
-
-    async def topic_pages(
-        slugs: list[str], page: tuple[int, str | None]
-    ) -> Mapping[str, Page[StatementRow]]:
-        return await models.statements_for_topics(slugs, page[0], page[1])
-
-    async def month_pages(
-        months: list[Month], page: tuple[int, str | None]
-    ) -> Mapping[Month, Page[StatementRow]]:
-        return await models.statements_for_months(months, page[0], page[1])
-
-    def days_key(key: DaysKey) -> tuple[str, tuple[date | None, date | None]]:
-        return key[0], (key[1], key[2])
-
-    def topics_key(key: tuple[str, int]) -> tuple[str, int]:
-        return key
-
-    return Loaders(
-        statement_by_id=_loader(_keyed(models.statements_by_ids, None)),
-        statement_by_slug=_loader(_keyed(models.statements_by_slugs, None)),
-        minister_by_id=_loader(_keyed(models.ministers_by_ids, None)),
-        topic_by_slug=_loader(_keyed(models.topics_by_slugs, None)),
-        topics_of=_loader(_keyed(models.topics_of, [])),
-        related_of=_loader(_keyed(models.related_of, [])),
-        view_count=_loader(_keyed(models.view_counts, 0)),
-        views_by_day=_loader(_grouped(days_key, views_by_day)),
-        minister_topics=_loader(_grouped(topics_key, minister_topics)),
-        minister_statements=_loader(_grouped(_page_key, minister_pages)),
-        topic_statements=_loader(_grouped(_page_key, topic_pages)),
-        month_statements=_loader(_grouped(_page_key, month_pages)),
-    )
+    return Loaders(models)
 
 
 # --- what the query layer takes from the context -------------------------------------------
