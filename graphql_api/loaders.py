@@ -150,6 +150,10 @@ class Loaders:
         return _loader(_keyed(self._models.related_of, []))
 
     @functools.cached_property
+    def related_statements(self) -> DataLoader[str, list[StatementRow]]:
+        return _loader(_keyed(self._models.related_statements_of, []))
+
+    @functools.cached_property
     def view_count(self) -> DataLoader[str, int]:
         return _loader(_keyed(self._models.view_counts, 0))
 

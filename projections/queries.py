@@ -401,6 +401,19 @@ class _Sql:
             ") l CROSS JOIN statements s WHERE s.id = l.rid AND s.withdrawn = false "
             "GROUP BY l.sid, l.rid ORDER BY l.sid, pos, l.rid"
         )
+        # The same links, with the related statements' rows: a statement page's related
+        # list in one statement instead of ids and then the rows.
+        self.related_statements_of = self.text(
+            f"SELECT r.sid, {_STATEMENT_SELECT} FROM ("
+            "SELECT l.sid, l.rid, min(l.pos) AS pos FROM ("
+            "SELECT statement_id AS sid, related_id AS rid, position AS pos "
+            f"FROM statement_links WHERE statement_id {ids} "
+            "UNION ALL SELECT related_id, statement_id, position "
+            f"FROM statement_links WHERE related_id {ids}"
+            ") l GROUP BY l.sid, l.rid"
+            ") r CROSS JOIN statements s LEFT JOIN view_totals v ON v.statement_id = s.id "
+            "WHERE s.id = r.rid AND s.withdrawn = false ORDER BY r.sid, r.pos, r.rid"
+        )
         self.view_counts = self.text(
             f"SELECT statement_id, view_count FROM view_totals WHERE statement_id {ids}"
         )
@@ -749,6 +762,20 @@ class ReadModels:
         result: dict[str, list[str]] = {i: [] for i in wanted}
         for sid, rid, _position in rows:
             result[sid].append(rid)
+        return result
+
+    async def related_statements_of(
+        self, statement_ids: Iterable[str]
+    ) -> dict[str, list[StatementRow]]:
+        """The rows of :meth:`related_of`'s statements, in its order, in one statement."""
+        wanted = _ids(statement_ids, "statement_ids")
+        if not wanted:
+            return {}
+        listed = self._sql.ids(wanted)
+        rows = await self._fetch(self._sql.related_statements_of, listed, listed)
+        result: dict[str, list[StatementRow]] = {i: [] for i in wanted}
+        for row in rows:
+            result[row[0]].append(_statement_tuple(row[1:]))
         return result
 
     # -- ministers and topics --------------------------------------------------------------

@@ -70,9 +70,9 @@ async def _topics(root: Statement, info: Info) -> list[Topic]:
 async def _related(root: Statement, info: Info) -> list[Statement]:
     loaders = loaders_of(info)
     if root.as_of is None:
-        ids = await loaders.related_of.load(root.statement_id)
-    else:
-        ids = list(root.as_of.state.related)
+        related = await loaders.related_statements.load(root.statement_id)
+        return [Statement.from_row(row) for row in related]
+    ids = list(root.as_of.state.related)
     rows = await loaders.statement_by_id.load_many(ids)
     return [Statement.from_row(row) for row in rows if row is not None]
 

@@ -39,6 +39,9 @@ async def assert_matches_model(models: ReadModels, model: Model) -> None:
         return
     assert await models.view_counts(ids) == {i: model.views[i] for i in ids}
     assert await models.related_of(ids) == {i: model.related_of(i) for i in ids}
+    related_rows = await models.related_statements_of(ids)
+    every_row = await models.statements_by_ids(ids)
+    assert related_rows == {i: [every_row[r] for r in model.related_of(i)] for i in ids}
     assert await models.topics_of(ids) == {i: model.topics_of(i) for i in ids}
     rows = await models.statements_by_ids(ids)
     for i in ids:

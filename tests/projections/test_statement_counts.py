@@ -25,6 +25,7 @@ CALLS: dict[str, Call] = {
     "statements_by_slugs": lambda m, ids, cursor: m.statements_by_slugs(["a", "b"]),
     "topics_of": lambda m, ids, cursor: m.topics_of(ids),
     "related_of": lambda m, ids, cursor: m.related_of(ids),
+    "related_statements_of": lambda m, ids, cursor: m.related_statements_of(ids),
     "ministers_by_ids": lambda m, ids, cursor: m.ministers_by_ids([LAVROV.id]),
     "ministers": lambda m, ids, cursor: m.ministers(),
     "minister_topics": lambda m, ids, cursor: m.minister_topics([LAVROV.id, "x"], 3),
@@ -88,6 +89,7 @@ async def test_empty_batches_issue_no_statement(engine: AsyncEngine, models: Rea
     try:
         assert await models.statements_by_ids([]) == {}
         assert await models.related_of([]) == {}
+        assert await models.related_statements_of([]) == {}
         assert await models.statements_for_topics([], first=3) == {}
         assert await models.statements_for_months([], first=3) == {}
         assert await models.view_counts([]) == {}
