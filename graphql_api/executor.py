@@ -13,7 +13,9 @@ the same document for the same text). Running a plan:
   with one ``getattr`` and coerces leaves with the type's own ``coerce_output_value``;
 * calls every other field's resolver exactly as graphql-core does, with an info object from
   the same ``build_resolve_info`` and arguments coerced by ``get_argument_values`` (once per
-  field per operation, since they cannot depend on the object);
+  field per operation, since they cannot depend on the object) -- or, for a Strawberry
+  resolver without arguments, extensions or exception handlers, calls the function itself
+  with what Strawberry's wrapper would pass (the source, a Strawberry ``Info``);
 * completes values with closures specialised for the field's type, so the dispatch on
   non-null/list/leaf/object happens at compile time;
 * awaits concurrently what resolvers return (one ``gather`` per object or list, as
@@ -86,6 +88,10 @@ class _FieldPlan:
         "arguments",
         "attr",
         "complete",
+        "direct",
+        "direct_info",
+        "direct_self",
+        "direct_source",
         "exact",
         "field_def",
         "key",
@@ -114,6 +120,11 @@ class _FieldPlan:
         self.null_message_if_non_null = ""
         self.leaf: Leaf | None = None
         self.exact: type | None = None
+        # A Strawberry resolver called as Strawberry's wrapper would call it (see _direct).
+        self.direct: Callable[..., Any] | None = None
+        self.direct_self = False
+        self.direct_source: tuple[str, ...] = ()
+        self.direct_info: tuple[str, Any, Any] | None = None
         self.complete: Completer | None = None
         self.arguments: Callable[[Any], dict[str, Any]] | None = None
 
@@ -257,9 +268,44 @@ class _Compiler:
                     fp.kind = _RESOLVER
                     fp.resolve = field_def.resolve or self.executor.field_resolver
                     fp.arguments = _arguments(field_def, node)
+                    self._direct(fp, field_def)
                 fp.complete = self.completer(return_type, fp, details)
             fields.append(fp)
         return Plan(fields)
+
+    def _direct(self, fp: _FieldPlan, field_def: GraphQLField) -> None:
+        """Call a Strawberry resolver without Strawberry's wrapper, when that changes nothing.
+
+        For a field with no arguments, no field extensions (permissions are extensions) and no
+        exception handlers in the schema, the wrapper converts no arguments and only passes
+        the source as ``self``/``root``/``parent`` and a Strawberry ``Info`` as ``info``,
+        then awaits what an async resolver returns (the executor awaits it anyway).
+        """
+        definition = (field_def.extensions or {}).get(_DEFINITION)
+        resolver = getattr(definition, "base_resolver", None)
+        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        if (
+            resolver is None
+            or definition is None
+            or definition.extensions
+            or definition.arguments
+            or field_def.args
+            or strawberry_schema is None
+            or getattr(strawberry_schema, "exception_handlers", ())
+            or getattr(fp.resolve, "__name__", "") not in ("_resolver", "_async_resolver")
+            or not callable(resolver.wrapped_func)
+        ):
+            return
+        fp.direct = resolver.wrapped_func
+        fp.direct_self = resolver.self_parameter is not None
+        fp.direct_source = tuple(
+            parameter.name
+            for parameter in (resolver.parent_parameter, resolver.root_parameter)
+            if parameter is not None
+        )
+        info = resolver.info_parameter
+        if info is not None:
+            fp.direct_info = (info.name, strawberry_schema.config.info_class, definition)
 
     def _basic_attribute(self, field_def: GraphQLField) -> str | None:
         """The attribute a field reads, when its resolver is Strawberry's plain ``getattr``."""
@@ -477,6 +523,21 @@ class _Run:
             raise found
         return found
 
+    def direct(self, fp: _FieldPlan, source: Any, path: Path) -> Any:
+        kwargs: dict[str, Any] = {name: source for name in fp.direct_source}
+        if fp.direct_info is not None:
+            name, info_class, definition = fp.direct_info
+            raw = self.executor.build_resolve_info(
+                fp.field_def,  # type: ignore[arg-type]
+                fp.nodes,
+                fp.parent_type,  # type: ignore[arg-type]
+                path,
+            )
+            kwargs[name] = info_class(_raw_info=raw, _field=definition)
+        if fp.direct_self:
+            return fp.direct(source, **kwargs)  # type: ignore[misc]
+        return fp.direct(**kwargs)  # type: ignore[misc]
+
     def object(self, plan: Plan, source: Any, path: Path | None) -> Any:
         out: dict[str, Any] = {}
         pending: list[str] | None = None
@@ -508,6 +569,8 @@ class _Run:
                 try:
                     if kind == _ATTR:
                         value = getattr(source, fp.attr)
+                    elif fp.direct is not None:
+                        value = self.direct(fp, source, field_path)
                     else:
                         info = self.executor.build_resolve_info(
                             fp.field_def,  # type: ignore[arg-type]
