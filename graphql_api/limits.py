@@ -9,7 +9,7 @@ Every limit is checked before any resolver runs, and none of them wraps field re
   counted right after parsing. graphql-core's check of overlapping fields is quadratic: 2,000
   tokens of ``{ a(x: 1) a(x: 1) ... }`` take it ~0.4 s; 200 fields at most ~0.15 s.
 * **depth** (``QUERY_TOO_DEEP``) and **aliases** (``TOO_MANY_ALIASES``): graphql-core
-  validation rules, so Strawberry's ``ValidationCache`` caches their verdict per document.
+  validation rules, so the schema's validation cache caches their verdict per document.
   Depth counts fields along the deepest path (``{ a { b } }`` is 2), through fragments;
   introspection fields (``__schema``, ``__type``, ``__typename``) are not counted. Aliases are
   counted through fragments, once per spread.

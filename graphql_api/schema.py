@@ -5,7 +5,8 @@
 1. OperationLimits (:mod:`graphql_api.limits`): tokens before the parser runs, fields right
    after, the validation rules (depth, aliases, literal page sizes; with ``production`` also
    no introspection), and before execution the cost with the request's variables;
-2. Strawberry's ParserCache and ValidationCache (bounded LRUs shared across requests).
+2. Strawberry's ParserCache and :class:`DocumentValidationCache` (bounded LRUs shared across
+   requests).
 
 Query operations run on :class:`graphql_api.executor.CompiledExecutor` (a plan compiled once
 per document, the same answers as graphql-core's executor at a fraction of the cost per field);
@@ -21,13 +22,16 @@ token limit) skip the extensions' post-operation code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -46,9 +50,55 @@ class SizedParserCache(ParserCache):
         super().__init__(maxsize=CACHE_SIZE)
 
 
-class SizedValidationCache(ValidationCache):
-    def __init__(self) -> None:
-        super().__init__(maxsize=CACHE_SIZE)
+class _Validated:
+    __slots__ = ("document", "errors", "rules", "schema")
+
+    def __init__(self, schema: Any, document: Any, rules: Any, errors: Any) -> None:
+        self.schema = schema
+        self.document = document
+        self.rules = rules
+        self.errors = errors
+
+
+_VALIDATED: OrderedDict[tuple[int, int], _Validated] = OrderedDict()
+_VALIDATED_LOCK = threading.Lock()
+
+
+class DocumentValidationCache(SchemaExtension):
+    """Strawberry's ValidationCache, keyed by the parsed document's identity.
+
+    Strawberry's keys the LRU by the document itself, and a graphql-core AST node hashes
+    every node below it on each lookup: a cost per request that grows with the document.
+    ParserCache hands back the same document object for the same text, so its identity
+    is the key; the entry holds the schema, document and rules it was computed for.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        schema = context.schema._schema
+        document = context.graphql_document
+        rules = context.validation_rules
+        if document is None:  # the parser failed; Strawberry reports that itself
+            yield
+            return
+        key = (id(schema), id(document))
+        with _VALIDATED_LOCK:
+            entry = _VALIDATED.get(key)
+            if entry is not None:
+                _VALIDATED.move_to_end(key)
+        if (
+            entry is None
+            or entry.schema is not schema
+            or entry.document is not document
+            or entry.rules != rules
+        ):
+            entry = _Validated(schema, document, rules, validate_document(schema, document, rules))
+            with _VALIDATED_LOCK:
+                _VALIDATED[key] = entry
+                while len(_VALIDATED) > CACHE_SIZE:
+                    _VALIDATED.popitem(last=False)
+        context.pre_execution_errors = entry.errors
+        yield
 
 
 class ApiSchema(strawberry.Schema):
@@ -105,7 +155,7 @@ def build_schema(
     chosen: list[Any] = [
         operation_limits(limits, introspection=not production),
         SizedParserCache,
-        SizedValidationCache,
+        DocumentValidationCache,
         *extensions,
     ]
     schema = ApiSchema(
