@@ -260,8 +260,12 @@ async def _transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
                 yield conn
         finally:
             if synchronous is not None:
-                # The pool hands this connection to others, whose writes stay durable.
-                await conn.exec_driver_sql(f"PRAGMA synchronous = {int(synchronous)}")
+                # The pool hands this connection to others, whose writes must stay durable:
+                # one that cannot be set back is discarded, not returned.
+                try:
+                    await conn.exec_driver_sql(f"PRAGMA synchronous = {int(synchronous)}")
+                except Exception:
+                    await conn.invalidate()
 
 
 def _row_to_checkpoint(row: Any) -> _Checkpoint:

@@ -204,6 +204,8 @@ class InlineCursor:
     def execute(self, operation: str, parameters: Any = None) -> InlineCursor:
         self._rows.clear()
         connection = self._connection
+        if not connection.in_transaction:
+            connection._holds_write_lock = False  # ended by a COMMIT statement, say
         write = not is_read_only(operation) and not connection._runs_inline(operation)
         self._rows = deque(connection._run(write, self._execute, operation, parameters))
         if _BEGIN_LOCKED.match(operation):

@@ -176,6 +176,12 @@ async def test_dml_under_the_write_lock_runs_on_the_loop_thread(tmp_path: Path) 
             await conn.exec_driver_sql("INSERT INTO t VALUES ('locked', tid())")
         async with engine.begin() as conn:  # a deferred transaction may still wait for the lock
             await conn.exec_driver_sql("INSERT INTO t VALUES ('deferred', tid())")
+        async with engine.connect() as conn:  # nor is the lock assumed after a COMMIT statement
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await conn.exec_driver_sql("COMMIT")
+            await conn.exec_driver_sql("BEGIN")
+            await conn.exec_driver_sql("INSERT INTO t VALUES ('after commit', tid())")
+            await conn.exec_driver_sql("COMMIT")
         async with engine.connect() as conn:
             result = await conn.exec_driver_sql("SELECT label, thread FROM t")
             rows = {str(m["label"]): int(m["thread"]) for m in result.mappings()}
@@ -183,3 +189,4 @@ async def test_dml_under_the_write_lock_runs_on_the_loop_thread(tmp_path: Path) 
         await engine.dispose()
     assert rows["locked"] == loop_thread
     assert rows["deferred"] != loop_thread
+    assert rows["after commit"] != loop_thread
