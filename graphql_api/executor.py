@@ -67,11 +67,14 @@ from graphql.pyutils import Path, gather_with_cancel, inspect
 from graphql.type import is_leaf_type, is_non_null_type, is_object_type
 from strawberry.execution.is_awaitable import optimized_is_awaitable as isawaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 
 #: How many compiled operations are kept (the parser and validation caches keep as many).
 PLAN_CACHE_SIZE: Final = 1_024
-#: The key under which Strawberry keeps a GraphQLField's StrawberryField.
+#: The key under which Strawberry keeps a GraphQL type's or field's definition.
 _DEFINITION: Final = "strawberry-definition"
+#: The attribute ``strawberry.cast`` sets on an object.
+_CAST: Final = TYPE_CAST_ATTRIBUTE
 
 Completer = Callable[["_Run", Any, Path], Any]
 Leaf = Callable[[Any], Any]
@@ -372,14 +375,22 @@ class _Compiler:
             ex.hide_suggestions,
         )
         plan = self.plan(object_type, grouped.items())
+        definition = (object_type.extensions or {}).get(_DEFINITION)
+        # An instance of the type's own class that was not cast to another type passes
+        # Strawberry's is_type_of (an isinstance check with cast support) without the call.
+        own_class = getattr(definition, "origin", None)
 
         def object_value(run: _Run, value: Any, path: Path) -> Any:
             if isinstance(value, Exception):
                 raise value
             if value is None or value is Undefined:
                 return None
-            # Strawberry's is_type_of is an isinstance check that ignores its info argument.
-            if is_type_of is not None and not is_type_of(value, None):  # type: ignore[arg-type]
+            # Strawberry's is_type_of ignores its info argument.
+            if (
+                is_type_of is not None
+                and (type(value) is not own_class or hasattr(value, _CAST))
+                and not is_type_of(value, None)  # type: ignore[arg-type]
+            ):
                 raise GraphQLError(
                     f"Expected value of type '{object_type}' but got: {inspect(value)}.",
                     [d.node for d in details],

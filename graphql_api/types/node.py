@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Final
 
 import strawberry
@@ -28,6 +29,7 @@ class Node:
     )
 
 
+@functools.lru_cache(maxsize=65_536)
 def global_id(type_name: str, local_id: str) -> strawberry.ID:
     """The global id of the object of ``type_name`` whose own id is ``local_id``."""
     raw = f"{type_name}:{local_id}".encode()
