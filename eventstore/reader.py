@@ -61,7 +61,6 @@ StatementListener = Callable[[str, Sequence[Any]], None]
 Rows = list[tuple[Any, ...]]
 
 
-
 @functools.cache
 def _pg_connection_lost() -> tuple[type[BaseException], ...]:
     """Driver errors after which a PostgreSQL connection is unusable: drop it, report a
@@ -77,6 +76,7 @@ def _pg_connection_lost() -> tuple[type[BaseException], ...]:
         asyncpg.exceptions.CannotConnectNowError,
         asyncpg.exceptions.AdminShutdownError,
     )
+
 
 # Options of SQLAlchemy's asyncpg dialect that asyncpg.connect does not take.
 _SA_ONLY_OPTIONS: Final = ("prepared_statement_cache_size", "prepared_statement_name_func")
