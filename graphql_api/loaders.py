@@ -46,8 +46,9 @@ V = TypeVar("V")
 T = TypeVar("T")
 
 Month: TypeAlias = tuple[int, int]
-#: (parent, first, after): one page of a nested connection.
-PageKey: TypeAlias = tuple[P, int, str | None]
+#: (parent, first, after, with_total): one page of a nested connection; without
+#: ``with_total`` its ``total_count`` is not counted (-1), for queries that do not ask for it.
+PageKey: TypeAlias = tuple[P, int, str | None, bool]
 #: (statement id, from, to): views per day within a range.
 DaysKey: TypeAlias = tuple[str, date | None, date | None]
 
@@ -111,8 +112,8 @@ def _grouped(
     return load
 
 
-def _page_key(key: PageKey[P]) -> tuple[P, tuple[int, str | None]]:
-    return key[0], (key[1], key[2])
+def _page_key(key: PageKey[P]) -> tuple[P, tuple[int, str | None, bool]]:
+    return key[0], (key[1], key[2], key[3])
 
 
 def _loader(load: Callable[[list[K]], Awaitable[Sequence[V | BaseException]]]) -> DataLoader[K, V]:
@@ -188,9 +189,9 @@ class Loaders:
         models = self._models
 
         async def fetch(
-            ids: list[str], page: tuple[int, str | None]
+            ids: list[str], page: tuple[int, str | None, bool]
         ) -> Mapping[str, Page[StatementRow]]:
-            return await models.statements_for_ministers(ids, page[0], page[1])
+            return await models.statements_for_ministers(ids, page[0], page[1], with_total=page[2])
 
         return _loader(_grouped(_page_key, fetch))
 
@@ -199,9 +200,9 @@ class Loaders:
         models = self._models
 
         async def fetch(
-            slugs: list[str], page: tuple[int, str | None]
+            slugs: list[str], page: tuple[int, str | None, bool]
         ) -> Mapping[str, Page[StatementRow]]:
-            return await models.statements_for_topics(slugs, page[0], page[1])
+            return await models.statements_for_topics(slugs, page[0], page[1], with_total=page[2])
 
         return _loader(_grouped(_page_key, fetch))
 
@@ -210,9 +211,9 @@ class Loaders:
         models = self._models
 
         async def fetch(
-            months: list[Month], page: tuple[int, str | None]
+            months: list[Month], page: tuple[int, str | None, bool]
         ) -> Mapping[Month, Page[StatementRow]]:
-            return await models.statements_for_months(months, page[0], page[1])
+            return await models.statements_for_months(months, page[0], page[1], with_total=page[2])
 
         return _loader(_grouped(_page_key, fetch))
 

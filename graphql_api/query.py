@@ -38,7 +38,7 @@ from graphql_api.loaders import (
 from graphql_api.logview import read_events
 from graphql_api.types.archive_month import ArchiveMonth
 from graphql_api.types.audit import LogHead, RawEventConnection, Verification
-from graphql_api.types.connection import Connection
+from graphql_api.types.connection import Connection, selects_total
 from graphql_api.types.minister import Minister
 from graphql_api.types.node import MINISTER, STATEMENT, TOPIC, Node, local_id, parse_global_id
 from graphql_api.types.statement import AUDITOR, Statement, statement_connection
@@ -127,7 +127,17 @@ async def _statements(
 ) -> Connection[Statement]:
     criteria = filter.to_filter() if filter is not None else None
     models = read_models_of(info)
-    page = await read(models.statements(criteria, order_by.order, first, after, last, before))
+    page = await read(
+        models.statements(
+            criteria,
+            order_by.order,
+            first,
+            after,
+            last,
+            before,
+            with_total=selects_total(info),
+        )
+    )
     return statement_connection(page)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from graphql_api.loaders import Info, loaders_of
-from graphql_api.types.connection import Connection
+from graphql_api.types.connection import Connection, selects_total
 from graphql_api.types.statement import Statement, statement_connection
 from projections.queries import DEFAULT_PAGE_SIZE
 from projections.rows import ArchiveMonthRow
@@ -14,7 +14,7 @@ from projections.rows import ArchiveMonthRow
 async def _statements(
     root: ArchiveMonth, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
 ) -> Connection[Statement]:
-    key = ((root.year, root.month), first, after)
+    key = ((root.year, root.month), first, after, selects_total(info))
     return statement_connection(await loaders_of(info).month_statements.load(key))
 
 

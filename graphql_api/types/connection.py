@@ -8,10 +8,19 @@ keyset cursors: opaque strings, valid only for the list (and order) that produce
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 
 from projections.rows import Page
 
@@ -59,3 +68,61 @@ class Connection(Generic[T]):
             page_info=PageInfo.of(page.cursors, page.has_next, page.has_previous),
             total_count=page.total_count,
         )
+
+
+# --- does the client ask for totalCount? -------------------------------------------------------
+
+TOTAL_COUNT = "totalCount"
+_SELECTS_TOTAL: OrderedDict[int, tuple[FieldNode, bool]] = OrderedDict()
+_SELECTS_TOTAL_LOCK = threading.Lock()
+_SELECTS_TOTAL_SIZE = 4_096
+
+
+def selects_total(info: Any) -> bool:
+    """Whether the connection field being resolved selects ``totalCount`` anywhere below it.
+
+    Counting a list reads every index entry of it, a page only ``first + 1``: the read models
+    skip the count when nobody asks. Conservative: a ``totalCount`` under a fragment or a
+    directive counts as asked. Remembered per field node (documents are cached, so are their
+    nodes); ``info`` is a Strawberry Info.
+    """
+    raw = info._raw_info
+    nodes: list[FieldNode] = raw.field_nodes
+    key = id(nodes[0])
+    with _SELECTS_TOTAL_LOCK:
+        known = _SELECTS_TOTAL.get(key)
+    if known is not None and known[0] is nodes[0] and len(nodes) == 1:
+        return known[1]
+    fragments: Mapping[str, FragmentDefinitionNode] = raw.fragments
+    wanted = any(
+        node.selection_set is not None and _has_total(node.selection_set, fragments, set())
+        for node in nodes
+    )
+    if len(nodes) == 1:
+        with _SELECTS_TOTAL_LOCK:
+            _SELECTS_TOTAL[key] = (nodes[0], wanted)
+            while len(_SELECTS_TOTAL) > _SELECTS_TOTAL_SIZE:
+                _SELECTS_TOTAL.popitem(last=False)
+    return wanted
+
+
+def _has_total(
+    selection_set: SelectionSetNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    seen: set[str],
+) -> bool:
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            if selection.name.value == TOTAL_COUNT:
+                return True
+        elif isinstance(selection, InlineFragmentNode):
+            if _has_total(selection.selection_set, fragments, seen):
+                return True
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in seen:
+                seen.add(name)
+                if _has_total(fragment.selection_set, fragments, seen):
+                    return True
+    return False

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from graphql_api.loaders import Info, loaders_of
-from graphql_api.types.connection import Connection
+from graphql_api.types.connection import Connection, selects_total
 from graphql_api.types.node import MINISTER, Node, global_id
 from graphql_api.types.topic import Topic
 from projections.queries import DEFAULT_PAGE_SIZE
@@ -31,7 +31,8 @@ async def _statements(
 ) -> Connection[Annotated[Statement, strawberry.lazy("graphql_api.types.statement")]]:
     from graphql_api.types.statement import statement_connection
 
-    page = await loaders_of(info).minister_statements.load((root.minister_id, first, after))
+    key = (root.minister_id, first, after, selects_total(info))
+    page = await loaders_of(info).minister_statements.load(key)
     return statement_connection(page)
 
 

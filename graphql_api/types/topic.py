@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from graphql_api.loaders import Info, loaders_of
-from graphql_api.types.connection import Connection
+from graphql_api.types.connection import Connection, selects_total
 from graphql_api.types.node import TOPIC, Node, global_id
 from projections.queries import DEFAULT_PAGE_SIZE
 from projections.rows import TopicRow
@@ -21,7 +21,8 @@ async def _statements(
 ) -> Connection[Annotated[Statement, strawberry.lazy("graphql_api.types.statement")]]:
     from graphql_api.types.statement import statement_connection
 
-    page = await loaders_of(info).topic_statements.load((root.slug, first, after))
+    key = (root.slug, first, after, selects_total(info))
+    page = await loaders_of(info).topic_statements.load(key)
     return statement_connection(page)
 
 
