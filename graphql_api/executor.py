@@ -33,8 +33,6 @@ responses, data and errors, over generated queries.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
@@ -68,6 +66,8 @@ from graphql.type import is_leaf_type, is_non_null_type, is_object_type
 from strawberry.execution.is_awaitable import optimized_is_awaitable as isawaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
+
+from graphql_api.identity_cache import IdentityCache
 
 #: How many compiled operations are kept (the parser and validation caches keep as many).
 PLAN_CACHE_SIZE: Final = 1_024
@@ -149,42 +149,18 @@ class Plan:
 
 
 class _Compiled:
-    __slots__ = ("document", "plan", "reason")
+    __slots__ = ("plan", "reason")
 
-    def __init__(self, document: DocumentNode, plan: Plan | None, reason: str) -> None:
-        self.document = document
+    def __init__(self, plan: Plan | None, reason: str) -> None:
         self.plan = plan
         self.reason = reason
 
 
-class PlanCache:
-    """A bounded LRU of compiled operations, keyed by document identity and operation name."""
+class PlanCache(IdentityCache[_Compiled]):
+    """Compiled operations, by the parsed document's identity and the operation's name."""
 
     def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[int, str | None], _Compiled] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, document: DocumentNode, name: str | None) -> _Compiled | None:
-        key = (id(document), name)
-        with self._lock:
-            entry = self._entries.get(key)
-            # The document is held by the entry, so its id cannot be reused while cached;
-            # the identity check is there for clarity.
-            if entry is None or entry.document is not document:
-                return None
-            self._entries.move_to_end(key)
-            return entry
-
-    def put(self, document: DocumentNode, name: str | None, entry: _Compiled) -> None:
-        with self._lock:
-            self._entries[(id(document), name)] = entry
-            self._entries.move_to_end((id(document), name))
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
+        super().__init__(size)
 
 
 _PLANS = PlanCache()
@@ -710,13 +686,13 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
         if document is None:
             return None
         name = self.operation.name.value if self.operation.name else None
-        entry = self.plans.get(document, name)
+        entry = self.plans.get((document,), name)
         if entry is None:
             try:
-                entry = _Compiled(document, _Compiler(self).operation(), "")
+                entry = _Compiled(_Compiler(self).operation(), "")
             except Unsupported as reason:
-                entry = _Compiled(document, None, str(reason))
-            self.plans.put(document, name, entry)
+                entry = _Compiled(None, str(reason))
+            self.plans.put((document,), name, entry)
         return entry.plan
 
     def execute_operation(self, serially: bool | None = None) -> Any:

@@ -32,7 +32,6 @@ Every limit is checked before any resolver runs, and none of them wraps field re
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +80,7 @@ from graphql_api.errors import (
     TOO_MANY_TOKENS,
     coded_error,
 )
+from graphql_api.identity_cache import IdentityCache
 
 PAGE_ARGUMENTS: Final = ("first", "last")
 
@@ -468,30 +468,19 @@ def operation_cost(
     Remembered per document, operation and integer variables (the only values a cost depends
     on: page sizes), so a document sent again with other ids is not walked again.
     """
-    key = (
-        id(schema),
-        id(document),
+    objects = (schema, document, limits)
+    pages = (
         operation_name,
-        id(limits),
         tuple(sorted((k, v) for k, v in (variables or {}).items() if type(v) is int)),
     )
-    with _COSTS_LOCK:
-        known = _COSTS.get(key)
-        if known is not None and known[0] is document and known[1] is limits:
-            _COSTS.move_to_end(key)
-            return known[2]
-    cost = _operation_cost(schema, document, operation_name, variables, limits)
-    with _COSTS_LOCK:
-        # The entry holds the document and limits, so their ids are not reused meanwhile.
-        _COSTS[key] = (document, limits, cost)
-        while len(_COSTS) > _COST_CACHE_SIZE:
-            _COSTS.popitem(last=False)
+    cost = _COSTS.get(objects, pages)
+    if cost is None:
+        cost = _operation_cost(schema, document, operation_name, variables, limits)
+        _COSTS.put(objects, pages, cost)
     return cost
 
 
-_COST_CACHE_SIZE: Final = 1_024
-_COSTS: OrderedDict[tuple[Any, ...], tuple[Any, Limits, int]] = OrderedDict()
-_COSTS_LOCK = threading.Lock()
+_COSTS: IdentityCache[int] = IdentityCache()
 
 
 def _operation_cost(

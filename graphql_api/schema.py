@@ -22,8 +22,6 @@ token limit) skip the extensions' post-operation code.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -37,6 +35,7 @@ from strawberry.types.graphql import OperationType
 
 from graphql_api.errors import classify_result, log_errors
 from graphql_api.executor import CompiledExecutor
+from graphql_api.identity_cache import IdentityCache
 from graphql_api.limits import Limits, operation_limits
 from graphql_api.mutations import Mutation
 
@@ -50,18 +49,7 @@ class SizedParserCache(ParserCache):
         super().__init__(maxsize=CACHE_SIZE)
 
 
-class _Validated:
-    __slots__ = ("document", "errors", "rules", "schema")
-
-    def __init__(self, schema: Any, document: Any, rules: Any, errors: Any) -> None:
-        self.schema = schema
-        self.document = document
-        self.rules = rules
-        self.errors = errors
-
-
-_VALIDATED: OrderedDict[tuple[int, int], _Validated] = OrderedDict()
-_VALIDATED_LOCK = threading.Lock()
+_VALIDATED: IdentityCache[list[GraphQLError]] = IdentityCache(CACHE_SIZE)
 
 
 class DocumentValidationCache(SchemaExtension):
@@ -70,7 +58,7 @@ class DocumentValidationCache(SchemaExtension):
     Strawberry's keys the LRU by the document itself, and a graphql-core AST node hashes
     every node below it on each lookup: a cost per request that grows with the document.
     ParserCache hands back the same document object for the same text, so its identity
-    is the key; the entry holds the schema, document and rules it was computed for.
+    is the key (with the rules, a tuple of classes).
     """
 
     def on_validate(self) -> Iterator[None]:
@@ -81,23 +69,11 @@ class DocumentValidationCache(SchemaExtension):
         if document is None:  # the parser failed; Strawberry reports that itself
             yield
             return
-        key = (id(schema), id(document))
-        with _VALIDATED_LOCK:
-            entry = _VALIDATED.get(key)
-            if entry is not None:
-                _VALIDATED.move_to_end(key)
-        if (
-            entry is None
-            or entry.schema is not schema
-            or entry.document is not document
-            or entry.rules != rules
-        ):
-            entry = _Validated(schema, document, rules, validate_document(schema, document, rules))
-            with _VALIDATED_LOCK:
-                _VALIDATED[key] = entry
-                while len(_VALIDATED) > CACHE_SIZE:
-                    _VALIDATED.popitem(last=False)
-        context.pre_execution_errors = entry.errors
+        errors = _VALIDATED.get((schema, document), rules)
+        if errors is None:
+            errors = validate_document(schema, document, rules)
+            _VALIDATED.put((schema, document), rules, errors)
+        context.pre_execution_errors = errors
         yield
 
 

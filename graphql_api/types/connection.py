@@ -8,8 +8,6 @@ keyset cursors: opaque strings, valid only for the list (and order) that produce
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +20,7 @@ from graphql import (
     SelectionSetNode,
 )
 
+from graphql_api.identity_cache import IdentityCache
 from projections.rows import Page
 
 T = TypeVar("T")
@@ -73,9 +72,7 @@ class Connection(Generic[T]):
 # --- does the client ask for totalCount? -------------------------------------------------------
 
 TOTAL_COUNT = "totalCount"
-_SELECTS_TOTAL: OrderedDict[int, tuple[FieldNode, bool]] = OrderedDict()
-_SELECTS_TOTAL_LOCK = threading.Lock()
-_SELECTS_TOTAL_SIZE = 4_096
+_SELECTS_TOTAL: IdentityCache[bool] = IdentityCache(4_096)
 
 
 def selects_total(info: Any) -> bool:
@@ -87,22 +84,15 @@ def selects_total(info: Any) -> bool:
     nodes); ``info`` is a Strawberry Info.
     """
     raw = info._raw_info
-    nodes: list[FieldNode] = raw.field_nodes
-    key = id(nodes[0])
-    with _SELECTS_TOTAL_LOCK:
-        known = _SELECTS_TOTAL.get(key)
-    if known is not None and known[0] is nodes[0] and len(nodes) == 1:
-        return known[1]
-    fragments: Mapping[str, FragmentDefinitionNode] = raw.fragments
-    wanted = any(
-        node.selection_set is not None and _has_total(node.selection_set, fragments, set())
-        for node in nodes
-    )
-    if len(nodes) == 1:
-        with _SELECTS_TOTAL_LOCK:
-            _SELECTS_TOTAL[key] = (nodes[0], wanted)
-            while len(_SELECTS_TOTAL) > _SELECTS_TOTAL_SIZE:
-                _SELECTS_TOTAL.popitem(last=False)
+    nodes: tuple[FieldNode, ...] = tuple(raw.field_nodes)
+    wanted = _SELECTS_TOTAL.get(nodes)
+    if wanted is None:
+        fragments: Mapping[str, FragmentDefinitionNode] = raw.fragments
+        wanted = any(
+            node.selection_set is not None and _has_total(node.selection_set, fragments, set())
+            for node in nodes
+        )
+        _SELECTS_TOTAL.put(nodes, None, wanted)
     return wanted
 
 

@@ -186,7 +186,7 @@ async def test_the_small_documents_are_compiled() -> None:
     cache = CompiledExecutor.plans
     for document in SMALL_DOCUMENTS:
         await SMALL[True].execute(document, variable_values={"by": 2})
-    reasons = [entry.reason for entry in cache._entries.values()]
+    reasons = [entry.reason for entry in cache.values()]
     assert reasons and all(reason == "" for reason in reasons[-len(SMALL_DOCUMENTS) :])
 
 
@@ -208,7 +208,7 @@ async def test_what_it_leaves_to_graphql_core(document: str, reason: str) -> Non
     finally:
         CompiledExecutor.plans = original
     assert _shape(compiled) == _shape(plain)
-    assert [entry.reason for entry in fresh._entries.values()] == [reason]
+    assert [entry.reason for entry in fresh.values()] == [reason]
 
 
 def test_the_plan_cache_is_bounded() -> None:
@@ -219,10 +219,10 @@ def test_the_plan_cache_is_bounded() -> None:
 
     documents = [parse("{ a }"), parse("{ b }"), parse("{ c }")]
     for document in documents:
-        cache.put(document, None, _Compiled(document, None, "x"))
+        cache.put((document,), None, _Compiled(None, "x"))
     assert len(cache) == 2
-    assert cache.get(documents[0], None) is None
-    assert cache.get(documents[2], None) is not None
+    assert cache.get((documents[0],), None) is None
+    assert cache.get((documents[2],), None) is not None
 
 
 # --- the API's schema over generated queries -------------------------------------------------
