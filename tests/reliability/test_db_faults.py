@@ -357,12 +357,44 @@ def fill(path: Path) -> None:
     subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=16k"], capture_output=True, check=False)
 
 
+def write_until_full(
+    client: httpx.Client, token: str, ids: list[str], disk: Path, attempts: int
+) -> tuple[list[Ack], list[Outcome]]:
+    """Fill ``disk``, then keep writing (and filling what a write freed) until 3 are refused:
+    the database may still have room in pages or WAL it already holds."""
+    acks: list[Ack] = []
+    failures: list[Outcome] = []
+    fill(disk / "filler")
+    for i in range(attempts):
+        outcome = mutate(client, token, "publish" if i % 2 else "view", ids[i % len(ids)])
+        if outcome.ack is not None:
+            acks.append(outcome.ack)
+            fill(disk / f"filler{i}")
+            continue
+        failures.append(outcome)
+        if len(failures) >= 3:
+            break
+    return acks, failures
+
+
+def write_once_space_returns(
+    client: httpx.Client, token: str, statement_id: str, seconds: float = 15
+) -> Outcome:
+    """Retry a publish until one is acknowledged (every refusal meanwhile a clean one)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        outcome = mutate(client, token, "publish", statement_id)
+        if outcome.ack is not None or time.monotonic() >= deadline:
+            return outcome
+        assert not bad_errors([outcome]), outcome
+        time.sleep(0.2)
+
+
 def test_full_disk(small_disk: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{small_disk / 'full.db'}"
     (token,) = prepare(db, None)
     server = LiveServer(db, tmp_path / "server.log")
     acks: list[Ack] = []
-    failures: list[Outcome] = []
     with server.running(), httpx.Client(base_url=server.url, timeout=30) as client:
         server.wait_caught_up()
         ids = statement_ids(server.url)
@@ -370,18 +402,9 @@ def test_full_disk(small_disk: Path, tmp_path: Path) -> None:
         assert first.ack is not None, first
         acks.append(first.ack)
 
-        filler = small_disk / "filler"
-        fill(filler)
         # The WAL may still have room: keep writing until the disk refuses.
-        for i in range(400):
-            outcome = mutate(client, token, "publish" if i % 2 else "view", ids[i % len(ids)])
-            if outcome.ack is not None:
-                acks.append(outcome.ack)
-                fill(small_disk / f"filler{i}")
-                continue
-            failures.append(outcome)
-            if len(failures) >= 3:
-                break
+        written, failures = write_until_full(client, token, ids, small_disk, 400)
+        acks.extend(written)
         assert failures, "the disk never filled up"
         for outcome in failures:
             error = unavailable_error(outcome)
@@ -392,16 +415,8 @@ def test_full_disk(small_disk: Path, tmp_path: Path) -> None:
         for path in small_disk.glob("filler*"):
             path.unlink()
         # Space is back: writes succeed again without a restart (within a few seconds).
-        deadline = time.monotonic() + 15
-        recovered: Outcome | None = None
-        while time.monotonic() < deadline:
-            outcome = mutate(client, token, "publish", ids[0])
-            if outcome.ack is not None:
-                recovered = outcome
-                break
-            assert not bad_errors([outcome]), outcome
-            time.sleep(0.2)
-        assert recovered is not None and recovered.ack is not None
+        recovered = write_once_space_returns(client, token, ids[0])
+        assert recovered.ack is not None, recovered
         acks.append(recovered.ack)
         view = mutate(client, token, "view", ids[1])
         assert view.ack is not None, view

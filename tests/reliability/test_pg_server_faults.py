@@ -35,6 +35,8 @@ from tests.reliability.test_db_faults import (
     prepare,
     query,
     unavailable_error,
+    write_once_space_returns,
+    write_until_full,
 )
 
 pytestmark = [
@@ -293,11 +295,6 @@ def small_tablespace(cluster: PrivateCluster) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def fill(path: Path) -> None:
-    """Write zeros to ``path`` until the disk is full."""
-    subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=16k"], capture_output=True, check=False)
-
-
 def test_postgres_full_disk(
     cluster: PrivateCluster, small_tablespace: Path, tmp_path: Path
 ) -> None:
@@ -306,7 +303,6 @@ def test_postgres_full_disk(
     (token,) = prepare(db, None)
     server = LiveServer(db, tmp_path / "server.log")
     acks: list[Ack] = []
-    failures: list[Outcome] = []
     with server.running(), httpx.Client(base_url=server.url, timeout=30) as client:
         server.wait_caught_up()
         ids = statement_ids(server.url)
@@ -314,17 +310,9 @@ def test_postgres_full_disk(
         assert first.ack is not None, first
         acks.append(first.ack)
 
-        fill(small_tablespace / "filler")
         # Rows still fit in pages already allocated: keep writing until a table must grow.
-        for i in range(2000):
-            outcome = mutate(client, token, "publish" if i % 2 else "view", ids[i % len(ids)])
-            if outcome.ack is not None:
-                acks.append(outcome.ack)
-                fill(small_tablespace / f"filler{i}")
-                continue
-            failures.append(outcome)
-            if len(failures) >= 3:
-                break
+        written, failures = write_until_full(client, token, ids, small_tablespace, 2000)
+        acks.extend(written)
         assert failures, "the disk never filled up"
         for outcome in failures:
             error = unavailable_error(outcome)
@@ -336,15 +324,8 @@ def test_postgres_full_disk(
             path.unlink()
         # Space is back: writes succeed again without a restart (within a few seconds).
         freed = time.monotonic()
-        recovered: Outcome | None = None
-        while time.monotonic() - freed < 15:
-            outcome = mutate(client, token, "publish", ids[0])
-            if outcome.ack is not None:
-                recovered = outcome
-                break
-            assert not bad_errors([outcome]), outcome
-            time.sleep(0.2)
-        assert recovered is not None and recovered.ack is not None
+        recovered = write_once_space_returns(client, token, ids[0])
+        assert recovered.ack is not None, recovered
         recovery = time.monotonic() - freed
         acks.append(recovered.ack)
         view = mutate(client, token, "view", ids[1])
