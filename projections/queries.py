@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -447,7 +448,8 @@ class _Sql:
         return "= ANY(?::text[])" if self.postgres else "IN (SELECT value FROM json_each(?))"
 
     def ids(self, values: Sequence[Any]) -> Any:
-        return list(values) if self.postgres else json.dumps(values, ensure_ascii=False)
+        # orjson: json.dumps with options builds a new encoder per call, on every hot query.
+        return list(values) if self.postgres else orjson.dumps(list(values)).decode()
 
     def text(self, sql: str) -> str:
         return _numbered(sql) if self.postgres else sql
