@@ -392,28 +392,25 @@ class _Sql:
             "FROM statement_topics st LEFT JOIN topics t ON t.slug = st.topic_slug "
             f"WHERE st.statement_id {ids} ORDER BY st.statement_id, st.position, st.topic_slug"
         )
-        self.related_of = self.text(
-            "SELECT l.sid, l.rid, min(l.pos) AS pos FROM ("
-            "SELECT statement_id AS sid, related_id AS rid, position AS pos "
-            f"FROM statement_links WHERE statement_id {ids} "
-            "UNION ALL SELECT related_id, statement_id, position "
-            f"FROM statement_links WHERE related_id {ids}"
-            # CROSS JOIN: SQLite must loop over the few links, not over every live statement.
-            ") l CROSS JOIN statements s WHERE s.id = l.rid AND s.withdrawn = false "
-            "GROUP BY l.sid, l.rid ORDER BY l.sid, pos, l.rid"
-        )
-        # The same links, with the related statements' rows: a statement page's related
-        # list in one statement instead of ids and then the rows.
-        self.related_statements_of = self.text(
-            f"SELECT r.sid, {_STATEMENT_SELECT} FROM ("
+        # Each (statement, related) pair once, in either direction, with its first link's
+        # position: A linked to B makes each related to the other.
+        first_links = (
             "SELECT l.sid, l.rid, min(l.pos) AS pos FROM ("
             "SELECT statement_id AS sid, related_id AS rid, position AS pos "
             f"FROM statement_links WHERE statement_id {ids} "
             "UNION ALL SELECT related_id, statement_id, position "
             f"FROM statement_links WHERE related_id {ids}"
             ") l GROUP BY l.sid, l.rid"
-            ") r CROSS JOIN statements s LEFT JOIN view_totals v ON v.statement_id = s.id "
-            "WHERE s.id = r.rid AND s.withdrawn = false ORDER BY r.sid, r.pos, r.rid"
+        )
+        # CROSS JOIN: SQLite must loop over the few links, not over every live statement.
+        links = f"FROM ({first_links}) r CROSS JOIN statements s"
+        live = "WHERE s.id = r.rid AND s.withdrawn = false ORDER BY r.sid, r.pos, r.rid"
+        self.related_of = self.text(f"SELECT r.sid, r.rid, r.pos {links} {live}")
+        # With the related statements' rows: a statement page's related list in one
+        # statement instead of ids and then the rows.
+        self.related_statements_of = self.text(
+            f"SELECT r.sid, {_STATEMENT_SELECT} {links} "
+            f"LEFT JOIN view_totals v ON v.statement_id = s.id {live}"
         )
         self.view_counts = self.text(
             f"SELECT statement_id, view_count FROM view_totals WHERE statement_id {ids}"
