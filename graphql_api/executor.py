@@ -33,6 +33,8 @@ responses, data and errors, over generated queries.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
@@ -65,8 +67,10 @@ from graphql.pyutils import Path, gather_with_cancel, inspect
 from graphql.type import is_leaf_type, is_non_null_type, is_object_type
 from strawberry.execution.is_awaitable import optimized_is_awaitable as isawaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.arguments import convert_arguments
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 
+from graphql_api.batch import BATCH
 from graphql_api.identity_cache import IdentityCache
 
 #: How many compiled operations are kept (the parser and validation caches keep as many).
@@ -90,6 +94,9 @@ class _FieldPlan:
     __slots__ = (
         "arguments",
         "attr",
+        "batch",
+        "batch_arguments",
+        "batch_info",
         "complete",
         "direct",
         "direct_info",
@@ -107,6 +114,7 @@ class _FieldPlan:
         "parent_name",
         "parent_type",
         "resolve",
+        "sub_plan",
     )
 
     def __init__(self) -> None:
@@ -130,6 +138,13 @@ class _FieldPlan:
         self.direct_info: tuple[str, Any, Any] | None = None
         self.complete: Completer | None = None
         self.arguments: Callable[[Any], dict[str, Any]] | None = None
+        # A batch resolver (graphql_api.batch), its Info class and Strawberry field, and the
+        # converter of coerced arguments to the resolver's keyword arguments.
+        self.batch: Callable[..., Awaitable[Sequence[Any]]] | None = None
+        self.batch_info: tuple[Any, Any] | None = None
+        self.batch_arguments: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
+        # The plan of the object type this field returns (for null propagation of batches).
+        self.sub_plan: Plan | None = None
 
 
 # Field kinds, most frequent first.
@@ -137,15 +152,22 @@ _LEAF_ATTR: Final = 0  # a plain attribute of a leaf type: getattr + coerce
 _ATTR: Final = 1  # a plain attribute of a list or object type
 _RESOLVER: Final = 2  # anything else: the field's resolve function
 _TYPENAME: Final = 3
+_BATCH: Final = 4  # a batch resolver, called once per level for all the objects
 
 
 class Plan:
     """The compiled selection set of one concrete object type."""
 
-    __slots__ = ("fields",)
+    __slots__ = ("batched", "by_key", "fields")
 
     def __init__(self, fields: Sequence[_FieldPlan]) -> None:
         self.fields = tuple(fields)
+        self.by_key = {fp.key: fp for fp in self.fields}
+        # Whether this selection or one below it has a batch field.
+        self.batched: bool = any(
+            fp.kind == _BATCH or (fp.sub_plan is not None and fp.sub_plan.batched)
+            for fp in self.fields
+        )
 
 
 class _Compiled:
@@ -247,10 +269,54 @@ class _Compiler:
                     fp.kind = _RESOLVER
                     fp.resolve = field_def.resolve or self.executor.field_resolver
                     fp.arguments = _arguments(field_def, node)
-                    self._direct(fp, field_def)
+                    if not self._batch(fp, field_def):
+                        self._direct(fp, field_def)
                 fp.complete = self.completer(return_type, fp, details)
             fields.append(fp)
         return Plan(fields)
+
+    def _strawberry_resolver(self, fp: _FieldPlan, field_def: GraphQLField) -> tuple[Any, Any]:
+        """The field's Strawberry definition and schema, when its resolver is a plain function.
+
+        None, None when the field has extensions (permissions are extensions) or the schema
+        has exception handlers: then only Strawberry's wrapper calls the resolver right.
+        """
+        definition = (field_def.extensions or {}).get(_DEFINITION)
+        resolver = getattr(definition, "base_resolver", None)
+        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        if (
+            resolver is None
+            or definition is None
+            or definition.extensions
+            or strawberry_schema is None
+            or getattr(strawberry_schema, "exception_handlers", ())
+            or getattr(fp.resolve, "__name__", "") not in ("_resolver", "_async_resolver")
+        ):
+            return None, None
+        return definition, strawberry_schema
+
+    def _batch(self, fp: _FieldPlan, field_def: GraphQLField) -> bool:
+        """Resolve the field with its batch resolver (see :mod:`graphql_api.batch`), if any."""
+        definition, strawberry_schema = self._strawberry_resolver(fp, field_def)
+        batch = (getattr(definition, "metadata", None) or {}).get(BATCH)
+        if batch is None:
+            return False
+        fp.kind = _BATCH
+        fp.batch = batch
+        fp.batch_info = (strawberry_schema.config.info_class, definition)
+        arguments = definition.arguments
+        if not arguments:
+            empty: dict[str, Any] = {}
+            fp.batch_arguments = lambda _raw, _info: empty
+        else:
+            registry = strawberry_schema.schema_converter.scalar_registry
+            config = strawberry_schema.config
+
+            def convert(raw: dict[str, Any], info: Any) -> dict[str, Any]:
+                return convert_arguments(raw, arguments, registry, config, info)
+
+            fp.batch_arguments = convert
+        return True
 
     def _direct(self, fp: _FieldPlan, field_def: GraphQLField) -> None:
         """Call a Strawberry resolver without Strawberry's wrapper, when that changes nothing.
@@ -260,21 +326,15 @@ class _Compiler:
         the source as ``self``/``root``/``parent`` and a Strawberry ``Info`` as ``info``,
         then awaits what an async resolver returns (the executor awaits it anyway).
         """
-        definition = (field_def.extensions or {}).get(_DEFINITION)
-        resolver = getattr(definition, "base_resolver", None)
-        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        definition, strawberry_schema = self._strawberry_resolver(fp, field_def)
         if (
-            resolver is None
-            or definition is None
-            or definition.extensions
+            definition is None
             or definition.arguments
             or field_def.args
-            or strawberry_schema is None
-            or getattr(strawberry_schema, "exception_handlers", ())
-            or getattr(fp.resolve, "__name__", "") not in ("_resolver", "_async_resolver")
-            or not callable(resolver.wrapped_func)
+            or not callable(definition.base_resolver.wrapped_func)
         ):
             return
+        resolver = definition.base_resolver
         fp.direct = resolver.wrapped_func
         fp.direct_self = resolver.self_parameter is not None
         fp.direct_source = tuple(
@@ -331,10 +391,12 @@ class _Compiler:
 
             return leaf_value
         if is_object_type(return_type):
-            return self._object(return_type, details)
+            return self._object(return_type, fp, details)
         raise Unsupported(f"abstract type {return_type}")
 
-    def _object(self, object_type: GraphQLObjectType, details: FieldDetailsList) -> Completer:
+    def _object(
+        self, object_type: GraphQLObjectType, fp: _FieldPlan, details: FieldDetailsList
+    ) -> Completer:
         is_type_of = object_type.is_type_of
         if is_type_of is not None and not getattr(is_type_of, "__module__", "").startswith(
             "strawberry."
@@ -351,6 +413,7 @@ class _Compiler:
             ex.hide_suggestions,
         )
         plan = self.plan(object_type, grouped.items())
+        fp.sub_plan = plan
         definition = (object_type.extensions or {}).get(_DEFINITION)
         # An instance of the type's own class that was not cast to another type passes
         # Strawberry's is_type_of (an isinstance check with cast support) without the call.
@@ -477,16 +540,182 @@ def _arguments(field_def: GraphQLField, node: FieldNode) -> Callable[[Any], dict
 # --- running ---------------------------------------------------------------------------------
 
 
+_Entry = tuple[Any, dict[str, Any], Path]  # (source, its response object, the field's path)
+
+
 class _Run:
-    """The state of one execution of a plan."""
+    """The state of one execution of a plan.
 
-    __slots__ = ("arguments", "errors", "executor")
+    Batch fields are resolved level by level: completing an object only notes (source, its
+    response object, path) under the field's plan in ``queue``; the first note of a level
+    starts a flush task, which calls each batch resolver once for all its notes, then completes
+    the values into the response objects (noting the next level). A non-null batch field that
+    fails nulls its nearest nullable ancestor once everything has run (``nulls``), with the
+    error recorded at that position as graphql-core records it.
+    """
 
-    def __init__(self, executor: CompiledExecutor) -> None:
+    __slots__ = (
+        "arguments",
+        "converted",
+        "errors",
+        "executor",
+        "flushes",
+        "nulls",
+        "queue",
+        "root",
+    )
+
+    def __init__(self, executor: CompiledExecutor, root: Plan) -> None:
         self.executor = executor
+        self.root = root
         self.errors = executor.collected_errors
         # Coerced arguments per field plan: they depend on the variables only.
         self.arguments: dict[int, dict[str, Any] | Exception] = {}
+        # A batch resolver's keyword arguments per field plan.
+        self.converted: dict[int, dict[str, Any]] = {}
+        self.queue: dict[_FieldPlan, list[_Entry]] = {}
+        self.flushes: deque[asyncio.Future[None]] = deque()
+        self.nulls: list[Path | None] = []
+
+    # --- batch fields ---------------------------------------------------------------------
+
+    def defer(self, fp: _FieldPlan, source: Any, out: dict[str, Any], path: Path) -> None:
+        queue = self.queue
+        if not queue:
+            self.flushes.append(asyncio.ensure_future(self.flush()))
+        entries = queue.get(fp)
+        if entries is None:
+            queue[fp] = entries = []
+        entries.append((source, out, path))
+
+    async def flush(self) -> None:
+        queue, self.queue = self.queue, {}
+        groups = list(queue.items())
+        if len(groups) == 1:
+            results = [await self.call_batch(*groups[0])]
+        else:
+            results = await asyncio.gather(*(self.call_batch(fp, e) for fp, e in groups))
+        later: list[Awaitable[None]] | None = None
+        for (fp, entries), values in zip(groups, results, strict=True):
+            complete = fp.complete
+            key = fp.key
+            for (_source, out, path), value in zip(entries, values, strict=True):
+                try:
+                    completed = complete(self, value, path)  # type: ignore[misc]
+                except Exception as error:
+                    self.batch_error(error, fp, path)
+                    out[key] = None
+                    continue
+                if isawaitable(completed):
+                    if later is None:
+                        later = []
+                    later.append(self.complete_later(fp, completed, out, path))
+                else:
+                    out[key] = completed
+        if later is not None:
+            await gather_with_cancel(*later)
+
+    async def call_batch(self, fp: _FieldPlan, entries: list[_Entry]) -> Sequence[Any]:
+        """The batch resolver's values for ``entries``; exceptions in place of failed ones."""
+        try:
+            info_class, definition = fp.batch_info  # type: ignore[misc]
+            raw = self.executor.build_resolve_info(
+                fp.field_def,  # type: ignore[arg-type]
+                fp.nodes,
+                fp.parent_type,  # type: ignore[arg-type]
+                entries[0][2],
+            )
+            info = info_class(_raw_info=raw, _field=definition)
+            kwargs = self.converted.get(id(fp))
+            if kwargs is None:
+                kwargs = fp.batch_arguments(self.args(fp), info)  # type: ignore[misc]
+                self.converted[id(fp)] = kwargs
+            values = await fp.batch([entry[0] for entry in entries], info, **kwargs)  # type: ignore[misc]
+            if len(values) != len(entries):
+                raise RuntimeError(
+                    f"The batch resolver of {fp.parent_name}.{fp.nodes[0].name.value} returned"
+                    f" {len(values)} values for {len(entries)} objects."
+                )
+        except Exception as error:
+            return [error] * len(entries)
+        return values
+
+    async def complete_later(
+        self, fp: _FieldPlan, completed: Awaitable[Any], out: dict[str, Any], path: Path
+    ) -> None:
+        try:
+            value = await completed
+            if value is None and fp.non_null:
+                raise TypeError(fp.null_message)
+        except Exception as error:
+            self.batch_error(error, fp, path)
+            value = None
+        out[fp.key] = value
+
+    def batch_error(self, raw: Exception, fp: _FieldPlan, path: Path) -> None:
+        """Record a batch field's error; a non-null one nulls the nearest nullable ancestor."""
+        error = located_error(raw, fp.nodes, path.as_list())
+        if not fp.non_null:
+            self.errors.add(error, path)
+            return
+        position = self.nullable_position(path.prev)
+        self.errors.add(error, position)
+        self.nulls.append(position)
+
+    def nullable_position(self, path: Path | None) -> Path | None:
+        """The nearest position at or above ``path`` that may be null (None: the data)."""
+        chain: list[Path] = []
+        while path is not None:
+            chain.append(path)
+            path = path.prev
+        chain.reverse()
+        nearest: Path | None = None
+        plan: Plan | None = self.root
+        type_: Any = None
+        for position in chain:
+            if isinstance(position.key, str):
+                fp = plan.by_key[position.key]  # type: ignore[union-attr]
+                type_ = fp.field_def.type  # type: ignore[union-attr]
+                plan = fp.sub_plan
+            else:
+                type_ = type_.of_type  # the list's item type
+            nullable = not isinstance(type_, GraphQLNonNull)
+            type_ = _unwrap(type_)
+            if nullable:
+                nearest = position
+        return nearest
+
+    def finish(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The data with the positions nulled by batch fields set to null."""
+        for position in self.nulls:
+            if position is None:
+                return None
+            keys = position.as_list()
+            container: Any = data
+            for key in keys[:-1]:
+                container = container[key]
+                if container is None:
+                    break
+            else:
+                container[keys[-1]] = None
+        return data
+
+    def cancel(self) -> None:
+        """Stop the flushes still running: the request was cancelled."""
+        for flush in self.flushes:
+            flush.cancel()
+        self.flushes.clear()
+
+    def settle(self) -> None:
+        """Let the flushes still running finish unobserved: the data is null anyway.
+
+        Not cancelled, as graphql-core does not cancel the siblings of a bubbling error: a
+        flush cancelled before its completions started would drop resolver coroutines that
+        were never awaited.
+        """
+        if self.flushes:
+            self.executor.settle_in_background(list(self.flushes))
+            self.flushes.clear()
 
     def field_error(
         self, raw: Exception, nodes: list[FieldNode], path: Path, nullable: bool
@@ -551,6 +780,10 @@ class _Run:
                     continue
                 if kind == _TYPENAME:
                     out[fp.key] = fp.parent_name
+                    continue
+                if kind == _BATCH:
+                    out[fp.key] = None
+                    self.defer(fp, source, out, Path(path, fp.key, fp.parent_name))
                     continue
                 field_path = Path(path, fp.key, fp.parent_name)
                 try:
@@ -699,19 +932,34 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
         plan = self.compiled() if not serially else None
         if plan is None:
             return super().execute_operation(serially)
+        if plan.batched and asyncio._get_running_loop() is None:
+            # Batch fields are awaited in tasks; without a loop (execute_sync) graphql-core
+            # reports that the operation cannot complete synchronously.
+            return super().execute_operation(serially)
+        run = _Run(self, plan)
         try:
-            data = _Run(self).object(plan, self.root_value, None)
+            data = run.object(plan, self.root_value, None)
         except GraphQLError as error:
             self.collected_errors.add(error, None)
+            run.settle()
             return self.build_response(None)
-        if isawaitable(data):
-            return self._later(data)
+        if isawaitable(data) or run.flushes:
+            return self._later(run, data)
         return self.build_response(data)
 
-    async def _later(self, data: Awaitable[dict[str, Any]]) -> Any:
+    async def _later(self, run: _Run, data: Any) -> Any:
         try:
-            value = await data
+            if isawaitable(data):
+                data = await data
+            flushes = run.flushes
+            while flushes:
+                await flushes[0]
+                flushes.popleft()
         except GraphQLError as error:
             self.collected_errors.add(error, None)
+            run.settle()
             return self.build_response(None)
-        return self.build_response(value)
+        except BaseException:
+            run.cancel()
+            raise
+        return self.build_response(run.finish(data))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -85,6 +85,10 @@ class Page(Generic[T]):
     has_next: bool
     has_previous: bool
     total_count: int
+
+
+#: The page of a parent that has no items (a read model answers every parent asked for).
+EMPTY_PAGE: Final[Page[Any]] = Page([], [], False, False, 0)
 
 
 class StatementOrder(enum.Enum):

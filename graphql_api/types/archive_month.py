@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Mapping, Sequence
+
 import strawberry
 
-from graphql_api.loaders import Info, loaders_of
+from graphql_api.batch import batched, by_key
+from graphql_api.loaders import Info, loaders_of, read, read_models_of
 from graphql_api.types.connection import Connection, selects_total
 from graphql_api.types.statement import Statement, statement_connection
 from projections.queries import DEFAULT_PAGE_SIZE
-from projections.rows import ArchiveMonthRow
+from projections.rows import EMPTY_PAGE, ArchiveMonthRow, Page, StatementRow
 
 
 async def _statements(
@@ -18,13 +21,36 @@ async def _statements(
     return statement_connection(await loaders_of(info).month_statements.load(key))
 
 
+def _month(root: ArchiveMonth) -> tuple[int, int]:
+    return root.year, root.month
+
+
+async def _statements_batch(
+    roots: Sequence[ArchiveMonth],
+    info: Info,
+    first: int = DEFAULT_PAGE_SIZE,
+    after: str | None = None,
+) -> Sequence[object]:
+    models = read_models_of(info)
+    with_total = selects_total(info)
+
+    def fetch(
+        months: list[tuple[int, int]],
+    ) -> Awaitable[Mapping[tuple[int, int], Page[StatementRow]]]:
+        return read(models.statements_for_months(months, first, after, with_total=with_total))
+
+    return await by_key(roots, _month, fetch, EMPTY_PAGE, statement_connection)
+
+
 @strawberry.type(description="A month of the archive (local publication month).")
 class ArchiveMonth:
     year: int
     month: int
     count: int = strawberry.field(description="How many statements (not withdrawn) it has.")
     statements: Connection[Statement] = strawberry.field(
-        resolver=_statements, description="Its statements (not withdrawn), newest first."
+        resolver=_statements,
+        description="Its statements (not withdrawn), newest first.",
+        metadata=batched(_statements_batch),
     )
 
     @classmethod

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from graphql_api.loaders import Info, loaders_of
+from graphql_api.batch import batched, by_key
+from graphql_api.loaders import Info, loaders_of, read, read_models_of
 from graphql_api.types.connection import Connection, selects_total
 from graphql_api.types.node import MINISTER, Node, global_id
 from graphql_api.types.topic import Topic
 from projections.queries import DEFAULT_PAGE_SIZE
-from projections.rows import MinisterRow
+from projections.rows import EMPTY_PAGE, MinisterRow, Page, StatementRow, TopicRow
 
 if TYPE_CHECKING:
     from graphql_api.types.statement import Statement
@@ -19,11 +21,36 @@ if TYPE_CHECKING:
 DEFAULT_TOPICS = 10
 
 
+_NO_TOPICS: Sequence[TopicRow] = ()
+
+
+def _minister_id(root: Minister) -> str:
+    return root.minister_id
+
+
+def _count_of(row: MinisterRow | None) -> int:
+    return row.statement_count if row is not None else 0
+
+
 async def _statement_count(root: Minister, info: Info) -> int:
     if root.known_count is not None:
         return root.known_count
-    row = await loaders_of(info).minister_by_id.load(root.minister_id)
-    return row.statement_count if row is not None else 0
+    return _count_of(await loaders_of(info).minister_by_id.load(root.minister_id))
+
+
+async def _statement_count_batch(roots: Sequence[Minister], info: Info) -> Sequence[int]:
+    unknown = [root for root in roots if root.known_count is None]
+    counts: dict[str, int] = {}
+    if unknown:
+        models = read_models_of(info)
+        values = await by_key(
+            unknown, _minister_id, lambda ids: read(models.ministers_by_ids(ids)), None, _count_of
+        )
+        counts = {root.minister_id: value for root, value in zip(unknown, values, strict=True)}
+    return [
+        root.known_count if root.known_count is not None else counts[root.minister_id]
+        for root in roots
+    ]
 
 
 async def _statements(
@@ -36,9 +63,39 @@ async def _statements(
     return statement_connection(page)
 
 
-async def _topics(root: Minister, info: Info, first: int = DEFAULT_TOPICS) -> list[Topic]:
-    rows = await loaders_of(info).minister_topics.load((root.minister_id, first))
+async def _statements_batch(
+    roots: Sequence[Minister], info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+) -> Sequence[object]:
+    from graphql_api.types.statement import statement_connection
+
+    models = read_models_of(info)
+    with_total = selects_total(info)
+
+    def fetch(ids: list[str]) -> Awaitable[Mapping[str, Page[StatementRow]]]:
+        return read(models.statements_for_ministers(ids, first, after, with_total=with_total))
+
+    return await by_key(roots, _minister_id, fetch, EMPTY_PAGE, statement_connection)
+
+
+def _topic_list(rows: Sequence[TopicRow]) -> list[Topic]:
     return [Topic.from_row(row) for row in rows]
+
+
+async def _topics(root: Minister, info: Info, first: int = DEFAULT_TOPICS) -> list[Topic]:
+    return _topic_list(await loaders_of(info).minister_topics.load((root.minister_id, first)))
+
+
+async def _topics_batch(
+    roots: Sequence[Minister], info: Info, first: int = DEFAULT_TOPICS
+) -> Sequence[object]:
+    models = read_models_of(info)
+    return await by_key(
+        roots,
+        _minister_id,
+        lambda ids: read(models.minister_topics(ids, first)),
+        _NO_TOPICS,
+        _topic_list,
+    )
 
 
 @strawberry.type(description="A minister (or spokesperson) who makes statements.")
@@ -51,15 +108,20 @@ class Minister(Node):
     #: The count, when the minister was read from the ministers read model.
     known_count: strawberry.Private[int | None] = None
     statement_count: int = strawberry.field(
-        resolver=_statement_count, description="How many statements (not withdrawn) they made."
+        resolver=_statement_count,
+        description="How many statements (not withdrawn) they made.",
+        metadata=batched(_statement_count_batch),
     )
     statements: Connection[Annotated[Statement, strawberry.lazy("graphql_api.types.statement")]] = (
         strawberry.field(
-            resolver=_statements, description="Their statements (not withdrawn), newest first."
+            resolver=_statements,
+            description="Their statements (not withdrawn), newest first.",
+            metadata=batched(_statements_batch),
         )
     )
     topics: list[Topic] = strawberry.field(
         resolver=_topics,
+        metadata=batched(_topics_batch),
         description="Their most frequent topics; each topic's statementCount counts this "
         "minister's statements.",
     )

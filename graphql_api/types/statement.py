@@ -14,6 +14,7 @@ A statement answered by time travel (``statement(asOf:|atPosition:)``, see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Protocol
 
@@ -21,7 +22,16 @@ import strawberry
 
 from graphql_api.asof import StatementAsOf, history, views_as_of
 from graphql_api.auth import require_role
-from graphql_api.loaders import Info, invalid_input, loaders_of, registry_of, store_of
+from graphql_api.batch import batched, by_key, each
+from graphql_api.loaders import (
+    Info,
+    invalid_input,
+    loaders_of,
+    read,
+    read_models_of,
+    registry_of,
+    store_of,
+)
 from graphql_api.types.audit import RawEvent
 from graphql_api.types.connection import Connection
 from graphql_api.types.formatting import body_text, print_version, snippet_html
@@ -29,6 +39,7 @@ from graphql_api.types.minister import Minister
 from graphql_api.types.node import MINISTER, STATEMENT, Node, global_id
 from graphql_api.types.topic import Topic
 from graphql_api.types.views import DayCount
+from projections.rows import DayCount as ViewDay
 from projections.rows import Page, StatementRow, TopicRow
 
 AUDITOR = "auditor"
@@ -54,11 +65,27 @@ def _minister(root: Statement) -> Minister:
     )
 
 
+_NO_TOPICS: Sequence[TopicRow] = ()
+_NO_STATEMENTS: Sequence[StatementRow] = ()
+_NO_DAYS: Sequence[ViewDay] = ()
+
+
+def _statement_id(root: Statement) -> str:
+    return root.statement_id
+
+
+def _topic_list(rows: Sequence[TopicRow]) -> list[Topic]:
+    return [Topic.from_row(row) for row in rows]
+
+
+def _statement_list(rows: Sequence[StatementRow]) -> list[Statement]:
+    return [Statement.from_row(row) for row in rows]
+
+
 async def _topics(root: Statement, info: Info) -> list[Topic]:
     loaders = loaders_of(info)
     if root.as_of is None:
-        rows = await loaders.topics_of.load(root.statement_id)
-        return [Topic.from_row(row) for row in rows]
+        return _topic_list(await loaders.topics_of.load(root.statement_id))
     tagged = root.as_of.state.topics
     current = await loaders.topic_by_slug.load_many([t.slug for t in tagged])
     return [
@@ -67,14 +94,39 @@ async def _topics(root: Statement, info: Info) -> list[Topic]:
     ]
 
 
+async def _topics_batch(roots: Sequence[Statement], info: Info) -> Sequence[object]:
+    if any(root.as_of is not None for root in roots):
+        return await each(roots, lambda root: _topics(root, info))
+    models = read_models_of(info)
+    return await by_key(
+        roots, _statement_id, lambda ids: read(models.topics_of(ids)), _NO_TOPICS, _topic_list
+    )
+
+
 async def _related(root: Statement, info: Info) -> list[Statement]:
     loaders = loaders_of(info)
     if root.as_of is None:
-        related = await loaders.related_statements.load(root.statement_id)
-        return [Statement.from_row(row) for row in related]
+        return _statement_list(await loaders.related_statements.load(root.statement_id))
     ids = list(root.as_of.state.related)
     rows = await loaders.statement_by_id.load_many(ids)
     return [Statement.from_row(row) for row in rows if row is not None]
+
+
+async def _related_batch(roots: Sequence[Statement], info: Info) -> Sequence[object]:
+    if any(root.as_of is not None for root in roots):
+        return await each(roots, lambda root: _related(root, info))
+    models = read_models_of(info)
+    return await by_key(
+        roots,
+        _statement_id,
+        lambda ids: read(models.related_statements_of(ids)),
+        _NO_STATEMENTS,
+        _statement_list,
+    )
+
+
+def _day_list(rows: Sequence[ViewDay]) -> list[DayCount]:
+    return [DayCount.of(row) for row in rows]
 
 
 async def _views_by_day(
@@ -85,7 +137,7 @@ async def _views_by_day(
 ) -> list[DayCount]:
     if root.as_of is None:
         rows = await loaders_of(info).views_by_day.load((root.statement_id, from_, to))
-        return [DayCount.of(row) for row in rows]
+        return _day_list(rows)
     views = root.as_of.views
     if views is None:
         views = await views_as_of(
@@ -96,6 +148,24 @@ async def _views_by_day(
     except ValueError as exc:
         raise invalid_input(exc) from exc
     return [DayCount.of(day) for day in days]
+
+
+async def _views_by_day_batch(
+    roots: Sequence[Statement],
+    info: Info,
+    from_: date | None = None,
+    to: date | None = None,
+) -> Sequence[object]:
+    if any(root.as_of is not None for root in roots):
+        return await each(roots, lambda root: _views_by_day(root, info, from_, to))
+    models = read_models_of(info)
+    return await by_key(
+        roots,
+        _statement_id,
+        lambda ids: read(models.views_by_day(ids, from_, to)),
+        _NO_DAYS,
+        _day_list,
+    )
 
 
 async def _history(root: Statement, info: Info) -> list[RawEvent] | None:
@@ -153,15 +223,19 @@ class Statement(Node):
         description="The minister, named and titled as this statement records them.",
     )
     topics: list[Topic] = strawberry.field(
-        resolver=_topics, description="Its topics, in the order it was tagged with them."
+        resolver=_topics,
+        description="Its topics, in the order it was tagged with them.",
+        metadata=batched(_topics_batch),
     )
     related: list[Statement] = strawberry.field(
         resolver=_related,
+        metadata=batched(_related_batch),
         description="Statements linked to this one in either direction, oldest link first "
         "(withdrawn ones left out).",
     )
     views_by_day: list[DayCount] = strawberry.field(
         resolver=_views_by_day,
+        metadata=batched(_views_by_day_batch),
         description="Views per UTC day within [from, to] (inclusive), oldest first; days "
         "without views are left out.",
     )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from graphql_api.loaders import Info, loaders_of
+from graphql_api.batch import batched, by_key
+from graphql_api.loaders import Info, loaders_of, read, read_models_of
 from graphql_api.types.connection import Connection, selects_total
 from graphql_api.types.node import TOPIC, Node, global_id
 from projections.queries import DEFAULT_PAGE_SIZE
-from projections.rows import TopicRow
+from projections.rows import EMPTY_PAGE, Page, StatementRow, TopicRow
 
 if TYPE_CHECKING:
     from graphql_api.types.statement import Statement
@@ -26,6 +28,24 @@ async def _statements(
     return statement_connection(page)
 
 
+def _slug(root: Topic) -> str:
+    return root.slug
+
+
+async def _statements_batch(
+    roots: Sequence[Topic], info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+) -> Sequence[object]:
+    from graphql_api.types.statement import statement_connection
+
+    models = read_models_of(info)
+    with_total = selects_total(info)
+
+    def fetch(slugs: list[str]) -> Awaitable[Mapping[str, Page[StatementRow]]]:
+        return read(models.statements_for_topics(slugs, first, after, with_total=with_total))
+
+    return await by_key(roots, _slug, fetch, EMPTY_PAGE, statement_connection)
+
+
 @strawberry.type(description="A topic statements are tagged with.")
 class Topic(Node):
     slug: str = strawberry.field(description="The topic's own id, e.g. `arms-control`.")
@@ -35,7 +55,9 @@ class Topic(Node):
     )
     statements: Connection[Annotated[Statement, strawberry.lazy("graphql_api.types.statement")]] = (
         strawberry.field(
-            resolver=_statements, description="Its statements (not withdrawn), newest first."
+            resolver=_statements,
+            description="Its statements (not withdrawn), newest first.",
+            metadata=batched(_statements_batch),
         )
     )
 

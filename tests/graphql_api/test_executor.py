@@ -10,15 +10,25 @@ without; data must be equal and errors equal as sets of (message, path).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import strawberry
+from graphql import (
+    DocumentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    parse,
+    print_ast,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import queries
 from strawberry.dataloader import DataLoader
 
+from graphql_api.batch import batched
 from graphql_api.executor import CompiledExecutor, PlanCache
 from graphql_api.query import QUERY_TYPES, Query
 from graphql_api.schema import ApiSchema, build_schema
@@ -29,6 +39,83 @@ from tests.graphql_api.query_support import World, open_world
 
 class Boom(Exception):
     pass
+
+
+# Batch fields: each has an ordinary resolver (what graphql-core calls) and a batch resolver
+# giving the same values (what the compiled executor calls once per level); batch calls are
+# counted in the context.
+
+
+def _calls(info: strawberry.Info, name: str, roots: Sequence[Item]) -> None:
+    info.context.setdefault("batch_calls", []).append((name, [root.n for root in roots]))
+
+
+def _tags(root: Item) -> list[str]:
+    return [f"t{root.n}", "all"]
+
+
+async def _tags_batch(roots: Sequence[Item], info: strawberry.Info) -> list[list[str]]:
+    _calls(info, "tags", roots)
+    await asyncio.sleep(0)
+    return [_tags(root) for root in roots]
+
+
+async def _some_fail(root: Item) -> int | None:
+    if root.n % 2:
+        raise Boom(f"batch fails {root.n}")
+    return root.n
+
+
+async def _some_fail_batch(roots: Sequence[Item], info: strawberry.Info) -> list[object]:
+    _calls(info, "someFail", roots)
+    return [Boom(f"batch fails {r.n}") if r.n % 2 else r.n for r in roots]
+
+
+async def _all_fail(root: Item) -> int | None:
+    raise Boom("batch down")
+
+
+async def _all_fail_batch(roots: Sequence[Item], info: strawberry.Info) -> list[object]:
+    raise Boom("batch down")
+
+
+async def _non_null(root: Item) -> int:
+    if root.n == 1:
+        raise Boom("non-null batch fails")
+    return root.n
+
+
+async def _non_null_batch(roots: Sequence[Item], info: strawberry.Info) -> list[object]:
+    return [Boom("non-null batch fails") if r.n == 1 else r.n for r in roots]
+
+
+async def _null_non_null(root: Item) -> int:
+    return None if root.n == 2 else root.n  # type: ignore[return-value]
+
+
+async def _null_non_null_batch(roots: Sequence[Item], info: strawberry.Info) -> list[object]:
+    return [None if r.n == 2 else r.n for r in roots]
+
+
+async def _children(root: Item, by: int = 1) -> list[Item]:
+    return [Item(n=root.n * by + i) for i in range(2)]
+
+
+async def _children_batch(
+    roots: Sequence[Item], info: strawberry.Info, by: int = 1
+) -> list[list[Item]]:
+    _calls(info, "children", roots)
+    return [await _children(root, by) for root in roots]
+
+
+async def _late_child(root: Item) -> Item | None:
+    await asyncio.sleep(0)
+    return Item(n=root.n + 1) if root.n < 3 else None
+
+
+async def _late_child_batch(roots: Sequence[Item], info: strawberry.Info) -> list[object]:
+    await asyncio.sleep(0)
+    return [await _late_child(root) for root in roots]
 
 
 @strawberry.type
@@ -101,6 +188,20 @@ class Item:
         # A sync resolver returning the loader's future: graphql-core awaits it.
         return info.context["loader"].load(self.n)  # type: ignore[no-any-return]
 
+    tags: list[str] = strawberry.field(resolver=_tags, metadata=batched(_tags_batch))
+    some_fail: int | None = strawberry.field(
+        resolver=_some_fail, metadata=batched(_some_fail_batch)
+    )
+    all_fail: int | None = strawberry.field(resolver=_all_fail, metadata=batched(_all_fail_batch))
+    non_null: int = strawberry.field(resolver=_non_null, metadata=batched(_non_null_batch))
+    null_non_null_batch: int = strawberry.field(
+        resolver=_null_non_null, metadata=batched(_null_non_null_batch)
+    )
+    children: list[Item] = strawberry.field(resolver=_children, metadata=batched(_children_batch))
+    late_child: Item | None = strawberry.field(
+        resolver=_late_child, metadata=batched(_late_child_batch)
+    )
+
 
 @strawberry.type
 class SmallQuery:
@@ -147,6 +248,18 @@ SMALL_DOCUMENTS = [
     " fragment F on Item { double later }",
     "{ items { n __typename } __typename }",
     "{ items { loaded } }",
+    # batch fields
+    "{ items { n tags someFail allFail children { n tags children(by: 3) { n tags } } } }",
+    "query Q($by: Int!) { items { children(by: $by) { n children { n someFail } } } }",
+    "{ items { n nonNull } }",
+    "{ laterItems { n nonNull } items(count: 1) { n } }",
+    "{ items { n child { n nonNull } } }",
+    "{ items { n child { n child { nonNull } } } }",
+    "{ laterItems { n nullNonNullBatch tags } }",
+    "{ items { lateChild { n later lateChild { n tags nonNull } } } }",
+    "{ items { children { n failsNonNull } } laterItems { children { nonNull } } }",
+    "{ laterItems { later children { later lateChild { tags loaded } } } }",
+    "{ strict { children { nonNull } } laterItems { n } }",
 ]
 
 
@@ -180,6 +293,53 @@ async def test_small_schema_matches_graphql_core(document: str) -> None:
     assert answers[0] == answers[1]
     # Siblings' loads still reach the loader as one batch.
     assert batches[0] == batches[1]
+
+
+async def test_a_batch_resolver_runs_once_per_level() -> None:
+    context: dict[str, Any] = {"loader": _Loaded().loader}
+    document = "{ items(count: 4) { tags children { tags children { n tags } } } }"
+    result = await SMALL[True].execute(document, context_value=context)
+    assert result.errors is None
+    assert [name for name, _ in context["batch_calls"]] == [
+        "tags",
+        "children",
+        "tags",
+        "children",
+        "tags",
+    ]
+    # Every object of a level is in its level's one call, in response order.
+    assert context["batch_calls"][0][1] == [0, 1, 2, 3]
+    assert len(context["batch_calls"][4][1]) == 4 * 2 * 2
+
+
+async def _short(roots: Sequence[Short], info: strawberry.Info) -> list[int]:
+    return [1]
+
+
+def _one() -> int:
+    return 1
+
+
+@strawberry.type
+class Short:
+    n: int
+    value: int | None = strawberry.field(resolver=_one, metadata=batched(_short))
+
+
+@strawberry.type
+class ShortQuery:
+    @strawberry.field
+    def shorts(self) -> list[Short]:
+        return [Short(n=1), Short(n=2)]
+
+
+async def test_a_batch_resolver_must_answer_every_object() -> None:
+    schema = strawberry.Schema(query=ShortQuery, execution_context_class=CompiledExecutor)
+    result = await schema.execute("{ shorts { n value } }")
+    assert result.data == {"shorts": [{"n": 1, "value": None}, {"n": 2, "value": None}]}
+    assert [e.message for e in result.errors or ()] == [
+        "The batch resolver of Short.value returned 1 values for 2 objects."
+    ] * 2
 
 
 async def test_the_small_documents_are_compiled() -> None:
@@ -260,16 +420,39 @@ def _sdl() -> str:
     return API[True].as_str()
 
 
-async def _both(world: World, schema: dict[bool, ApiSchema], document: str) -> list[Any]:
-    shapes = []
-    for compiled in (True, False):
-        result = await schema[compiled].execute(document, context_value=world.context())
-        errors = sorted(
-            (e.message, tuple(e.path or ()), (e.extensions or {}).get("code"))
-            for e in result.errors or ()
-        )
-        shapes.append((result.data, errors))
-    return shapes
+Shape = tuple[Any, list[tuple[str, tuple[Any, ...], Any]]]
+
+
+async def _api_shape(schema: ApiSchema, world: World, document: str | DocumentNode) -> Shape:
+    source = document if isinstance(document, str) else print_ast(document)
+    result = await schema.execute(source, context_value=world.context())
+    errors = sorted(
+        (e.message, tuple(e.path or ()), (e.extensions or {}).get("code"))
+        for e in result.errors or ()
+    )
+    return result.data, errors
+
+
+async def _both(world: World, schema: dict[bool, ApiSchema], document: str) -> list[Shape]:
+    return [await _api_shape(schema[compiled], world, document) for compiled in (True, False)]
+
+
+async def _root_field_errors(world: World, document: str) -> set[tuple[str, tuple[Any, ...], Any]]:
+    """The errors graphql-core reports for each root field of ``document`` asked alone."""
+    parsed = parse(document)
+    errors: set[tuple[str, tuple[Any, ...], Any]] = set()
+    for index, definition in enumerate(parsed.definitions):
+        if not isinstance(definition, OperationDefinitionNode):
+            continue
+        for selection in definition.selection_set.selections:
+            definitions = list(parsed.definitions)
+            definitions[index] = replace(
+                definition, selection_set=SelectionSetNode(selections=(selection,))
+            )
+            alone = DocumentNode(definitions=tuple(definitions))
+            _data, found = await _api_shape(API[False], world, alone)
+            errors.update(found)
+    return errors
 
 
 @settings(
@@ -283,7 +466,16 @@ def test_api_schema_matches_graphql_core_on_generated_queries(
 ) -> None:
     document = data.draw(queries(_sdl()))
     compiled, plain = world_loop.run_until_complete(_both(world, API, document))
-    assert compiled == plain, document
+    if compiled[0] is None and plain[0] is None:
+        # A null that reaches the root stops the execution: which of several concurrent errors
+        # lands first depends on scheduling (the compiled executor batches a level in one
+        # call, graphql-core awaits each object), and later ones are dropped. Each reported
+        # error must then be one graphql-core reports for its root field asked alone.
+        assert compiled[1] and plain[1], document
+        possible = world_loop.run_until_complete(_root_field_errors(world, document))
+        assert set(compiled[1]) <= possible | set(plain[1]), document
+    else:
+        assert compiled == plain, document
 
 
 API_DOCUMENTS = [
