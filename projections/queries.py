@@ -51,6 +51,7 @@ from eventstore.records import us_to_datetime
 from projections import archive, ministers, search, statements, topics, views
 from projections.rows import (
     ArchiveMonthRow,
+    Cursors,
     DayCount,
     MinisterRow,
     Page,
@@ -169,6 +170,10 @@ _CURSOR_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False
 def _encode_cursor(tag: str, key: Sequence[Any]) -> str:
     raw = _CURSOR_JSON.encode([tag, *key]).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _published_cursor(key: tuple[int, str]) -> str:
+    return _encode_cursor(_PUBLISHED_TAG, key)
 
 
 def _decode_cursor(
@@ -303,7 +308,10 @@ def _finish_page(
         present.reverse()
     keys = [name for name, _ in query.sort]
     items = [item(r._mapping) for r in present]
-    cursors = [_encode_cursor(tag, [r._mapping[f"p_{k}"] for k in keys]) for r in present]
+    cursors = Cursors(
+        functools.partial(_encode_cursor, tag),
+        [[r._mapping[f"p_{k}"] for k in keys] for r in present],
+    )
     if paging.backward:
         has_next, has_previous = tail > 0, more or head > 0
     else:
@@ -994,7 +1002,7 @@ class ReadModels:
             has_next, has_previous = more or bool(tail), bool(head)
         return Page(
             [_statement_tuple(r, 5) for r in present],
-            [_encode_cursor(_PUBLISHED_TAG, [r[3], r[4]]) for r in present],
+            Cursors(_published_cursor, [(r[3], r[4]) for r in present]),
             has_next,
             has_previous,
             int(total),
@@ -1085,7 +1093,7 @@ class ReadModels:
             pages.append(
                 Page(
                     [_statement_tuple(r, 5) for r in page_rows],
-                    [_encode_cursor(_PUBLISHED_TAG, [r[3], r[4]]) for r in page_rows],
+                    Cursors(_published_cursor, [(r[3], r[4]) for r in page_rows]),
                     has_next=len(present) > size,
                     has_previous=bool(group[0][2]),
                     total_count=int(group[0][1]),

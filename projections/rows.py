@@ -1,16 +1,28 @@
-"""The values the query layer returns and takes: frozen, slotted dataclasses and enums."""
+"""The values the query layer returns and takes: read-only slotted dataclasses and enums."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, dataclass_transform, overload
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass_transform(frozen_default=True)
+def value(cls: type[T]) -> type[T]:
+    """A slotted, hashable dataclass that type checkers hold read-only.
+
+    Not ``frozen=True`` at run time: a frozen dataclass sets each field through
+    ``object.__setattr__``, which made building a 17-field row 7x slower (1.9 against 0.25 us),
+    and a list request builds hundreds of rows. Assignments are refused by mypy instead.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@value
 class StatementRow:
     """A statement as its page shows it; ``rank``/``snippet`` are set only on search results.
 
@@ -40,7 +52,7 @@ class StatementRow:
     snippet: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MinisterRow:
     """A minister and the number of their live statements."""
 
@@ -50,7 +62,7 @@ class MinisterRow:
     statement_count: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class TopicRow:
     """A topic and a number of live statements (overall, or one minister's, by context)."""
 
@@ -59,7 +71,7 @@ class TopicRow:
     statement_count: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ArchiveMonthRow:
     """A month of the archive (local publication month) and its live statement count."""
 
@@ -68,7 +80,7 @@ class ArchiveMonthRow:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DayCount:
     """Views of one statement on one UTC day."""
 
@@ -76,15 +88,57 @@ class DayCount:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Page(Generic[T]):
     """One page of a connection: items with their keyset cursors, and where it stands."""
 
     items: list[T]
-    cursors: list[str]
+    cursors: Sequence[str]
     has_next: bool
     has_previous: bool
     total_count: int
+
+
+class Cursors(Sequence[str]):
+    """A page's cursors, each encoded from its sort key when first read.
+
+    Most queries read none of them (no ``cursor``, no ``pageInfo``) or two; encoding one (JSON
+    then base64) cost more than building its row.
+    """
+
+    __slots__ = ("_encode", "_keys", "_made")
+
+    def __init__(self, encode: Callable[[Any], str], keys: Sequence[Any]) -> None:
+        self._encode = encode
+        self._keys = keys
+        self._made: list[str | None] = [None] * len(keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._keys)))]
+        made = self._made[index]
+        if made is None:
+            made = self._made[index] = self._encode(self._keys[index])
+        return made
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(list(self))
 
 
 #: The page of a parent that has no items (a read model answers every parent asked for).
@@ -100,7 +154,7 @@ class StatementOrder(enum.Enum):
     RELEVANCE = "relevance"  # needs StatementFilter.search
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StatementFilter:
     """Conditions on a statement list; None means "any". Dates are local publication dates."""
 

@@ -121,7 +121,7 @@ class RawEventConnection:
     def of(cls, page: EventPage) -> RawEventConnection:
         nodes = [RawEvent.of(record) for record in page.records]
         return cls(
-            edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)],
+            edges=Edge.each(page.cursors, nodes),
             nodes=nodes,
             page_info=PageInfo.of(page.cursors, page.has_next, False),
         )

@@ -27,27 +27,44 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+# Cursors are read from the page's (lazy) sequence only when selected: see Cursors.
+
+
 @strawberry.type(description="Where a page stands in its list (Relay).")
 class PageInfo:
     has_next_page: bool
     has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+    cursors: strawberry.Private[Sequence[str]]
+
+    @strawberry.field
+    def start_cursor(self) -> str | None:
+        return self.cursors[0] if self.cursors else None
+
+    @strawberry.field
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
 
     @classmethod
     def of(cls, cursors: Sequence[str], has_next: bool, has_previous: bool) -> PageInfo:
-        return cls(
-            has_next_page=has_next,
-            has_previous_page=has_previous,
-            start_cursor=cursors[0] if cursors else None,
-            end_cursor=cursors[-1] if cursors else None,
-        )
+        return cls(has_next_page=has_next, has_previous_page=has_previous, cursors=cursors)
 
 
 @strawberry.type(description="An item of a page and its cursor.")
 class Edge(Generic[T]):
-    cursor: str
     node: T
+    cursors: strawberry.Private[Sequence[str]]
+    index: strawberry.Private[int]
+
+    @strawberry.field
+    def cursor(self) -> str:
+        return self.cursors[self.index]
+
+    @classmethod
+    def each(cls, cursors: Sequence[str], nodes: Sequence[T]) -> list[Edge[T]]:
+        """The edges of ``nodes``, the i-th with the i-th of ``cursors``."""
+        if len(cursors) != len(nodes):
+            raise ValueError(f"{len(nodes)} nodes but {len(cursors)} cursors")
+        return [cls(node=node, cursors=cursors, index=i) for i, node in enumerate(nodes)]
 
 
 @strawberry.type(description="A page of a list (Relay connection) and the size of the list.")
@@ -62,7 +79,7 @@ class Connection(Generic[T]):
         """The connection of a read-model page, each item made into a node by ``node``."""
         nodes = [node(item) for item in page.items]
         return cls(
-            edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)],
+            edges=Edge.each(page.cursors, nodes),
             nodes=nodes,
             page_info=PageInfo.of(page.cursors, page.has_next, page.has_previous),
             total_count=page.total_count,
