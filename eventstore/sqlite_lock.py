@@ -86,7 +86,8 @@ class sqlite_write_lock:  # lower case: callers use it like the function it repl
         self._timeout = timeout
         self._file_lock: _FileLock | None = None
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> None:
+        """Take the lock (see the class); pair with :meth:`release`, which may run later."""
         file_lock = _file_lock(self._database)
         if file_lock is None:
             return
@@ -110,12 +111,18 @@ class sqlite_write_lock:  # lower case: callers use it like the function it repl
                 file_lock.waiting -= 1
         self._file_lock = file_lock
 
+    __aenter__ = acquire
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Release the lock if this object holds it; synchronous, so a callback may call it."""
         file_lock, self._file_lock = self._file_lock, None
         if file_lock is not None:
             file_lock.lock.release()

@@ -7,6 +7,7 @@ own fed through a SimpleQueue, answering with call_soon_threadsafe, costs well u
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -15,6 +16,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _STOP = object()
+
+#: Called on the loop's thread with the call's result, or None and the exception it raised.
+Done = Callable[[Any, BaseException | None], None]
 
 
 class Worker:
@@ -30,20 +34,27 @@ class Worker:
             item = self._queue.get()
             if item is _STOP:
                 return
-            loop, future, fn, args = item
+            loop, done, fn, args = item
             try:
                 result = fn(*args)
-            except BaseException as exc:  # handed to the awaiting coroutine
-                loop.call_soon_threadsafe(_fail, future, exc)
+            except BaseException as exc:  # handed to the loop
+                loop.call_soon_threadsafe(done, None, exc)
             else:
-                loop.call_soon_threadsafe(_succeed, future, result)
+                loop.call_soon_threadsafe(done, result, None)
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Done) -> None:
+        """Run ``fn(*args)`` on the thread, then ``done`` on the calling loop, whatever happens.
+
+        Nothing here can be cancelled: the call runs to its end and ``done`` always runs, which
+        is what lets a caller release what it holds exactly when the call has finished.
+        """
+        self._queue.put((asyncio.get_running_loop(), done, fn, args))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((loop, future, fn, args))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.call(fn, args, functools.partial(_deliver, future))
         # If the awaiting task is cancelled the call still runs to its end; its outcome is
-        # then dropped (see _succeed and _fail), which is what an append's caller expects.
+        # then dropped (see _deliver), which is what an append's caller expects.
         return await future
 
     def stop(self) -> None:
@@ -51,11 +62,10 @@ class Worker:
         self._thread.join()
 
 
-def _succeed(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
+def _deliver(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
         future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -1,0 +1,209 @@
+"""Lone appends written from the caller's task, and what cancellation and other writers do to them.
+
+The group committer lets a backend write a lone, uncontended append without the drain task
+(eventstore/store.py). These tests pin down the contract that shortcut has to keep: requests
+that arrive meanwhile are still batched, a cancelled caller never leaves a write half done or
+a lock held, and a writer whose idea of the head has gone stale (another store appended) is
+caught by the table's unique keys and decided again, never numbered wrongly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from eventstore import ANY, NO_STREAM, ConcurrencyError, EventStore, NewEvent, RecordedEvent
+from eventstore.chain import GENESIS_HASH, record_hash
+from eventstore.memory import MemoryEventStore
+from eventstore.planning import Outcome, PendingAppend
+from eventstore.records import canonical_json
+from eventstore.sqlite import SQLiteEventStore
+from eventstore.store import DirectWrite
+
+Factory = Callable[..., Awaitable[EventStore]]
+
+
+def ev(n: int = 0) -> NewEvent:
+    return NewEvent("Happened", {"n": n})
+
+
+class DirectStore(MemoryEventStore):
+    """A memory store with a direct write that can be held at a gate, and a log of both paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.entered = asyncio.Event()
+        self.direct: list[str] = []
+        self.batches: list[list[str]] = []
+
+    def _direct_write(self) -> DirectWrite:
+        return self._gated_direct
+
+    async def _gated_direct(self, request: PendingAppend) -> Outcome:
+        self.direct.append(request.stream_id)
+        self.entered.set()
+        await self.gate.wait()
+        return (await MemoryEventStore._write_batch(self, [request]))[0]
+
+    async def _write_batch(self, batch: list[PendingAppend]) -> list[Outcome]:
+        self.batches.append([r.stream_id for r in batch])
+        return await super()._write_batch(batch)
+
+
+def assert_chained(records: list[RecordedEvent]) -> None:
+    previous = GENESIS_HASH
+    for r in records:
+        assert r.hash == record_hash(
+            previous,
+            r.position,
+            r.stream_id,
+            r.version,
+            str(r.event_id),
+            r.type,
+            r.schema_version,
+            canonical_json(r.data),
+            canonical_json(r.metadata),
+            r.recorded_at_us,
+        )
+        previous = r.hash
+
+
+async def test_sequential_appends_skip_the_queue() -> None:
+    store = DirectStore()
+    for n in range(5):
+        await store.append("s", [ev(n)], n)
+    assert store.direct == ["s"] * 5
+    assert store.batches == []
+
+
+async def test_appends_during_a_direct_write_are_batched_until_a_write_has_no_company() -> None:
+    store = DirectStore()
+    store.gate.clear()
+    first = asyncio.create_task(store.append("first", [ev()]))
+    await asyncio.wait_for(store.entered.wait(), 5)
+    others = [asyncio.create_task(store.append(f"o{i}", [ev(i)])) for i in range(10)]
+    await asyncio.sleep(0.01)
+    assert store.batches == []  # they wait for the direct write, which holds the writer
+    store.gate.set()
+    await asyncio.gather(first, *others)
+    assert store.batches == [[f"o{i}" for i in range(10)]]
+    # The last write had company: the next lone append goes through the queue, and once a
+    # write has had none, appends go direct again.
+    await store.append("after", [ev()])
+    assert store.batches[-1] == ["after"]
+    await store.append("alone", [ev()])
+    assert store.direct[-1] == "alone"
+    assert [r.position for r in store.rows] == list(range(1, 14))
+
+
+async def test_a_cancelled_direct_caller_does_not_stop_the_queue() -> None:
+    store = DirectStore()
+    store.gate.clear()
+    first = asyncio.create_task(store.append("first", [ev()]))
+    await asyncio.wait_for(store.entered.wait(), 5)
+    others = [asyncio.create_task(store.append(f"o{i}", [ev(i)])) for i in range(3)]
+    await asyncio.sleep(0.01)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    store.gate.set()
+    results = await asyncio.gather(*others)
+    assert [r.first_position for r in results] == [1, 2, 3]
+    assert [r.stream_id for r in store.rows] == ["o0", "o1", "o2"]
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("writer", ["thread", "inline"])
+async def test_sqlite_lone_appends_are_one_statement_each(tmp_path: Path, writer: str) -> None:
+    async with SQLiteEventStore(f"sqlite:///{tmp_path}/e.db", writer=writer) as store:  # type: ignore[arg-type]
+        alone = 0
+        original = store._insert_alone
+
+        def counted(conn: sqlite3.Connection, batch: list[PendingAppend]) -> list[Outcome] | None:
+            nonlocal alone
+            outcomes = original(conn, batch)
+            alone += outcomes is not None
+            return outcomes
+
+        store._insert_alone = counted  # type: ignore[method-assign]
+        # The first append reads the head and the stream's version in a transaction; the
+        # rest number after what this writer wrote, one autocommit INSERT each.
+        for n in range(10):
+            await store.append("s", [ev(n)], n)
+        assert alone == 9
+        assert not store._writer_connection().in_transaction
+        records = [r async for r in store.read_all()]
+        assert [(r.position, r.version) for r in records] == [(i, i) for i in range(1, 11)]
+        assert_chained(records)
+
+
+async def test_sqlite_cancelled_append_holds_the_lock_until_its_commit(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    async with SQLiteEventStore(f"sqlite:///{path}", busy_timeout=5) as store:
+        await store.append("s", [ev(0)], NO_STREAM)
+        # Another connection holds SQLite's write lock, so the writer thread's INSERT waits.
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        cancelled = asyncio.create_task(store.append("s", [ev(1)], 1))
+        await asyncio.sleep(0.1)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        # The write is still in flight on the thread: the process's write lock stays taken,
+        # so the next append waits behind it instead of overlapping it.
+        following = asyncio.create_task(store.append("s", [ev(2)], ANY))
+        await asyncio.sleep(0.1)
+        assert not following.done()
+        other.execute("ROLLBACK")
+        other.close()
+        result = await asyncio.wait_for(following, 5)
+        # The cancelled append committed first (nothing undid it), whole.
+        assert (result.first_position, result.first_version) == (3, 3)
+        records = [r async for r in store.read_all()]
+        assert [(r.position, r.version, r.data["n"]) for r in records] == [
+            (1, 1, 0),
+            (2, 2, 1),
+            (3, 3, 2),
+        ]
+        assert not store._writer_connection().in_transaction
+
+
+# -- every backend ---------------------------------------------------------------------------
+
+
+async def test_a_stale_writer_is_caught_and_decided_again(store_factory: Factory) -> None:
+    first, second = await store_factory(), await store_factory()
+    await first.append("s", [ev(1)], NO_STREAM)
+    await first.append("t", [ev(2)], NO_STREAM)
+    # The second store appends behind the first one's back: the first still believes the head
+    # is 2 and "s" is at version 1.
+    await second.append("s", [ev(3)], 1)
+    with pytest.raises(ConcurrencyError) as info:
+        await first.append("s", [ev(4)], 1)
+    assert (info.value.expected, info.value.actual) == (1, 2)
+    await second.append("u", [ev(5)], NO_STREAM)
+    result = await first.append("t", [ev(6)], 1)  # "t" is unchanged, but the head moved
+    assert (result.first_position, result.first_version) == (5, 2)
+    result = await first.append("s", [ev(7)], ANY)
+    assert (result.first_position, result.first_version) == (6, 3)
+    records = [r async for r in first.read_all()]
+    assert [r.position for r in records] == [1, 2, 3, 4, 5, 6]
+    assert_chained(records)
+
+
+async def test_a_retry_on_the_fast_path_returns_the_original_result(store: EventStore) -> None:
+    event = NewEvent("Happened", {"n": 1}, event_id=uuid.uuid4())
+    await store.append("s", [ev(0)], NO_STREAM)  # the writer now knows the head and "s"
+    original = await store.append("s", [event], ANY)
+    assert await store.append("s", [event], ANY) == original
+    assert await store.append("s", [event], 1) == original
+    assert await store.head_position() == 2
