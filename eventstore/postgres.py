@@ -1,11 +1,22 @@
 """The PostgreSQL backend: asyncpg under SQLAlchemy's pool, appends serialized by an advisory lock.
 
 A sequence hands out positions before commit, so a tailing reader could pass a slow
-transaction and never see it. Here every append transaction first takes one advisory
-transaction lock and only then reads the head and numbers its events; the lock is released
-after the commit is visible, so positions become visible in order and without gaps (a
-rolled-back transaction leaves no gap either, since nothing was numbered for good). Group
-commit wins back the throughput that the lock costs.
+transaction and never see it. Here positions are not taken from a sequence: every append
+transaction first takes one advisory transaction lock, and numbers its events after a head
+that was committed before it took the lock; the lock is released after the commit is
+visible. So positions become visible in order and without gaps (a rolled-back transaction
+leaves no gap either, since nothing was numbered for good). Group commit wins back the
+throughput that the lock costs.
+
+Which head? The careful path reads it under the lock. The fast path, one statement in an
+implicit transaction (one round trip), numbers after the head this writer last saw committed,
+and lets the table say whether that is still the head: rows are never changed or deleted, so
+the log can only have grown since, and then its next position (the primary key) is taken and
+the statement fails whole. The primary key's check sees rows committed after the statement's
+snapshot, and the advisory lock (taken before the insert, held to the commit) means nobody else
+has such a row in flight. The same goes for a stream's next version (a unique index) and for
+an event id already stored. A failed fast path writes nothing and hands the batch to the careful
+path, which decides it from what it reads under the lock.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_b
 from eventstore.records import (
     RecordedEvent,
 )
-from eventstore.store import EventStore, now_us
+from eventstore.store import DirectWrite, EventStore, now_us
 from eventstore.urls import create_engine
 
 log = logging.getLogger(__name__)
@@ -53,49 +64,6 @@ BEGIN
 END $$
 """
 
-# The fast path: one round trip, in its own transaction. The writer plans the batch in Python
-# (eventstore/planning.py, the same planner every backend uses) against what it believes the
-# head and the stream versions are: what its last append left, or version 0 for a stream it
-# has not seen. The function appends only if that belief is still true under the lock: the
-# head is unchanged and every listed stream has the version assumed. Otherwise it returns
-# false and writes nothing, and the writer re-plans in a transaction of its own with what it
-# reads there. An event id that is already stored fails on the unique index, with the same
-# outcome. So positions and hashes are still decided under the lock, by one planner.
-_APPEND = f"""
-CREATE OR REPLACE FUNCTION eventstore_append_if(
-    lock_key bigint, channel text, head_position bigint, head_hash bytea,
-    check_streams text[], check_versions bigint[],
-    positions bigint[], streams text[], versions bigint[], ids uuid[], types text[],
-    schema_versions int[], datas text[], metas text[], stamps bigint[], hashes bytea[])
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    actual_position bigint;
-    actual_hash bytea;
-BEGIN
-    PERFORM pg_advisory_xact_lock(lock_key);
-    SELECT e.position, e.hash INTO actual_position, actual_hash
-    FROM events e ORDER BY e.position DESC LIMIT 1;
-    IF COALESCE(actual_position, 0) <> head_position
-       OR COALESCE(actual_hash, decode(repeat('00', 32), 'hex')) <> head_hash THEN
-        RETURN false;
-    END IF;
-    IF EXISTS (
-        SELECT 1 FROM unnest(check_streams, check_versions) AS c(id, v)
-        WHERE COALESCE((SELECT max(e.version) FROM events e WHERE e.stream_id = c.id), 0) <> c.v
-    ) THEN
-        RETURN false;
-    END IF;
-    INSERT INTO events ({sql.COLUMNS})
-    SELECT * FROM unnest(positions, streams, versions, ids, types, schema_versions, datas,
-                         metas, stamps, hashes);
-    IF channel IS NOT NULL THEN
-        PERFORM pg_notify(channel, positions[array_upper(positions, 1)]::text);
-    END IF;
-    RETURN true;
-END $$
-"""
-
 _INSERT = f"""
 INSERT INTO events ({sql.COLUMNS})
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[],
@@ -107,10 +75,43 @@ WITH inserted AS ({_INSERT} RETURNING 1)
 SELECT pg_notify($11, $12)
 """
 
+# The fast path (see the module's docstring): lock, insert, notify, in one statement and one
+# implicit transaction. The CTE that takes the lock is volatile, so it is evaluated once and
+# before the first row is inserted.
+_FAST_ONE = f"""
+WITH locked AS (SELECT pg_advisory_xact_lock($11)),
+inserted AS (
+    INSERT INTO events ({sql.COLUMNS})
+    SELECT $1::bigint, $2::text, $3::bigint, $4::uuid, $5::text, $6::int, $7::text, $8::text,
+           $9::bigint, $10::bytea
+    FROM locked
+    RETURNING position)
+"""
+_FAST_MANY = f"""
+WITH locked AS (SELECT pg_advisory_xact_lock($11)),
+inserted AS (
+    INSERT INTO events ({sql.COLUMNS})
+    SELECT u.* FROM locked,
+        unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[],
+               $7::text[], $8::text[], $9::bigint[], $10::bytea[]) AS u
+    RETURNING position)
+"""
+_FAST_ONE_NOTIFY = f"{_FAST_ONE}SELECT pg_notify($12, $1::text) FROM inserted"
+_FAST_ONE_QUIET = f"{_FAST_ONE}SELECT count(*) FROM inserted"
+_FAST_MANY_NOTIFY = f"{_FAST_MANY}SELECT pg_notify($12, max(position)::text) FROM inserted"
+_FAST_MANY_QUIET = f"{_FAST_MANY}SELECT count(*) FROM inserted"
+
 
 def _lock_key(schema: str) -> int:
     digest = hashlib.blake2b(f"eventstore:{schema}.events".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_timeout(exc: BaseException, timeout_ms: int) -> StoreUnavailableError | None:
+    """A clear, retryable error for a writer that gave up waiting on the append lock."""
+    if isinstance(exc, asyncpg.exceptions.LockNotAvailableError):
+        return StoreUnavailableError(f"timed out after {timeout_ms} ms waiting for the append lock")
+    return None
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailableError:
@@ -160,10 +161,11 @@ class PostgresEventStore(EventStore):
         self._listener_task: asyncio.Task[None] | None = None
         self._listener_conn: Any = None
         self._writer_conn: tuple[AsyncConnection, Any] | None = None
-        # What this writer believes the log looks like; trusted only via eventstore_append_if.
+        # What this writer last saw committed; the fast path numbers after it (module docstring).
         self._known_head: tuple[int, bytes] | None = None
         self._known_versions: dict[str, int] = {}
         self._closed = False
+        self._discarding: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:
@@ -210,8 +212,7 @@ class PostgresEventStore(EventStore):
                     f"schema {self.schema!r} holds event store schema {version}; this code "
                     f"knows up to {sql.SCHEMA_VERSION}"
                 )
-            for function in (_BEGIN_APPEND, _APPEND):
-                await self._exec_ddl(conn, function)
+            await self._exec_ddl(conn, _BEGIN_APPEND)
             for guard in sql.POSTGRES_GUARDS:
                 await self._exec_ddl(conn, guard)
 
@@ -228,6 +229,8 @@ class PostgresEventStore(EventStore):
             with contextlib.suppress(Exception):
                 await self._writer_conn[0].close()
             self._writer_conn = None
+        if self._discarding:
+            await asyncio.gather(*self._discarding, return_exceptions=True)
         if self._listener_task is not None:
             self._listener_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -236,8 +239,7 @@ class PostgresEventStore(EventStore):
 
     # -- writing ---------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _writer(self) -> AsyncIterator[Any]:
+    async def _writer_raw(self) -> Any:
         """The writer's own connection, kept across batches: a pool checkout costs a round trip."""
         if self._writer_conn is None:
             try:
@@ -248,17 +250,28 @@ class PostgresEventStore(EventStore):
             except _CONNECTION_ERRORS as exc:
                 raise _unavailable(exc) from exc
             self._writer_conn = (sa_conn, raw)
-        sa_conn, raw = self._writer_conn
-        try:
-            yield raw
-        except _CONNECTION_ERRORS as exc:
+        return self._writer_conn[1]
+
+    async def _drop_writer(self, exc: BaseException) -> StoreUnavailableError:
+        """Discard the writer's broken connection (and the pool, which shares its fate)."""
+        if self._writer_conn is not None:
+            sa_conn, _raw = self._writer_conn
             self._writer_conn = None
             with contextlib.suppress(Exception):
                 await sa_conn.invalidate()
             with contextlib.suppress(Exception):
                 await sa_conn.close()
-            await self.engine.dispose(close=False)
-            raise _unavailable(exc) from exc
+        await self.engine.dispose(close=False)
+        return _unavailable(exc)
+
+    @contextlib.asynccontextmanager
+    async def _writer(self) -> AsyncIterator[Any]:
+        """The writer's connection for a block; connection errors become StoreUnavailableError."""
+        raw = await self._writer_raw()
+        try:
+            yield raw
+        except _CONNECTION_ERRORS as exc:
+            raise await self._drop_writer(exc) from exc
 
     async def _write_batch(self, batch: list[PendingAppend]) -> list[Outcome]:
         async with self._writer() as conn:
@@ -274,13 +287,56 @@ class PostgresEventStore(EventStore):
             except BaseException as exc:
                 # What the writer believed may not have been committed: believe nothing.
                 self._forget()
-                if isinstance(exc, asyncpg.exceptions.LockNotAvailableError):
-                    raise StoreUnavailableError(
-                        f"timed out after {self._lock_timeout_ms} ms waiting for the append lock"
-                    ) from exc
+                timed_out = _lock_timeout(exc, self._lock_timeout_ms)
+                if timed_out is None:
+                    raise
+                raise timed_out from exc
+
+    def _direct_write(self) -> DirectWrite:
+        return self._write_direct
+
+    async def _write_direct(self, request: PendingAppend) -> Outcome | None:
+        """A lone append's fast path, from its caller's task; None sends it to the queue."""
+        if self._writer_conn is None or self._known_head is None:
+            return None
+        conn = self._writer_conn[1]
+        try:
+            outcomes = await self._append_fast(conn, [request])
+        except asyncio.CancelledError:
+            # The statement may still commit on the server, or not: believe nothing, and end
+            # the session so that no later batch shares the socket with its unread reply.
+            self._forget()
+            self._abandon_writer()
+            raise
+        except _CONNECTION_ERRORS as exc:
+            self._forget()
+            raise await self._drop_writer(exc) from exc
+        except BaseException as exc:
+            self._forget()
+            timed_out = _lock_timeout(exc, self._lock_timeout_ms)
+            if timed_out is None:
                 raise
+            raise timed_out from exc
+        return None if outcomes is None else outcomes[0]
+
+    def _abandon_writer(self) -> None:
+        if self._writer_conn is None:
+            return
+        sa_conn, raw = self._writer_conn
+        self._writer_conn = None
+        with contextlib.suppress(Exception):
+            raw.terminate()
+
+        async def discard() -> None:
+            with contextlib.suppress(Exception):
+                await sa_conn.invalidate()
+
+        task = asyncio.get_running_loop().create_task(discard())
+        self._discarding.add(task)
+        task.add_done_callback(self._discarding.discard)
 
     async def _append_fast(self, conn: Any, batch: list[PendingAppend]) -> list[Outcome] | None:
+        """Append in one statement after the head last seen; None when the careful path must."""
         if self._known_head is None:
             return None
         head_position, head_hash = self._known_head
@@ -292,19 +348,21 @@ class PostgresEventStore(EventStore):
             return None
         if not rows:
             return None
-        columns = [list(c) for c in zip(*rows, strict=True)]
-        appended = await conn.fetchval(
-            "SELECT eventstore_append_if($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-            "$13, $14, $15, $16)",
-            self._lock_key,
-            self._channel if self._notify else None,
-            head_position,
-            head_hash,
-            list(versions),
-            list(versions.values()),
-            *columns,
-        )
-        if not appended:
+        channel = self._channel if self._notify else None
+        try:
+            if len(rows) == 1:
+                statement = _FAST_ONE_NOTIFY if channel else _FAST_ONE_QUIET
+                await conn.fetchval(
+                    statement, *rows[0], self._lock_key, *([channel] if channel else [])
+                )
+            else:
+                statement = _FAST_MANY_NOTIFY if channel else _FAST_MANY_QUIET
+                columns = [list(c) for c in zip(*rows, strict=True)]
+                await conn.fetchval(
+                    statement, *columns, self._lock_key, *([channel] if channel else [])
+                )
+        except asyncpg.exceptions.UniqueViolationError:
+            # The log grew meanwhile, or an id is reused: nothing was written.
             self._forget()
             return None
         self._remember(rows)

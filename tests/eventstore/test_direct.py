@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from eventstore import ANY, NO_STREAM, ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from eventstore.chain import GENESIS_HASH, record_hash
 from eventstore.memory import MemoryEventStore
 from eventstore.planning import Outcome, PendingAppend
+from eventstore.postgres import PostgresEventStore
 from eventstore.records import canonical_json
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.store import DirectWrite
@@ -207,3 +209,47 @@ async def test_a_retry_on_the_fast_path_returns_the_original_result(store: Event
     assert await store.append("s", [event], ANY) == original
     assert await store.append("s", [event], 1) == original
     assert await store.head_position() == 2
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_postgres_cancelled_append_ends_its_session_and_the_log_stays_whole(
+    pg_schema: tuple[str, str],
+) -> None:
+    url, schema = pg_schema
+    async with PostgresEventStore(url, schema=schema) as store:
+        await store.append("s", [ev(0)], NO_STREAM)
+        await store.append("s", [ev(1)], 1)
+        assert store._writer_conn is not None
+        writer_pid = store._writer_conn[1].get_server_pid()
+        # Another session holds the append lock, so the one-statement append waits on it.
+        dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        holder = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", store._lock_key)
+        cancelled = asyncio.create_task(store.append("s", [ev(2)], 2))
+        await asyncio.sleep(0.2)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert store._writer_conn is None  # that session is abandoned, not reused
+        following = asyncio.create_task(store.append("s", [ev(3)], ANY))
+        await asyncio.sleep(0.2)
+        assert not following.done()  # it waits for the lock like everybody else
+        await transaction.rollback()
+        await holder.close()
+        result = await asyncio.wait_for(following, 10)
+        # The abandoned statement may have committed before it noticed, or not: either way
+        # the log is contiguous and the later append numbered after whatever is there.
+        records = [r async for r in store.read_all()]
+        assert [r.position for r in records] == list(range(1, len(records) + 1))
+        assert [r.version for r in records] == list(range(1, len(records) + 1))
+        assert records[-1].data["n"] == 3 and result.last_position == len(records)
+        assert [r.data["n"] for r in records[:2]] == [0, 1]
+        assert len(records) in (3, 4)
+        assert_chained(records)
+        assert store._writer_conn is not None
+        assert store._writer_conn[1].get_server_pid() != writer_pid
