@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import GeneratorType
 from typing import Any, Final
 
 from graphql import (
@@ -61,6 +62,7 @@ from graphql.execution.collect_fields import (
     collect_fields,
     collect_subfields,
 )
+from graphql.execution.executor import CollectedErrors
 from graphql.execution.values import get_argument_values
 from graphql.language import Visitor, visit
 from graphql.pyutils import Path, gather_with_cancel, inspect
@@ -365,6 +367,11 @@ class _Compiler:
         self, return_type: GraphQLOutputType, fp: _FieldPlan, details: FieldDetailsList
     ) -> Completer:
         if isinstance(return_type, GraphQLNonNull):
+            # Objects and lists check for null themselves: one call less per value.
+            if is_object_type(return_type.of_type):
+                return self._object(return_type.of_type, fp, details, fp.null_message)
+            if isinstance(return_type.of_type, GraphQLList):
+                return self._list(return_type.of_type, fp, details, fp.null_message)
             inner = self.completer(return_type.of_type, fp, details)
             message = fp.null_message
 
@@ -395,7 +402,11 @@ class _Compiler:
         raise Unsupported(f"abstract type {return_type}")
 
     def _object(
-        self, object_type: GraphQLObjectType, fp: _FieldPlan, details: FieldDetailsList
+        self,
+        object_type: GraphQLObjectType,
+        fp: _FieldPlan,
+        details: FieldDetailsList,
+        null_message: str = "",
     ) -> Completer:
         is_type_of = object_type.is_type_of
         if is_type_of is not None and not getattr(is_type_of, "__module__", "").startswith(
@@ -420,26 +431,31 @@ class _Compiler:
         own_class = getattr(definition, "origin", None)
 
         def object_value(run: _Run, value: Any, path: Path) -> Any:
-            if isinstance(value, Exception):
-                raise value
-            if value is None or value is Undefined:
-                return None
             # Strawberry's is_type_of ignores its info argument.
-            if (
-                is_type_of is not None
-                and (type(value) is not own_class or hasattr(value, _CAST))
-                and not is_type_of(value, None)  # type: ignore[arg-type]
-            ):
-                raise GraphQLError(
-                    f"Expected value of type '{object_type}' but got: {inspect(value)}.",
-                    [d.node for d in details],
-                )
+            if type(value) is not own_class or hasattr(value, _CAST):
+                if isinstance(value, Exception):
+                    raise value
+                if value is None or value is Undefined:
+                    if null_message:
+                        raise TypeError(null_message)
+                    return None
+                if is_type_of is not None and not is_type_of(value, None):  # type: ignore[arg-type]
+                    raise GraphQLError(
+                        f"Expected value of type '{object_type}' but got: {inspect(value)}.",
+                        [d.node for d in details],
+                    )
             return run.object(plan, value, path)
 
+        object_value.plan = plan  # type: ignore[attr-defined]
+        object_value.own_class = own_class  # type: ignore[attr-defined]
         return object_value
 
     def _list(
-        self, list_type: GraphQLList[Any], fp: _FieldPlan, details: FieldDetailsList
+        self,
+        list_type: GraphQLList[Any],
+        fp: _FieldPlan,
+        details: FieldDetailsList,
+        list_null_message: str = "",
     ) -> Completer:
         item_type = list_type.of_type
         item = self.completer(item_type, fp, details)
@@ -451,33 +467,45 @@ class _Compiler:
             f" '{fp.parent_name}.{fp.nodes[0].name.value}'."
         )
         nodes = fp.nodes
+        # Items of an object type: an instance of its own class (not cast) goes straight to
+        # the object's plan, as object_value would send it.
+        plan: Plan | None = getattr(item, "plan", None)
+        own_class: type | None = getattr(item, "own_class", None) if plan is not None else None
 
         def list_value(run: _Run, value: Any, path: Path) -> Any:
-            if isinstance(value, Exception):
-                raise value
-            if value is None or value is Undefined:
-                return None
-            if isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
-                raise GraphQLError(message)
+            if type(value) is not list:
+                if isinstance(value, Exception):
+                    raise value
+                if value is None or value is Undefined:
+                    if list_null_message:
+                        raise TypeError(list_null_message)
+                    return None
+                if isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
+                    raise GraphQLError(message)
             results: list[Any] = []
             pending: list[int] | None = None
+            run_object = run.object
             try:
                 for index, raw in enumerate(value):
-                    item_path = Path(path, index, None)
+                    item_path = _path(Path, (path, index, None))
                     try:
-                        if isawaitable(raw):
-                            completed: Any = _item_later(
-                                run, item, raw, item_path, nodes, null_message
-                            )
+                        if type(raw) is own_class and not hasattr(raw, _CAST):
+                            completed: Any = run_object(plan, raw, item_path)  # type: ignore[arg-type]
+                            if type(completed) is not dict:
+                                completed = _guard_later(
+                                    run, completed, item_path, nodes, null_message
+                                )
+                        elif type(raw) not in _SYNC and _awaitable(raw):
+                            completed = _item_later(run, item, raw, item_path, nodes, null_message)
                         else:
                             completed = item(run, raw, item_path)
-                            if isawaitable(completed):
+                            if type(completed) not in _SYNC and _awaitable(completed):
                                 completed = _guard_later(
                                     run, completed, item_path, nodes, null_message
                                 )
                     except Exception as error:
                         completed = run.field_error(error, nodes, item_path, nullable_items)
-                    if isawaitable(completed):
+                    if type(completed) not in _SYNC and _awaitable(completed):
                         if pending is None:
                             pending = []
                         pending.append(index)
@@ -491,6 +519,26 @@ class _Compiler:
             return _gather_items(results, pending)
 
         return list_value
+
+
+#: Types seen not to be awaitable (graphql-core's test: a coroutine, an iterable coroutine or
+#: an ``__await__`` attribute); checked inline before calling :func:`_awaitable`.
+_SYNC: Final[set[type]] = {type(None), bool, int, float, str, bytes, list, tuple, dict}
+_SYNC_LIMIT: Final = 4_096
+
+
+def _awaitable(value: Any) -> bool:
+    if isawaitable(value):
+        return True
+    kind = type(value)
+    # A generator is awaitable or not by its code's flags, not by its type.
+    if kind is not GeneratorType and len(_SYNC) < _SYNC_LIMIT:
+        _SYNC.add(kind)
+    return False
+
+
+#: A Path without NamedTuple's Python-level __new__ (it is a tuple of prev, key, typename).
+_path: Final = tuple.__new__
 
 
 #: Built-in scalars whose output coercion returns values of these exact types unchanged.
@@ -563,11 +611,16 @@ class _Run:
         "nulls",
         "queue",
         "root",
+        "share",
+        "shared",
     )
 
-    def __init__(self, executor: CompiledExecutor, root: Plan) -> None:
+    def __init__(self, executor: CompiledExecutor, root: Plan, share: bool = True) -> None:
         self.executor = executor
         self.root = root
+        # Whether equal value objects of a batch share one completed response (see flush).
+        self.share = share
+        self.shared = 0
         self.errors = executor.collected_errors
         # Coerced arguments per field plan: they depend on the variables only.
         self.arguments: dict[int, dict[str, Any] | Exception] = {}
@@ -596,22 +649,36 @@ class _Run:
         else:
             results = await asyncio.gather(*(self.call_batch(fp, e) for fp, e in groups))
         later: list[Awaitable[None]] | None = None
+        share = self.share
         for (fp, entries), values in zip(groups, results, strict=True):
             complete = fp.complete
             key = fp.key
+            # The completed response of each value object met so far in this group.
+            done: dict[int, Any] = {}
             for (_source, out, path), value in zip(entries, values, strict=True):
+                if share:
+                    prior = done.get(id(value))
+                    if prior is not None:
+                        out[key] = prior
+                        self.shared += 1
+                        continue
                 try:
                     completed = complete(self, value, path)  # type: ignore[misc]
                 except Exception as error:
                     self.batch_error(error, fp, path)
                     out[key] = None
                     continue
-                if isawaitable(completed):
+                kind = type(completed)
+                if kind is dict or kind is list:
+                    out[key] = completed
+                    if share:
+                        done[id(value)] = completed
+                elif kind in _SYNC or not _awaitable(completed):
+                    out[key] = completed
+                else:
                     if later is None:
                         later = []
                     later.append(self.complete_later(fp, completed, out, path))
-                else:
-                    out[key] = completed
         if later is not None:
             await gather_with_cancel(*later)
 
@@ -775,7 +842,10 @@ class _Run:
                             out[fp.key] = fp.leaf(value)  # type: ignore[misc]
                     except Exception as error:
                         out[fp.key] = self.field_error(
-                            error, fp.nodes, Path(path, fp.key, fp.parent_name), not fp.non_null
+                            error,
+                            fp.nodes,
+                            _path(Path, (path, fp.key, fp.parent_name)),
+                            not fp.non_null,
                         )
                     continue
                 if kind == _TYPENAME:
@@ -783,9 +853,9 @@ class _Run:
                     continue
                 if kind == _BATCH:
                     out[fp.key] = None
-                    self.defer(fp, source, out, Path(path, fp.key, fp.parent_name))
+                    self.defer(fp, source, out, _path(Path, (path, fp.key, fp.parent_name)))
                     continue
-                field_path = Path(path, fp.key, fp.parent_name)
+                field_path = _path(Path, (path, fp.key, fp.parent_name))
                 try:
                     if kind == _ATTR:
                         value = getattr(source, fp.attr)
@@ -799,21 +869,23 @@ class _Run:
                             field_path,
                         )
                         value = fp.resolve(source, info, **self.args(fp))  # type: ignore[misc]
-                    if isawaitable(value):
-                        result: Any = _field_later(self, fp, value, field_path)
+                    if type(value) in _SYNC or not _awaitable(value):
+                        result: Any = fp.complete(self, value, field_path)  # type: ignore[misc]
+                        if type(result) in _SYNC or not _awaitable(result):
+                            out[fp.key] = result
+                            continue
+                        result = _guard_later(
+                            self, result, field_path, fp.nodes, fp.null_message_if_non_null
+                        )
                     else:
-                        result = fp.complete(self, value, field_path)  # type: ignore[misc]
-                        if isawaitable(result):
-                            result = _guard_later(
-                                self, result, field_path, fp.nodes, fp.null_message_if_non_null
-                            )
+                        result = _field_later(self, fp, value, field_path)
                 except Exception as error:
-                    result = self.field_error(error, fp.nodes, field_path, not fp.non_null)
+                    out[fp.key] = self.field_error(error, fp.nodes, field_path, not fp.non_null)
+                    continue
                 out[fp.key] = result
-                if isawaitable(result):
-                    if pending is None:
-                        pending = []
-                    pending.append(fp.key)
+                if pending is None:
+                    pending = []
+                pending.append(fp.key)
         except BaseException:
             if pending:
                 # As graphql-core: siblings already started still run to the end, so that
@@ -958,8 +1030,25 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
         except GraphQLError as error:
             self.collected_errors.add(error, None)
             run.settle()
+            if run.shared:
+                return await self._again(run.root)
             return self.build_response(None)
         except BaseException:
             run.cancel()
             raise
+        if run.shared and self.collected_errors.errors:
+            return await self._again(run.root)
         return self.build_response(run.finish(data))
+
+    async def _again(self, plan: Plan) -> Any:
+        """Run the operation again with no shared responses: an error has a path, and a
+        response shared by several positions would report it, or null it, at one of them."""
+        self.collected_errors = CollectedErrors()
+        run = _Run(self, plan, share=False)
+        try:
+            data = run.object(plan, self.root_value, None)
+        except GraphQLError as error:
+            self.collected_errors.add(error, None)
+            run.settle()
+            return self.build_response(None)
+        return await self._later(run, data)

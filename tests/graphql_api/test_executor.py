@@ -118,6 +118,19 @@ async def _late_child_batch(roots: Sequence[Item], info: strawberry.Info) -> lis
     return [await _late_child(root) for root in roots]
 
 
+_SHARED: dict[str, Item] = {}
+
+
+def _shared_child(root: Item) -> Item:
+    # One object for every parent: the compiled executor completes it once and shares the
+    # response, unless an error makes it run the operation again without sharing.
+    return _SHARED.setdefault("child", Item(n=7))
+
+
+async def _shared_child_batch(roots: Sequence[Item], info: strawberry.Info) -> list[Item]:
+    return [_shared_child(root) for root in roots]
+
+
 @strawberry.type
 class Item:
     n: int
@@ -201,6 +214,9 @@ class Item:
     late_child: Item | None = strawberry.field(
         resolver=_late_child, metadata=batched(_late_child_batch)
     )
+    shared_child: Item = strawberry.field(
+        resolver=_shared_child, metadata=batched(_shared_child_batch)
+    )
 
 
 @strawberry.type
@@ -260,6 +276,10 @@ SMALL_DOCUMENTS = [
     "{ items { children { n failsNonNull } } laterItems { children { nonNull } } }",
     "{ laterItems { later children { later lateChild { tags loaded } } } }",
     "{ strict { children { nonNull } } laterItems { n } }",
+    "{ items { sharedChild { n tags children { n } } } }",
+    "{ items { n sharedChild { n fails tags } } }",
+    "{ laterItems { n sharedChild { n failsNonNull } } }",
+    "{ items { sharedChild { n children { nonNull } } } laterItems { sharedChild { later } } }",
 ]
 
 
@@ -331,6 +351,17 @@ class ShortQuery:
     @strawberry.field
     def shorts(self) -> list[Short]:
         return [Short(n=1), Short(n=2)]
+
+
+async def test_equal_batch_values_share_one_response() -> None:
+    document = "{ items(count: 4) { sharedChild { n children { n tags } } } }"
+    context: dict[str, Any] = {"loader": _Loaded().loader}
+    result = await SMALL[True].execute(document, context_value=context)
+    assert result.errors is None and result.data is not None
+    children = [item["sharedChild"] for item in result.data["items"]]
+    assert all(child is children[0] for child in children)
+    # Completed once: its children's tags were resolved for one parent's two children.
+    assert [len(roots) for name, roots in context["batch_calls"] if name == "tags"] == [2]
 
 
 async def test_a_batch_resolver_must_answer_every_object() -> None:
