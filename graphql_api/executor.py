@@ -306,38 +306,26 @@ class _Compiler:
         fp.kind = _BATCH
         fp.batch = batch
         fp.batch_info = (strawberry_schema.config.info_class, definition)
-        arguments = definition.arguments
-        if not arguments:
-            empty: dict[str, Any] = {}
-            fp.batch_arguments = lambda _raw, _info: empty
-        else:
-            registry = strawberry_schema.schema_converter.scalar_registry
-            config = strawberry_schema.config
-
-            def convert(raw: dict[str, Any], info: Any) -> dict[str, Any]:
-                return convert_arguments(raw, arguments, registry, config, info)
-
-            fp.batch_arguments = convert
+        fp.batch_arguments = _converter(definition, strawberry_schema)
         return True
 
     def _direct(self, fp: _FieldPlan, field_def: GraphQLField) -> None:
         """Call a Strawberry resolver without Strawberry's wrapper, when that changes nothing.
 
-        For a field with no arguments, no field extensions (permissions are extensions) and no
-        exception handlers in the schema, the wrapper converts no arguments and only passes
-        the source as ``self``/``root``/``parent`` and a Strawberry ``Info`` as ``info``,
-        then awaits what an async resolver returns (the executor awaits it anyway).
+        For a field with no field extensions (permissions are extensions) and no exception
+        handlers in the schema, the wrapper only converts the arguments (done here once per
+        operation: they depend on the variables only, and resolvers do not change them),
+        passes the source as ``self``/``root``/``parent`` and a Strawberry ``Info`` as
+        ``info``, then awaits what an async resolver returns (the executor awaits it anyway).
         """
         definition, strawberry_schema = self._strawberry_resolver(fp, field_def)
-        if (
-            definition is None
-            or definition.arguments
-            or field_def.args
-            or not callable(definition.base_resolver.wrapped_func)
-        ):
+        if definition is None or not callable(definition.base_resolver.wrapped_func):
             return
         resolver = definition.base_resolver
         fp.direct = resolver.wrapped_func
+        if definition.arguments:
+            fp.batch_info = (strawberry_schema.config.info_class, definition)
+            fp.batch_arguments = _converter(definition, strawberry_schema)
         fp.direct_self = resolver.self_parameter is not None
         fp.direct_source = tuple(
             parameter.name
@@ -572,6 +560,24 @@ def _leaf(leaf_type: GraphQLLeafType, parent: str, field: str) -> Leaf:
     return leaf
 
 
+def _converter(
+    definition: Any, strawberry_schema: Any
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Coerced arguments to the keyword arguments of the field's resolver, as Strawberry's
+    wrapper converts them (input objects, enums, custom scalars, Python names)."""
+    arguments = definition.arguments
+    if not arguments:
+        empty: dict[str, Any] = {}
+        return lambda _raw, _info: empty
+    registry = strawberry_schema.schema_converter.scalar_registry
+    config = strawberry_schema.config
+
+    def convert(raw: dict[str, Any], info: Any) -> dict[str, Any]:
+        return convert_arguments(raw, arguments, registry, config, info)
+
+    return convert
+
+
 def _arguments(field_def: GraphQLField, node: FieldNode) -> Callable[[Any], dict[str, Any]]:
     if not field_def.args and not node.arguments:
         empty: dict[str, Any] = {}
@@ -686,17 +692,9 @@ class _Run:
         """The batch resolver's values for ``entries``; exceptions in place of failed ones."""
         try:
             info_class, definition = fp.batch_info  # type: ignore[misc]
-            raw = self.executor.build_resolve_info(
-                fp.field_def,  # type: ignore[arg-type]
-                fp.nodes,
-                fp.parent_type,  # type: ignore[arg-type]
-                entries[0][2],
-            )
-            info = info_class(_raw_info=raw, _field=definition)
-            kwargs = self.converted.get(id(fp))
-            if kwargs is None:
-                kwargs = fp.batch_arguments(self.args(fp), info)  # type: ignore[misc]
-                self.converted[id(fp)] = kwargs
+            path = entries[0][2]
+            info = info_class(_raw_info=self.info(fp, path), _field=definition)
+            kwargs = self.kwargs(fp, path, info)
             values = await fp.batch([entry[0] for entry in entries], info, **kwargs)  # type: ignore[misc]
             if len(values) != len(entries):
                 raise RuntimeError(
@@ -806,17 +804,33 @@ class _Run:
             raise found
         return found
 
+    def kwargs(self, fp: _FieldPlan, path: Path, info: Any = None) -> dict[str, Any]:
+        """The field's arguments as its resolver takes them, converted once per operation."""
+        kwargs = self.converted.get(id(fp))
+        if kwargs is None:
+            if info is None:
+                info_class, definition = fp.batch_info  # type: ignore[misc]
+                info = info_class(_raw_info=self.info(fp, path), _field=definition)
+            kwargs = fp.batch_arguments(self.args(fp), info)  # type: ignore[misc]
+            self.converted[id(fp)] = kwargs
+        return kwargs
+
+    def info(self, fp: _FieldPlan, path: Path) -> Any:
+        return self.executor.build_resolve_info(
+            fp.field_def,  # type: ignore[arg-type]
+            fp.nodes,
+            fp.parent_type,  # type: ignore[arg-type]
+            path,
+        )
+
     def direct(self, fp: _FieldPlan, source: Any, path: Path) -> Any:
         kwargs: dict[str, Any] = {name: source for name in fp.direct_source}
+        info = None
         if fp.direct_info is not None:
             name, info_class, definition = fp.direct_info
-            raw = self.executor.build_resolve_info(
-                fp.field_def,  # type: ignore[arg-type]
-                fp.nodes,
-                fp.parent_type,  # type: ignore[arg-type]
-                path,
-            )
-            kwargs[name] = info_class(_raw_info=raw, _field=definition)
+            info = kwargs[name] = info_class(_raw_info=self.info(fp, path), _field=definition)
+        if fp.batch_arguments is not None:
+            kwargs.update(self.kwargs(fp, path, info))
         if fp.direct_self:
             return fp.direct(source, **kwargs)  # type: ignore[misc]
         return fp.direct(**kwargs)  # type: ignore[misc]
