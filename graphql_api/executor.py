@@ -34,8 +34,7 @@ responses, data and errors, over generated queries.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from types import GeneratorType
 from typing import Any, Final
 
@@ -601,11 +600,12 @@ class _Run:
     """The state of one execution of a plan.
 
     Batch fields are resolved level by level: completing an object only notes (source, its
-    response object, path) under the field's plan in ``queue``; the first note of a level
-    starts a flush task, which calls each batch resolver once for all its notes, then completes
-    the values into the response objects (noting the next level). A non-null batch field that
-    fails nulls its nearest nullable ancestor once everything has run (``nulls``), with the
-    error recorded at that position as graphql-core records it.
+    response object, path) under the field's plan in ``queue``; once the objects of a level
+    are complete (what the operation's other resolvers return included), a flush calls each
+    batch resolver once for all its notes, then completes the values into the response
+    objects, which notes the next level. A non-null batch field that fails nulls its nearest
+    nullable ancestor once everything has run (``nulls``), with the error recorded at that
+    position as graphql-core records it.
     """
 
     __slots__ = (
@@ -613,7 +613,6 @@ class _Run:
         "converted",
         "errors",
         "executor",
-        "flushes",
         "nulls",
         "queue",
         "root",
@@ -633,15 +632,12 @@ class _Run:
         # A batch resolver's keyword arguments per field plan.
         self.converted: dict[int, dict[str, Any]] = {}
         self.queue: dict[_FieldPlan, list[_Entry]] = {}
-        self.flushes: deque[asyncio.Future[None]] = deque()
         self.nulls: list[Path | None] = []
 
     # --- batch fields ---------------------------------------------------------------------
 
     def defer(self, fp: _FieldPlan, source: Any, out: dict[str, Any], path: Path) -> None:
         queue = self.queue
-        if not queue:
-            self.flushes.append(asyncio.ensure_future(self.flush()))
         entries = queue.get(fp)
         if entries is None:
             queue[fp] = entries = []
@@ -653,7 +649,7 @@ class _Run:
         if len(groups) == 1:
             results = [await self.call_batch(*groups[0])]
         else:
-            results = await asyncio.gather(*(self.call_batch(fp, e) for fp, e in groups))
+            results = await _eager_gather([self.call_batch(fp, e) for fp, e in groups])
         later: list[Awaitable[None]] | None = None
         share = self.share
         for (fp, entries), values in zip(groups, results, strict=True):
@@ -764,23 +760,6 @@ class _Run:
             else:
                 container[keys[-1]] = None
         return data
-
-    def cancel(self) -> None:
-        """Stop the flushes still running: the request was cancelled."""
-        for flush in self.flushes:
-            flush.cancel()
-        self.flushes.clear()
-
-    def settle(self) -> None:
-        """Let the flushes still running finish unobserved: the data is null anyway.
-
-        Not cancelled, as graphql-core does not cancel the siblings of a bubbling error: a
-        flush cancelled before its completions started would drop resolver coroutines that
-        were never awaited.
-        """
-        if self.flushes:
-            self.executor.settle_in_background(list(self.flushes))
-            self.flushes.clear()
 
     def field_error(
         self, raw: Exception, nodes: list[FieldNode], path: Path, nullable: bool
@@ -956,6 +935,61 @@ async def _item_later(
     return completed
 
 
+class _Started:
+    """A coroutine already run up to its first suspension, awaitable from there on."""
+
+    __slots__ = ("coro", "yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self.coro = coro
+        self.yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self.coro, self.yielded
+        while True:
+            # Hand what the coroutine waits on to the task driving us; pass back its answer.
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as thrown:
+                try:
+                    yielded = coro.throw(thrown)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _eager_gather(coros: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """The coroutines' results, each run at once until it first waits; a task only for those
+    that do wait. The coroutines must not raise (they return their errors)."""
+    results: list[Any] = [None] * len(coros)
+    waiting: list[tuple[int, _Started]] = []
+    for index, coro in enumerate(coros):
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            results[index] = stop.value
+        except BaseException:
+            for rest in coros[index + 1 :]:
+                rest.close()
+            for _, started in waiting:
+                started.coro.close()
+            raise
+        else:
+            waiting.append((index, _Started(coro, yielded)))
+    if waiting:
+        values = await asyncio.gather(*(started for _, started in waiting))
+        for (index, _), value in zip(waiting, values, strict=True):
+            results[index] = value
+    return results
+
+
 async def _gather_fields(out: dict[str, Any], pending: list[str]) -> dict[str, Any]:
     if len(pending) == 1:
         key = pending[0]
@@ -1027,9 +1061,8 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
             data = run.object(plan, self.root_value, None)
         except GraphQLError as error:
             self.collected_errors.add(error, None)
-            run.settle()
             return self.build_response(None)
-        if isawaitable(data) or run.flushes:
+        if isawaitable(data) or run.queue:
             return self._later(run, data)
         return self.build_response(data)
 
@@ -1037,19 +1070,15 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
         try:
             if isawaitable(data):
                 data = await data
-            flushes = run.flushes
-            while flushes:
-                await flushes[0]
-                flushes.popleft()
+            # Flushed here rather than in a task per level: the batch resolvers' reads are
+            # often synchronous (SQLite on the loop's thread), and a task each cost as much.
+            while run.queue:
+                await run.flush()
         except GraphQLError as error:
             self.collected_errors.add(error, None)
-            run.settle()
             if run.shared:
                 return await self._again(run.root)
             return self.build_response(None)
-        except BaseException:
-            run.cancel()
-            raise
         if run.shared and self.collected_errors.errors:
             return await self._again(run.root)
         return self.build_response(run.finish(data))
@@ -1063,6 +1092,5 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
             data = run.object(plan, self.root_value, None)
         except GraphQLError as error:
             self.collected_errors.add(error, None)
-            run.settle()
             return self.build_response(None)
         return await self._later(run, data)
