@@ -7,6 +7,7 @@ per second here; a dedicated writer thread runs each whole batch in one hop inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Literal, TypeVar
@@ -276,12 +277,21 @@ class SQLiteEventStore(EventStore):
             self._known_data_version = None
             return None
         except BaseException:
-            self._known_data_version = None
-            self._known_head = None
+            self._forget()
+            # SQLite may keep the implicit transaction of a statement that failed in its
+            # commit (a full disk, an I/O error) open, and with it the write lock.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         self._known_versions[row.stream_id] = row.version
         self._known_head = (row.position, row.hash)
         return outcomes
+
+    def _forget(self) -> None:
+        self._known_data_version = None
+        self._known_head = None
+        self._known_versions.clear()
 
     def _write_once(
         self, conn: sqlite3.Connection, batch: list[PendingAppend], careful: bool
@@ -291,7 +301,9 @@ class SQLiteEventStore(EventStore):
             outcomes = self._plan_and_insert(conn, batch, careful)
             conn.execute("COMMIT")
         except BaseException:
-            self._known_data_version = None
+            # Planning already moved the head this writer remembers; the one-statement path
+            # numbers after it, so it must only ever hold what was committed.
+            self._forget()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
@@ -412,7 +424,7 @@ class SQLiteEventStore(EventStore):
 
     def _restore_sync(self, rows: Callable[[], Iterable[Row]]) -> int:
         conn = self._writer_connection()
-        self._known_data_version = None
+        self._forget()
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None:

@@ -14,11 +14,20 @@ import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
-from eventstore import ANY, NO_STREAM, ConcurrencyError, EventStore, NewEvent, RecordedEvent
+from eventstore import (
+    ANY,
+    NO_STREAM,
+    ConcurrencyError,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    StoreUnavailableError,
+)
 from eventstore.chain import GENESIS_HASH, record_hash
 from eventstore.memory import MemoryEventStore
 from eventstore.planning import Outcome, PendingAppend
@@ -177,6 +186,42 @@ async def test_sqlite_cancelled_append_holds_the_lock_until_its_commit(tmp_path:
             (3, 3, 2),
         ]
         assert not store._writer_connection().in_transaction
+
+
+class FailingCommit:
+    """A sqlite3 connection whose next COMMIT fails, as on a full disk."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.fail = True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+    def execute(self, statement: str, *args: Any) -> sqlite3.Cursor:
+        if statement == "COMMIT" and self.fail:
+            self.fail = False
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(statement, *args)
+
+
+@pytest.mark.parametrize("writer", ["thread", "inline"])
+async def test_sqlite_a_failed_commit_leaves_no_gap(tmp_path: Path, writer: str) -> None:
+    async with SQLiteEventStore(f"sqlite:///{tmp_path}/e.db", writer=writer) as store:  # type: ignore[arg-type]
+        await store.append("s", [ev(0)], NO_STREAM)
+        conn = store._writer_connection()
+        store._writer_sqlite = FailingCommit(conn)  # type: ignore[assignment]
+        # ANY on a stream the writer has not seen needs a transaction; its COMMIT fails after
+        # the batch was planned at position 2.
+        with pytest.raises(StoreUnavailableError, match="full"):
+            await store.append("t", [ev(1)], ANY)
+        assert not conn.in_transaction
+        # The next append must be numbered after the committed head, not the planned one.
+        result = await store.append("s", [ev(2)], 1)
+        assert result.first_position == 2
+        records = [r async for r in store.read_all()]
+        assert [r.position for r in records] == [1, 2]
+        assert_chained(records)
 
 
 # -- every backend ---------------------------------------------------------------------------
