@@ -67,9 +67,14 @@ from graphql.language import Visitor, visit
 from graphql.pyutils import Path, gather_with_cancel, inspect
 from graphql.type import is_leaf_type, is_non_null_type, is_object_type
 from strawberry.execution.is_awaitable import optimized_is_awaitable as isawaitable
+from strawberry.relay.types import GlobalID
+from strawberry.scalars import is_scalar
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_arguments
+from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
+from strawberry.types.enum import StrawberryEnumDefinition
+from strawberry.types.lazy_type import LazyType
 
 from graphql_api.batch import BATCH
 from graphql_api.identity_cache import IdentityCache
@@ -570,11 +575,32 @@ def _converter(
         return lambda _raw, _info: empty
     registry = strawberry_schema.schema_converter.scalar_registry
     config = strawberry_schema.config
+    names = [
+        (config.name_converter.from_argument(argument), argument.python_name)
+        for argument in arguments
+    ]
+    if all(_passes_through(argument.type, registry) for argument in arguments):
+        # What convert_arguments does for scalars and enums: the coerced value, renamed.
+        def rename(raw: dict[str, Any], _info: Any) -> dict[str, Any]:
+            return {python: raw[name] for name, python in names if name in raw}
+
+        return rename
 
     def convert(raw: dict[str, Any], info: Any) -> dict[str, Any]:
         return convert_arguments(raw, arguments, registry, config, info)
 
     return convert
+
+
+def _passes_through(type_: Any, registry: Any) -> bool:
+    """Whether Strawberry hands an argument of this type to the resolver as graphql-core
+    coerced it: a scalar or an enum, optional or not (not a list: it is copied; not a
+    GlobalID or a Maybe: they are wrapped)."""
+    while isinstance(type_, StrawberryOptional) and not isinstance(type_, StrawberryMaybe):
+        type_ = type_.of_type
+    if isinstance(type_, StrawberryMaybe | LazyType) or type_ is GlobalID:
+        return False
+    return isinstance(type_, StrawberryEnumDefinition) or is_scalar(type_, registry)
 
 
 def _arguments(field_def: GraphQLField, node: FieldNode) -> Callable[[Any], dict[str, Any]]:
