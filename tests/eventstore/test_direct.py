@@ -133,11 +133,11 @@ async def test_a_cancelled_direct_caller_does_not_stop_the_queue() -> None:
 # -- SQLite ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("writer", ["thread", "inline"])
+@pytest.mark.parametrize("writer", ["auto", "thread", "inline"])
 async def test_sqlite_lone_appends_are_one_statement_each(tmp_path: Path, writer: str) -> None:
     async with SQLiteEventStore(f"sqlite:///{tmp_path}/e.db", writer=writer) as store:  # type: ignore[arg-type]
         alone = 0
-        original = store._insert_alone
+        original = store._insert_at_known_head
 
         def counted(conn: sqlite3.Connection, batch: list[PendingAppend]) -> list[Outcome] | None:
             nonlocal alone
@@ -145,7 +145,7 @@ async def test_sqlite_lone_appends_are_one_statement_each(tmp_path: Path, writer
             alone += outcomes is not None
             return outcomes
 
-        store._insert_alone = counted  # type: ignore[method-assign]
+        store._insert_at_known_head = counted  # type: ignore[method-assign]
         # The first append reads the head and the stream's version in a transaction; the
         # rest number after what this writer wrote, one autocommit INSERT each.
         for n in range(10):
@@ -188,6 +188,38 @@ async def test_sqlite_cancelled_append_holds_the_lock_until_its_commit(tmp_path:
         assert not store._writer_connection().in_transaction
 
 
+async def test_sqlite_batches_to_new_or_known_streams_are_one_statement(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/e.db"
+    async with SQLiteEventStore(url) as store, SQLiteEventStore(url) as other:
+        statements = 0
+        original = store._insert_at_known_head
+
+        def counted(conn: sqlite3.Connection, batch: list[PendingAppend]) -> list[Outcome] | None:
+            nonlocal statements
+            outcomes = original(conn, batch)
+            statements += outcomes is not None
+            return outcomes
+
+        store._insert_at_known_head = counted  # type: ignore[method-assign]
+        await store.append("first", [ev(0)], NO_STREAM)
+        for n in range(3):
+            await store.append(f"new-{n}", [ev(i) for i in range(100)], NO_STREAM)
+        assert statements == 3
+        # A stream the writer has not seen is assumed empty only for NO_STREAM or 0, and a
+        # wrong assumption fails on the (stream_id, version) index, writing nothing.
+        await other.append("theirs", [ev(1), ev(2)], NO_STREAM)
+        with pytest.raises(ConcurrencyError) as info:
+            await store.append("theirs", [ev(3)], NO_STREAM)
+        assert info.value.actual == 2
+        with pytest.raises(ConcurrencyError):
+            await store.append("theirs", [ev(3)], 0)
+        result = await store.append("theirs", [ev(3)], 2)
+        assert (result.first_position, result.first_version) == (304, 3)
+        records = [r async for r in store.read_all()]
+        assert [r.position for r in records] == list(range(1, 305))
+        assert_chained(records)
+
+
 class FailingCommit:
     """A sqlite3 connection whose next COMMIT fails, as on a full disk."""
 
@@ -205,7 +237,7 @@ class FailingCommit:
         return self.conn.execute(statement, *args)
 
 
-@pytest.mark.parametrize("writer", ["thread", "inline"])
+@pytest.mark.parametrize("writer", ["auto", "thread", "inline"])
 async def test_sqlite_a_failed_commit_leaves_no_gap(tmp_path: Path, writer: str) -> None:
     async with SQLiteEventStore(f"sqlite:///{tmp_path}/e.db", writer=writer) as store:  # type: ignore[arg-type]
         await store.append("s", [ev(0)], NO_STREAM)
@@ -222,6 +254,83 @@ async def test_sqlite_a_failed_commit_leaves_no_gap(tmp_path: Path, writer: str)
         records = [r async for r in store.read_all()]
         assert [r.position for r in records] == [1, 2]
         assert_chained(records)
+
+
+async def test_sqlite_auto_writer_commits_lone_appends_on_the_loop(tmp_path: Path) -> None:
+    async with SQLiteEventStore(f"sqlite:///{tmp_path}/e.db") as store:
+        assert store.writer_mode == "auto"
+        for n in range(5):
+            await store.append("s", [ev(n)], n)
+        assert store._loop_commits == 4  # the first one read the head on the writer thread
+        conn = store._loop_connection()
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        # Slow commits (a slow disk) send lone appends back to the writer thread.
+        store._commit_seconds = 1.0
+        await store.append("s", [ev(5)], 5)
+        assert store._loop_commits == 4
+        records = [r async for r in store.read_all()]
+        assert [r.version for r in records] == [1, 2, 3, 4, 5, 6]
+        assert_chained(records)
+
+
+async def test_sqlite_auto_writer_never_waits_for_a_lock_on_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    async with SQLiteEventStore(f"sqlite:///{path}", busy_timeout=5) as store:
+        await store.append("s", [ev(0)], NO_STREAM)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        append = asyncio.create_task(store.append("s", [ev(1)], 1))
+        started = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.05)
+        # The loop ran on time: the append waits for the lock on the writer thread.
+        assert asyncio.get_running_loop().time() - started < 0.5
+        assert not append.done()
+        other.execute("ROLLBACK")
+        other.close()
+        result = await asyncio.wait_for(append, 5)
+        assert result.last_version == 2
+        assert store._loop_commits == 0
+
+
+async def test_sqlite_auto_writer_shares_the_loop_and_checkpoints_on_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("eventstore.sqlite._CHECKPOINT_EVERY", 10)
+    # Deterministic whatever the disk: every commit on the loop (however slow), and a turn
+    # for the loop after every commit that follows one without a turn.
+    monkeypatch.setattr("eventstore.sqlite.INLINE_COMMIT_BUDGET", 60.0)
+    monkeypatch.setattr("eventstore.sqlite._MAX_LOOP_HOLD", 0.0)
+    async with SQLiteEventStore(f"sqlite:///{tmp_path}/e.db") as store:
+        checkpoints = 0
+        original = store._checkpoint_sync
+
+        def counted() -> None:
+            nonlocal checkpoints
+            original()
+            checkpoints += 1
+
+        store._checkpoint_sync = counted  # type: ignore[method-assign]
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        other_task = asyncio.create_task(ticker())
+        # A client appending in a tight loop: commits on the loop's thread never suspend it,
+        # so the store has to give the loop a turn now and then.
+        for n in range(60):
+            await store.append("s", [ev(n)], n)
+        other_task.cancel()
+        assert store._loop_commits == 59
+        assert ticks >= 25
+        assert checkpoints >= 3
+        assert [r.version async for r in store.read_all()] == list(range(1, 61))
 
 
 # -- every backend ---------------------------------------------------------------------------
