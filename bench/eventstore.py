@@ -180,7 +180,7 @@ def fresh(config: Config, backend: str, label: str) -> Iterator[Location]:
 # -- ours ------------------------------------------------------------------------------------
 
 
-#: Extra options for our SQLite store, for the runs that measure the inline writer.
+#: Extra options for our SQLite store, for the runs that measure one writer mode.
 SQLITE_OPTIONS: dict[str, Any] = {}
 
 
@@ -676,27 +676,41 @@ def run_backend(config: Config, backend: str, sizes: Sizes) -> list[Result]:
     record(SCENARIO_C, "events/s", rate(n, ours_s), rate(n, peer_s))
 
     if backend == "sqlite":
-        # The same single-client scenarios with commits on the loop's thread: what a CLI
-        # import uses, and the like-for-like comparison with the synchronous peer.
-        SQLITE_OPTIONS["writer"] = "inline"
-        try:
-            n = sizes.a_appends
-            ours_s, peer_s = write_scenario(
-                config, backend, "a", repeats, lambda s, r: ours_a(s, r, n), lambda p: peer_a(p, n)
-            )
-            record(f"{SCENARIO_A} (inline writer)", "events/s", rate(n, ours_s), rate(n, peer_s))
-            ours_s, peer_s = write_scenario(
-                config,
-                backend,
-                "c",
-                repeats,
-                lambda s, r: ours_c(s, r, appends),
-                lambda p: peer_c(p, appends),
-            )
-            n = C_BATCH * appends
-            record(f"{SCENARIO_C} (inline writer)", "events/s", rate(n, ours_s), rate(n, peer_s))
-        finally:
-            SQLITE_OPTIONS.clear()
+        # The same single-client scenarios with each of the other two writers: "thread" (every
+        # commit on the writer thread; what the default does under concurrency or on a slow
+        # disk) and "inline" (every commit on the loop's thread; for a single-writer tool).
+        a_n = sizes.a_appends
+        for writer in ("thread", "inline"):
+            SQLITE_OPTIONS["writer"] = writer
+            try:
+                ours_s, peer_s = write_scenario(
+                    config,
+                    backend,
+                    "a",
+                    repeats,
+                    lambda s, r: ours_a(s, r, a_n),
+                    lambda p: peer_a(p, a_n),
+                )
+                record(
+                    f"{SCENARIO_A} ({writer} writer)",
+                    "events/s",
+                    rate(a_n, ours_s),
+                    rate(a_n, peer_s),
+                )
+                ours_s, peer_s = write_scenario(
+                    config,
+                    backend,
+                    "c",
+                    repeats,
+                    lambda s, r: ours_c(s, r, appends),
+                    lambda p: peer_c(p, appends),
+                )
+                n = C_BATCH * appends
+                record(
+                    f"{SCENARIO_C} ({writer} writer)", "events/s", rate(n, ours_s), rate(n, peer_s)
+                )
+            finally:
+                SQLITE_OPTIONS.clear()
 
     ours_rate, peer_rate, ours_rss, peer_rss = read_all_scenario(config, backend, sizes)
     record(SCENARIO_D, "events/s", ours_rate, peer_rate)
