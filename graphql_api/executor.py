@@ -34,9 +34,10 @@ responses, data and errors, over generated queries.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from types import GeneratorType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from graphql import (
     DirectiveNode,
@@ -51,6 +52,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfoHelpers,
     GraphQLString,
     OperationType,
     Undefined,
@@ -86,6 +88,7 @@ _DEFINITION: Final = "strawberry-definition"
 #: The attribute ``strawberry.cast`` sets on an object.
 _CAST: Final = TYPE_CAST_ATTRIBUTE
 
+T = TypeVar("T")
 Completer = Callable[["_Run", Any, Path], Any]
 Leaf = Callable[[Any], Any]
 
@@ -961,6 +964,19 @@ async def _item_later(
     return completed
 
 
+def _weakly(method: Callable[..., T]) -> Callable[..., T]:
+    """``method``, without keeping its object alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        bound = ref()
+        if bound is None:
+            raise RuntimeError("the execution this helper belongs to is over")
+        return bound(*args, **kwargs)
+
+    return call
+
+
 class _Started:
     """A coroutine already run up to its first suspension, awaitable from there on."""
 
@@ -1049,6 +1065,14 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
         if isinstance(executor, CompiledExecutor):
             # graphql-core does not keep the document; the plan cache is keyed by it.
             executor.document = document
+            if executor.operation.operation is OperationType.QUERY:
+                # graphql-core's helpers hold bound methods of the executor, a cycle that left
+                # every request's executor, context and loaders to the cyclic collector (25-44
+                # objects a request); held weakly, they are freed when the request ends.
+                executor.async_helpers = GraphQLResolveInfoHelpers(
+                    gather=_weakly(executor.gather_async_work),
+                    track=_weakly(executor.track_async_work),
+                )
         return executor
 
     def compiled(self) -> Plan | None:

@@ -10,6 +10,7 @@ without; data must be equal and errors equal as sets of (message, path).
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -558,3 +559,36 @@ def test_api_schema_matches_graphql_core(
     assert compiled == plain
     if "nope" not in document:
         assert compiled[0] is not None, compiled[1]
+
+
+@pytest.mark.parametrize("document", API_DOCUMENTS[:3])
+def test_a_query_leaves_no_cyclic_garbage(
+    world: World, world_loop: asyncio.AbstractEventLoop, document: str
+) -> None:
+    # The server collects the young generation rarely (graphql_api.app.frozen_heap), which
+    # is only safe while a query's objects are freed by reference counting alone.
+    async def first_id() -> str:
+        result = await API[True].execute(
+            "{ statements(first: 1) { nodes { id } } }", context_value=world.context()
+        )
+        assert result.data is not None
+        return str(result.data["statements"]["nodes"][0]["id"])
+
+    statement_id = world_loop.run_until_complete(first_id())
+
+    async def queries() -> None:
+        for _ in range(5):
+            result = await API[True].execute(
+                document, variable_values={"id": statement_id}, context_value=world.context()
+            )
+            assert not result.errors
+
+    world_loop.run_until_complete(queries())
+    gc.collect()
+    gc.disable()
+    try:
+        world_loop.run_until_complete(queries())
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0
