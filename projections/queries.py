@@ -394,11 +394,14 @@ class _Sql:
             f"SELECT {_STATEMENT_SELECT} FROM {statement_from} WHERE s.slug {ids} "
             "ORDER BY s.published_at_us DESC, s.id DESC"
         )
+        # Rows come back in no particular order: the caller groups them by statement and
+        # sorts each statement's few topics (on SQLite the ORDER BY sorted every joined row in
+        # a temporary B-tree, a third of the query).
         self.topics_of = self.text(
-            "SELECT st.statement_id, st.topic_slug, coalesce(t.name, st.topic_name), "
+            "SELECT st.statement_id, st.position, st.topic_slug, coalesce(t.name, st.topic_name), "
             "coalesce(t.statement_count, 0) "
             "FROM statement_topics st LEFT JOIN topics t ON t.slug = st.topic_slug "
-            f"WHERE st.statement_id {ids} ORDER BY st.statement_id, st.position, st.topic_slug"
+            f"WHERE st.statement_id {ids}"
         )
         # Each (statement, related) pair once, in either direction, with its first link's
         # position: A linked to B makes each related to the other.
@@ -502,8 +505,10 @@ class _Sql:
             f"LEFT JOIN (SELECT published_at_us AS k0, id {live}{where} "
             f"ORDER BY published_at_us {direction}, id {direction} LIMIT ?) p ON true "
             "LEFT JOIN statements s ON s.id = p.id "
-            "LEFT JOIN view_totals v ON v.statement_id = p.id "
-            f"ORDER BY p.k0 {direction}, p.id {direction}"
+            "LEFT JOIN view_totals v ON v.statement_id = p.id"
+            # SQLite would sort the wide joined rows in a temporary B-tree: the caller sorts
+            # the page by (key, id) instead (BINARY collation: Python's str order).
+            + (f" ORDER BY p.k0 {direction}, p.id {direction}" if self.postgres else "")
         )
 
     def nested(self, source: _NestedSource, parents: int, after: bool, count: bool) -> str:
@@ -585,7 +590,7 @@ class _Sql:
 
 
 def _newest_first(row: Sequence[Any]) -> tuple[Any, Any]:
-    """The (key, id) of a nested page's row: pages are in descending order of it."""
+    """The (key, id) of a page's row (nested or published): the order of its pages."""
     return row[3], row[4]
 
 
@@ -750,9 +755,14 @@ class ReadModels:
         if not wanted:
             return {}
         rows = await self._fetch(self._sql.topics_of, self._sql.ids(wanted))
-        result: dict[str, list[TopicRow]] = {i: [] for i in wanted}
-        for statement_id, slug, name, count in rows:
-            result[statement_id].append(TopicRow(slug, name, int(count)))
+        tagged: dict[str, list[tuple[int, str, str, int]]] = {i: [] for i in wanted}
+        for statement_id, position, slug, name, count in rows:
+            tagged[statement_id].append((position, slug, name, count))
+        result: dict[str, list[TopicRow]] = {}
+        for statement_id, found in tagged.items():
+            if len(found) > 1:
+                found.sort()  # tagging order; equal positions (never written) by slug
+            result[statement_id] = [TopicRow(slug, name, int(n)) for _, slug, name, n in found]
         return result
 
     async def related_of(self, statement_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -993,6 +1003,8 @@ class ReadModels:
         rows = await self._fetch(self._sql.published_page(descending, paging, with_total), *params)
         total, head, tail = rows[0][0], rows[0][1], rows[0][2]
         present = [r for r in rows if r[4] is not None]
+        if not self._postgres:
+            present.sort(key=_newest_first, reverse=descending != paging.backward)
         more = len(present) > paging.limit
         present = present[: paging.limit]
         if paging.backward:
