@@ -298,7 +298,7 @@ async def test_sqlite_auto_writer_never_waits_for_a_lock_on_the_loop(tmp_path: P
 async def test_sqlite_auto_writer_shares_the_loop_and_checkpoints_on_the_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("eventstore.sqlite._CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr("eventstore.sqlite._CHECKPOINT_PAGES", 30)  # about every 10 appends
     # Deterministic whatever the disk: every commit on the loop (however slow), and a turn
     # for the loop after every commit that follows one without a turn.
     monkeypatch.setattr("eventstore.sqlite.INLINE_COMMIT_BUDGET", 60.0)
