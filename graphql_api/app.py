@@ -59,32 +59,23 @@ class AppState:
         return self.services
 
 
-#: Net allocations of tracked objects between young-generation collections while serving
-#: (Python's default: 700).
-YOUNG_THRESHOLD = 10_000
-
-
 @contextlib.contextmanager
 def frozen_heap() -> Iterator[None]:
-    """Keep what start-up built out of the garbage collector's passes while serving.
+    """Keep what start-up built out of the garbage collector's full passes while serving.
 
     Those objects live as long as the app; scanning them on every full collection stalled
     the loop for 100-250 ms once a thousand connections were open (subscriptions bench).
-    The young generation is collected every 10,000 net allocations instead of 700: a query
-    leaves no cyclic garbage (the executor's helpers no longer form a cycle with it, see
-    ``graphql_api.executor``), so a collection finds little but still scans every object of
-    the requests in flight, and at 700 that cost the statement page 13 % of its time at 100
-    connections. (When each request still left its executor, context and rows in a cycle,
-    a higher threshold let them pile up: the soak's RSS grew 42-90 %.)
+    The collection thresholds stay Python's. Queries leave no cyclic garbage any more (see
+    ``graphql_api.executor``), and collecting the young generation every 10,000 net
+    allocations instead of 700 made the statement page ~15 % faster at 100 connections, but
+    the soak's RSS still grew 71 % (subscriptions and mutations do leave cycles): twice now
+    (the first time, with the queries' cycles, 42-90 %).
     """
     gc.collect()
     gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, *thresholds[1:])
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
