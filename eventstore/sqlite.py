@@ -375,8 +375,9 @@ class SQLiteEventStore(EventStore):
     async def _checkpoint(self) -> None:
         # Under the write lock, like SQLite's own automatic checkpoint inside a COMMIT: with
         # appends still arriving, a checkpoint never catches up with the end of the WAL, the
-        # WAL is never restarted and grows (31 MB after 2,000 appends), and every commit that
-        # extends the file costs its fsync a metadata update. Appends wait, the loop does not.
+        # WAL is never restarted and grows (47 MB after 3,000 appends, against 5 MB), and every
+        # commit that extends the file costs its fsync a metadata update (half the appends/s).
+        # Appends wait for it, the loop does not.
         try:
             async with self._write_lock():
                 await self._in_writer(self._checkpoint_sync)
