@@ -24,6 +24,7 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 from eventstore.audit import Anchor, verify
 from graphql_api.asof import Moment, statement_as_of, statement_id_for_slug
 from graphql_api.auth import require_role
+from graphql_api.batch import batched, each
 from graphql_api.errors import InvalidInput
 from graphql_api.inputs import statement_id_of
 from graphql_api.loaders import (
@@ -75,6 +76,29 @@ async def _statement(
         assert slug is not None
         row = await loaders.statement_by_slug.load(slug)
     return Statement.from_row(row) if row is not None else None
+
+
+async def _statement_batch(
+    roots: Sequence[object],
+    info: Info,
+    id: strawberry.ID | None = None,
+    slug: str | None = None,
+    as_of: datetime | None = None,
+    at_position: int | None = None,
+) -> Sequence[object]:
+    # The root's one statement, read at once: a DataLoader would spend a task and a round of
+    # the event loop to batch a single key.
+    if (id is None) == (slug is None) or as_of is not None or at_position is not None:
+        return await each(roots, lambda _root: _statement(info, id, slug, as_of, at_position))
+    models = read_models_of(info)
+    if id is not None:
+        key = statement_id_of(id)
+        row = (await read(models.statements_by_ids([key]))).get(key)
+    else:
+        assert slug is not None
+        row = (await read(models.statements_by_slugs([slug]))).get(slug)
+    statement = Statement.from_row(row) if row is not None else None
+    return [statement] * len(roots)
 
 
 async def _statement_then(
@@ -239,6 +263,7 @@ async def _events(
 class Query:
     statement: Statement | None = strawberry.field(
         resolver=_statement,
+        metadata=batched(_statement_batch),
         description="A statement by id (its UUID or global id) or by slug; withdrawn ones "
         "too. With asOf or atPosition (auditor): as it stood then, replayed from the log.",
     )
