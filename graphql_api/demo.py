@@ -14,9 +14,7 @@ from graphql_api.progress import Progress
 WAVE = 400  # commands in flight at once; concurrent appends share one commit (group commit)
 
 
-async def write_demo(
-    handlers: StatementHandlers, *, statements: int, views: int, seed: int
-) -> str:
+async def write_demo(handlers: StatementHandlers, *, statements: int, views: int, seed: int) -> str:
     """Write the demo data set; returns a one-line summary."""
     progress = Progress("demo")
     counts = {"commands": 0, "events": 0, "published": 0}
