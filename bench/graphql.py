@@ -10,7 +10,6 @@ machine's two cores with the server, as a client on the same host would.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -145,7 +144,6 @@ def run(config: Config) -> list[Result]:
             [statements_bin, "serve", "--db", db, "--port", str(port), "--production"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "STATEMENTS_LOG_LEVEL": "warning"},
         )
         try:
             for _ in range(300):

@@ -38,6 +38,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=settings.port)
     serve.add_argument("--workers", type=int, default=settings.workers)
     serve.add_argument("--production", action="store_true", default=settings.production)
+    serve.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop (default asyncio: it serves connections in turn; docs/BENCHMARKS.md)",
+    )
 
     init = sub.add_parser("init", help="create or upgrade the database schema")
     _add_db(init, settings)
@@ -125,6 +131,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        # asyncio's loop, not uvloop, unless asked: under saturation uvloop left some
+        # connections unserved for 1-2 s (p99 1.3 s against 53 ms at 100 connections, the
+        # same throughput; docs/BENCHMARKS.md). httptools still parses HTTP either way.
+        loop=args.loop,
         log_level="info",
     )
     return 0

@@ -57,3 +57,15 @@ def test_a_broken_page_fails_alone(tmp_path: Path, capsys: pytest.CaptureFixture
     captured = capsys.readouterr()
     assert str(bad) in captured.err
     assert "1 published" in captured.out
+
+
+def test_serve_runs_uvicorn_on_asyncios_loop_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    monkeypatch.setenv("STATEMENTS_DATABASE_URL", "sqlite:///x.db")
+    monkeypatch.setenv("STATEMENTS_PRODUCTION", "")
+    assert main(["serve", "--port", "8123"]) == 0
+    assert main(["serve", "--loop", "uvloop"]) == 0
+    assert [(c["loop"], c["port"]) for c in calls] == [("asyncio", 8123), ("uvloop", 8000)]
