@@ -423,11 +423,15 @@ class _Compiler:
         definition = (object_type.extensions or {}).get(_DEFINITION)
         # An instance of the type's own class that was not cast to another type passes
         # Strawberry's is_type_of (an isinstance check with cast support) without the call.
+        # The cast mark is looked up in the instance's __dict__: hasattr would call the
+        # class's __getattr__, if it has one, for every object.
         own_class = getattr(definition, "origin", None)
+        if getattr(own_class, "__dictoffset__", 0) == 0:
+            own_class = None
 
         def object_value(run: _Run, value: Any, path: Path) -> Any:
             # Strawberry's is_type_of ignores its info argument.
-            if type(value) is not own_class or hasattr(value, _CAST):
+            if type(value) is not own_class or _CAST in value.__dict__:
                 if isinstance(value, Exception):
                     raise value
                 if value is None or value is Undefined:
@@ -484,7 +488,7 @@ class _Compiler:
                 for index, raw in enumerate(value):
                     item_path = _path(Path, (path, index, None))
                     try:
-                        if type(raw) is own_class and not hasattr(raw, _CAST):
+                        if type(raw) is own_class and _CAST not in raw.__dict__:
                             completed: Any = run_object(plan, raw, item_path)  # type: ignore[arg-type]
                             if type(completed) is not dict:
                                 completed = _guard_later(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 import strawberry
 
@@ -43,6 +43,8 @@ from projections.rows import DayCount as ViewDay
 from projections.rows import Page, StatementRow, TopicRow
 
 AUDITOR = "auditor"
+#: Fields a Statement built from a row reads from it when first asked for.
+_FROM_ROW: frozenset[str] = frozenset({"occurred_on", "published_at", "paragraphs"})
 
 
 # --- resolvers (module functions, attached below with their descriptions) -----------------
@@ -247,16 +249,17 @@ class Statement(Node):
 
     @classmethod
     def from_row(cls, row: StatementRow) -> Statement:
-        return cls(
+        # The dataclass __init__ would read (so decode) every field of the row; instead the
+        # fields are set directly, and the three a row decodes on demand are read from it
+        # when resolved (``__getattr__``). Most queries ask for a few fields of each.
+        statement = cls.__new__(cls)
+        statement.__dict__.update(
             id=global_id(STATEMENT, row.id),
-            statement_id=strawberry.ID(row.id),
+            statement_id=row.id,
             slug=row.slug,
             title=row.title,
             kind=row.kind,
             location=row.location,
-            occurred_on=row.occurred_on,
-            published_at=row.published_at,
-            paragraphs=list(row.paragraphs),
             language=row.language,
             source_url=row.source_url,
             view_count=row.view_count,
@@ -267,7 +270,19 @@ class Statement(Node):
             minister_id=row.minister_id,
             minister_name=row.minister_name,
             minister_title=row.minister_title,
+            as_of=None,
+            _row=row,
         )
+        return statement
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not set on the instance: the row's decoded-on-demand
+        # fields of a statement built by from_row.
+        if name in _FROM_ROW:
+            row = self.__dict__.get("_row")
+            if row is not None:
+                return getattr(row, name)
+        raise AttributeError(name)
 
     @classmethod
     def from_snapshot(cls, snapshot: StatementAsOf) -> Statement:

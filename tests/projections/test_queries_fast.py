@@ -4,6 +4,7 @@ parents, values converted as SQLAlchemy's types did, and cursors whose keys no r
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -130,6 +131,11 @@ async def test_values_are_converted_as_before(
     assert row.location is None and row.source_url is None
     assert row.withdrawn is True and row.view_count == 3 and row.version == 2
     assert (await models.statements_by_slugs([row.slug]))[row.slug] == row
+    # A row as read decodes some fields on demand; its fields and hash are those of a row
+    # built with every value.
+    built = StatementRow(**{f.name: getattr(row, f.name) for f in dataclasses.fields(row)})
+    assert dataclasses.astuple(built) == dataclasses.astuple(row) and hash(built) == hash(row)
+    assert type(row.version) is int and type(row.view_count) is int
 
 
 def _cursor(payload: Any) -> str:
