@@ -36,6 +36,7 @@ from eventstore import sql
 from eventstore.chain import GENESIS_HASH
 from eventstore.errors import InvalidAppendError, SchemaVersionError, StoreUnavailableError
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
+from eventstore.reader import reader_for
 from eventstore.records import (
     RecordedEvent,
 )
@@ -166,27 +167,6 @@ class PostgresEventStore(EventStore):
         self._known_versions: dict[str, int] = {}
         self._closed = False
         self._discarding: set[asyncio.Task[None]] = set()
-
-    @contextlib.asynccontextmanager
-    async def _driver(self) -> AsyncIterator[Any]:
-        """An asyncpg connection from the pool; a broken one is dropped with its whole pool."""
-        try:
-            conn = await self.engine.connect()
-        except _CONNECTION_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        try:
-            raw = await conn.get_raw_connection()
-            yield raw.driver_connection
-        except _CONNECTION_ERRORS as exc:
-            # The pool cannot see errors raised by the raw driver; after a server restart every
-            # pooled connection is dead, so start a fresh pool rather than fail once per each.
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-            await self.engine.dispose(close=False)
-            raise _unavailable(exc) from exc
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -428,8 +408,10 @@ class PostgresEventStore(EventStore):
     # -- reading ---------------------------------------------------------------------------
 
     async def _fetch(self, statement: str, *params: Any) -> list[Any]:
-        async with self._driver() as conn:
-            return await conn.fetch(statement, *params)  # type: ignore[no-any-return]
+        # Reads are single statements outside any transaction: they run on the engine's reader
+        # (asyncpg connections of its own), since a checkout from SQLAlchemy's pool cost as
+        # much as the query itself (loading a stream of 10 events: 241 -> 150 us).
+        return await reader_for(self.engine).fetch(statement, params)
 
     async def stream_version(self, stream_id: str) -> int:
         rows = await self._fetch("SELECT max(version) FROM events WHERE stream_id = $1", stream_id)
