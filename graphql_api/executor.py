@@ -66,7 +66,7 @@ from graphql.execution.collect_fields import (
 from graphql.execution.executor import CollectedErrors
 from graphql.execution.values import get_argument_values
 from graphql.language import Visitor, visit
-from graphql.pyutils import Path, gather_with_cancel, inspect
+from graphql.pyutils import Path, inspect
 from graphql.type import is_leaf_type, is_non_null_type, is_object_type
 from strawberry.execution.is_awaitable import optimized_is_awaitable as isawaitable
 from strawberry.relay.types import GlobalID
@@ -511,11 +511,11 @@ class _Compiler:
                     results.append(completed)
             except BaseException:
                 if pending:
-                    run.executor.settle_in_background([results[i] for i in pending])
+                    run.abandon(path, [results[i] for i in pending])
                 raise
             if pending is None:
                 return results
-            return _gather_items(results, pending)
+            return _gather_items(run, path, results, pending)
 
         return list_value
 
@@ -642,6 +642,7 @@ class _Run:
     """
 
     __slots__ = (
+        "abandoned",
         "arguments",
         "converted",
         "errors",
@@ -666,6 +667,8 @@ class _Run:
         self.converted: dict[int, dict[str, Any]] = {}
         self.queue: dict[_FieldPlan, list[_Entry]] = {}
         self.nulls: list[Path | None] = []
+        # Positions an error is propagating from; what runs on below them is not reported.
+        self.abandoned: set[Path | None] | None = None
 
     # --- batch fields ---------------------------------------------------------------------
 
@@ -715,7 +718,8 @@ class _Run:
                         later = []
                     later.append(self.complete_later(fp, completed, out, path))
         if later is not None:
-            await gather_with_cancel(*later)
+            # complete_later returns its errors: nothing to cancel or abandon.
+            await asyncio.gather(*later)
 
     async def call_batch(self, fp: _FieldPlan, entries: list[_Entry]) -> Sequence[Any]:
         """The batch resolver's values for ``entries``; exceptions in place of failed ones."""
@@ -748,6 +752,8 @@ class _Run:
 
     def batch_error(self, raw: Exception, fp: _FieldPlan, path: Path) -> None:
         """Record a batch field's error; a non-null one nulls the nearest nullable ancestor."""
+        if self.abandoned is not None and self.dropped(path):
+            return
         error = located_error(raw, fp.nodes, path.as_list())
         if not fp.non_null:
             self.errors.add(error, path)
@@ -801,8 +807,34 @@ class _Run:
         error = located_error(raw, nodes, path.as_list())
         if not nullable:
             raise error
-        self.errors.add(error, path)
+        if self.abandoned is None or not self.dropped(path):
+            self.errors.add(error, path)
         return None
+
+    def abandon(self, path: Path | None, pending: list[Any]) -> None:
+        """Let ``pending`` (below ``path``) finish in the background, their errors unreported:
+        an error is on its way up from ``path``, to null it or one of its ancestors.
+
+        As graphql-core after a synchronous error. Their errors would mostly be dropped by
+        ``CollectedErrors`` anyway, as under a nulled position, but only once the propagating
+        error has got there: until then they would be reported, by chance of scheduling.
+        """
+        if self.abandoned is None:
+            self.abandoned = set()
+        self.abandoned.add(path)
+        self.executor.settle_in_background(pending)
+
+    def dropped(self, path: Path) -> bool:
+        """Whether ``path`` lies strictly below an abandoned position."""
+        abandoned = self.abandoned
+        if abandoned is None:
+            return False
+        position = path.prev
+        while position is not None:
+            if position in abandoned:
+                return True
+            position = position.prev
+        return None in abandoned
 
     def args(self, fp: _FieldPlan) -> dict[str, Any]:
         found = self.arguments.get(id(fp))
@@ -916,11 +948,11 @@ class _Run:
             if pending:
                 # As graphql-core: siblings already started still run to the end, so that
                 # their errors are observed and no coroutine is left unawaited.
-                self.executor.settle_in_background([out[key] for key in pending])
+                self.abandon(path, [out[key] for key in pending])
             raise
         if pending is None:
             return out
-        return _gather_fields(out, pending)
+        return _gather_fields(self, path, out, pending)
 
 
 async def _field_later(run: _Run, fp: _FieldPlan, value: Awaitable[Any], path: Path) -> Any:
@@ -1036,22 +1068,40 @@ async def _eager_gather(coros: list[Coroutine[Any, Any, Any]]) -> list[Any]:
     return results
 
 
-async def _gather_fields(out: dict[str, Any], pending: list[str]) -> dict[str, Any]:
+async def _gather(run: _Run, path: Path | None, awaitables: list[Awaitable[Any]]) -> list[Any]:
+    """The values of the awaitables under ``path``; on the first error, the others are
+    abandoned (see ``_Run.abandon``).
+
+    graphql-core's ``gather_with_cancel`` cancels them instead, and a task cancelled before
+    its first step never starts its coroutine: the resolver's coroutine that ours was handed
+    is then dropped unawaited ("coroutine ... was never awaited", at garbage collection).
+    """
+    futures = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        return await asyncio.gather(*futures)
+    except Exception:
+        run.abandon(path, [future for future in futures if not future.done()])
+        raise
+
+
+async def _gather_fields(
+    run: _Run, path: Path | None, out: dict[str, Any], pending: list[str]
+) -> dict[str, Any]:
     if len(pending) == 1:
         key = pending[0]
         out[key] = await out[key]
     else:
-        values = await gather_with_cancel(*(out[key] for key in pending))
+        values = await _gather(run, path, [out[key] for key in pending])
         out.update(zip(pending, values, strict=True))
     return out
 
 
-async def _gather_items(results: list[Any], pending: list[int]) -> list[Any]:
+async def _gather_items(run: _Run, path: Path, results: list[Any], pending: list[int]) -> list[Any]:
     if len(pending) == 1:
         index = pending[0]
         results[index] = await results[index]
     else:
-        values = await gather_with_cancel(*(results[i] for i in pending))
+        values = await _gather(run, path, [results[i] for i in pending])
         for index, value in zip(pending, values, strict=True):
             results[index] = value
     return results
