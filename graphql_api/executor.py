@@ -72,7 +72,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable as isawaita
 from strawberry.relay.types import GlobalID
 from strawberry.scalars import is_scalar
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.types.arguments import convert_arguments
+from strawberry.types.arguments import convert_argument
 from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.enum import StrawberryEnumDefinition
@@ -575,26 +575,38 @@ def _converter(
     definition: Any, strawberry_schema: Any
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """Coerced arguments to the keyword arguments of the field's resolver, as Strawberry's
-    wrapper converts them (input objects, enums, custom scalars, Python names)."""
+    wrapper converts them (input objects, enums, custom scalars, Python names).
+
+    What ``convert_arguments`` does, with the names and what each argument needs worked out
+    once: a scalar or an enum is passed as coerced, only the others are converted. It used
+    to convert every given argument, and camel-case every name, on every request.
+    """
     arguments = definition.arguments
     if not arguments:
         empty: dict[str, Any] = {}
         return lambda _raw, _info: empty
     registry = strawberry_schema.schema_converter.scalar_registry
     config = strawberry_schema.config
-    names = [
-        (config.name_converter.from_argument(argument), argument.python_name)
+    plan = [
+        (
+            config.name_converter.from_argument(argument),
+            argument.python_name,
+            None if _passes_through(argument.type, registry) else argument.type,
+        )
         for argument in arguments
     ]
-    if all(_passes_through(argument.type, registry) for argument in arguments):
-        # What convert_arguments does for scalars and enums: the coerced value, renamed.
-        def rename(raw: dict[str, Any], _info: Any) -> dict[str, Any]:
-            return {python: raw[name] for name, python in names if name in raw}
-
-        return rename
 
     def convert(raw: dict[str, Any], info: Any) -> dict[str, Any]:
-        return convert_arguments(raw, arguments, registry, config, info)
+        kwargs: dict[str, Any] = {}
+        for name, python, type_ in plan:
+            if name in raw:
+                value = raw[name]
+                kwargs[python] = (
+                    value
+                    if type_ is None
+                    else convert_argument(value, type_, registry, config, info, path=(name,))
+                )
+        return kwargs
 
     return convert
 
