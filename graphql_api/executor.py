@@ -19,7 +19,8 @@ the same document for the same text). Running a plan:
 * completes values with closures specialised for the field's type, so the dispatch on
   non-null/list/leaf/object happens at compile time;
 * awaits concurrently what resolvers return (one ``gather`` per object or list, as
-  graphql-core), so DataLoader keys from siblings still batch into one call;
+  graphql-core), so DataLoader keys from siblings still batch into one call; after an error,
+  pending siblings finish in the background rather than being cancelled (``_Run.abandon``);
 * reports errors as graphql-core does: located at the field (or list item), null propagated
   to the nearest nullable position, recorded in the executor's ``collected_errors``.
 
