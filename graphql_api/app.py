@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from eventstore.projection import ProjectionRunner, setup_checkpoints
+from eventstore.reader import reader_for
 from graphql_api.apq import persisted_queries
 from graphql_api.auth import Principal, TokenAuthenticator, setup_tokens
 from graphql_api.context import Context
@@ -144,6 +145,7 @@ def create_app(settings: Settings) -> Starlette:
             await setup_checkpoints(services.engine)
             count_sql_statements(services.engine)
             state.services = services
+            reader_for(services.engine).enable_cache(settings.read_cache_rows)
             state.read_models = ReadModels(services.engine)
             state.authenticator = TokenAuthenticator(services.engine)
             runner = ProjectionRunner(services.store, services.engine, all_projections())
@@ -174,6 +176,19 @@ def create_app(settings: Settings) -> Starlette:
         "Events between a projection and the head",
         lag,
         label="projection",
+    )
+
+    def read_cache() -> dict[str, float]:
+        if state.services is None:
+            return {}
+        reader = reader_for(state.services.engine)
+        return {"hit": float(reader.cache_hits), "miss": float(reader.cache_misses)}
+
+    metrics.gauge(
+        "statements_read_cache_statements",
+        "Read-model statements answered from the cache (hit) or run (miss) since start",
+        read_cache,
+        label="result",
     )
 
     metrics.gauge(

@@ -8,6 +8,21 @@ from dataclasses import dataclass, replace
 from typing import Self
 
 DEFAULT_DATABASE_URL = "sqlite:///./statements.db"
+#: About 30 MB at the demo's statement sizes.
+DEFAULT_READ_CACHE_ROWS = 20_000
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, not {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -24,6 +39,9 @@ class Settings:
     #: With production: a file of allowed GraphQL documents (one per blank-line-separated
     #: block, or a JSON list); only those are accepted.
     allow_list_path: str | None = None
+    #: Rows of recent read-model results kept in memory while the SQLite file is unchanged
+    #: (``eventstore.reader``); 0 turns that cache off. PostgreSQL readers never cache.
+    read_cache_rows: int = DEFAULT_READ_CACHE_ROWS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -35,6 +53,7 @@ class Settings:
             allow_list_path=env.get("STATEMENTS_ALLOW_LIST") or None,
             run_projections=env.get("STATEMENTS_RUN_PROJECTIONS", "1").lower()
             not in ("0", "false", "no"),
+            read_cache_rows=_count(env, "STATEMENTS_READ_CACHE_ROWS", DEFAULT_READ_CACHE_ROWS),
         )
 
     def with_changes(self, **changes: object) -> Self:

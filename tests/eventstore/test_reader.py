@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,125 @@ async def test_postgres_cancelled_read_leaves_a_usable_pool(pg_schema: tuple[str
         assert await reader.fetch("SELECT 1") == [(1,)]
     finally:
         await engine.dispose()
+
+
+# --- the SQLite reader's cache -----------------------------------------------------------------
+
+
+def _items_db(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = wal")
+    conn.execute("CREATE TABLE items (id TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+    conn.executemany("INSERT INTO items VALUES (?, ?)", [("a", 1), ("b", 2), ("c", 3)])
+    conn.commit()
+    conn.close()
+    return str(path)
+
+
+def _counted(reader: SQLiteReader) -> list[str]:
+    seen: list[str] = []
+    reader.listen(lambda sql, _params: seen.append(sql))
+    return seen
+
+
+ITEMS = "SELECT id, n FROM items WHERE n >= ? ORDER BY id"
+
+
+async def test_cache_answers_a_repeated_statement_while_nothing_commits(tmp_path: Path) -> None:
+    reader = SQLiteReader(_items_db(tmp_path / "r.db"))
+    reader.enable_cache(100)
+    seen = _counted(reader)
+    try:
+        first = await reader.fetch(ITEMS, (2,))
+        again = await reader.fetch(ITEMS, (2,))
+        other = await reader.fetch(ITEMS, (3,))
+        assert first == again == [("b", 2), ("c", 3)] and other == [("c", 3)]
+        # Only the statements that ran were counted (and sent to the listeners).
+        assert seen == [ITEMS, ITEMS]
+        assert (reader.cache_hits, reader.cache_misses) == (1, 2)
+        # Each caller gets its own list: changing it changes nothing cached.
+        again.clear()
+        assert await reader.fetch(ITEMS, (2,)) == [("b", 2), ("c", 3)]
+    finally:
+        await reader.close()
+
+
+async def test_cache_sees_every_commit_from_another_connection(tmp_path: Path) -> None:
+    path = _items_db(tmp_path / "r.db")
+    reader = SQLiteReader(path)
+    reader.enable_cache(100)
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert await reader.fetch(ITEMS, (3,)) == [("c", 3)]
+        writer.execute("INSERT INTO items VALUES ('d', 4)")
+        assert await reader.fetch(ITEMS, (3,)) == [("c", 3), ("d", 4)]
+        writer.execute("UPDATE items SET n = 0 WHERE id = 'c'")
+        assert await reader.fetch(ITEMS, (3,)) == [("d", 4)]
+        # A rolled-back write changes nothing, and the cache answers again.
+        writer.execute("BEGIN")
+        writer.execute("DELETE FROM items")
+        writer.execute("ROLLBACK")
+        hits = reader.cache_hits
+        assert await reader.fetch(ITEMS, (3,)) == [("d", 4)]
+        assert reader.cache_hits == hits + 1
+    finally:
+        writer.close()
+        await reader.close()
+
+
+async def test_cache_sees_a_commit_from_another_process(tmp_path: Path) -> None:
+    path = _items_db(tmp_path / "r.db")
+    reader = SQLiteReader(path)
+    reader.enable_cache(100)
+    try:
+        assert await reader.fetch(ITEMS, (3,)) == [("c", 3)]
+        script = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+            " c.execute(\"INSERT INTO items VALUES ('e', 5)\"); c.commit()"
+        )
+        process = await asyncio.create_subprocess_exec(sys.executable, "-c", script, path)
+        assert await process.wait() == 0
+        assert await reader.fetch(ITEMS, (3,)) == [("c", 3), ("e", 5)]
+    finally:
+        await reader.close()
+
+
+async def test_cache_is_bounded_by_rows_and_keeps_the_recently_used(tmp_path: Path) -> None:
+    reader = SQLiteReader(_items_db(tmp_path / "r.db"))
+    reader.enable_cache(16)  # results of more than 16 / 8 = 2 rows are not kept
+    seen = _counted(reader)
+    try:
+        await reader.fetch(ITEMS, (1,))  # 3 rows: too big to keep
+        await reader.fetch(ITEMS, (1,))
+        assert len(seen) == 2
+        for n in range(20):  # 20 results of one or two rows
+            await reader.fetch("SELECT id FROM items WHERE n = ? OR id = 'c'", (n,))
+        # 16 rows at most: the oldest were dropped, the newest answer from memory.
+        count = len(seen)
+        await reader.fetch("SELECT id FROM items WHERE n = ? OR id = 'c'", (19,))
+        assert len(seen) == count
+        await reader.fetch("SELECT id FROM items WHERE n = ? OR id = 'c'", (0,))
+        assert len(seen) == count + 1
+        assert reader._cached_rows <= 16
+    finally:
+        await reader.close()
+
+
+async def test_cache_is_off_unless_enabled_and_can_be_turned_off(tmp_path: Path) -> None:
+    reader = SQLiteReader(_items_db(tmp_path / "r.db"))
+    seen = _counted(reader)
+    try:
+        await reader.fetch(ITEMS, (2,))
+        await reader.fetch(ITEMS, (2,))
+        assert len(seen) == 2 and reader.cache_hits == 0
+        reader.enable_cache(100)
+        await reader.fetch(ITEMS, (2,))
+        await reader.fetch(ITEMS, (2,))
+        assert len(seen) == 3
+        reader.enable_cache(0)
+        await reader.fetch(ITEMS, (2,))
+        assert len(seen) == 4
+        with pytest.raises(ValueError, match="max_rows"):
+            reader.enable_cache(-1)
+    finally:
+        await reader.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from graphql_api.cli import build_parser, main
-from graphql_api.settings import DEFAULT_DATABASE_URL, Settings
+from graphql_api.settings import DEFAULT_DATABASE_URL, DEFAULT_READ_CACHE_ROWS, Settings
 
 SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
 
@@ -19,6 +19,15 @@ def test_db_defaults_to_the_environment_then_sqlite() -> None:
         assert build_parser(settings).parse_args(argv).db == "postgresql://u@h/db"
     args = build_parser(settings).parse_args(["token", "list", "--db", "sqlite:///x.db"])
     assert args.db == "sqlite:///x.db"
+
+
+def test_the_read_cache_size_comes_from_the_environment() -> None:
+    assert Settings.from_env({}).read_cache_rows == DEFAULT_READ_CACHE_ROWS > 0
+    assert Settings.from_env({"STATEMENTS_READ_CACHE_ROWS": "0"}).read_cache_rows == 0
+    assert Settings.from_env({"STATEMENTS_READ_CACHE_ROWS": " 500 "}).read_cache_rows == 500
+    for bad in ("-1", "lots", "1.5"):
+        with pytest.raises(ValueError, match="STATEMENTS_READ_CACHE_ROWS"):
+            Settings.from_env({"STATEMENTS_READ_CACHE_ROWS": bad})
 
 
 def test_an_unsupported_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
