@@ -14,6 +14,8 @@ between figures taken half a minute apart measured the drift as much as the serv
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
 import re
 import shutil
@@ -21,8 +23,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +105,56 @@ def _wrk(
     if "Non-2xx" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
     return rps, p50, p99
+
+
+RECORD_VIEW = "mutation View($id: ID!) { recordView(input: {statementId: $id}) { position } }"
+
+
+class _Views:
+    recorded = 0
+
+
+@contextlib.contextmanager
+def _recording_views(url: str, statement_id: str, per_second: float) -> Iterator[_Views]:
+    """Record views of one statement at a steady rate until the block ends.
+
+    Each view is sent on a pool's thread, so that one waiting behind wrk's 100 connections
+    does not hold back the next.
+    """
+    views = _Views()
+    stop = threading.Event()
+    pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="bench-views")
+
+    counted = threading.Lock()
+
+    def record() -> None:
+        _post(url, RECORD_VIEW, {"id": statement_id})
+        with counted:
+            views.recorded += 1
+
+    def schedule() -> None:
+        next_at = time.monotonic()
+        while not stop.is_set():
+            pool.submit(record)
+            next_at += 1.0 / per_second
+            stop.wait(max(0.0, next_at - time.monotonic()))
+
+    scheduler = threading.Thread(target=schedule, name="bench-views", daemon=True)
+    scheduler.start()
+    try:
+        yield views
+    finally:
+        stop.set()
+        scheduler.join(timeout=30)
+        pool.shutdown(wait=True)
+
+
+def _cache_counts(port: int) -> tuple[float, float]:
+    """The reader cache's (hits, misses) so far, from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = dict(re.findall(r'statements_read_cache_statements\{result="(\w+)"\} ([\d.e+]+)', text))
+    return float(found.get("hit", 0)), float(found.get("miss", 0))
 
 
 def _median_round(
@@ -206,6 +260,17 @@ def run(config: Config) -> list[Result]:
                         for name, (rps, p50, p99) in measured.items()
                     )
                 )
+            # The list again while views are recorded (10 a second, what the rate limiter
+            # lets one client do): every view commits, and each commit empties the
+            # reader's cache, so this is the list as a site with traffic serves it.
+            progress(f"graphql: wrk list, 100 connections, {seconds}s, views recorded meanwhile")
+            hits_before = _cache_counts(port)
+            with _recording_views(url, statement_id, per_second=10) as views:
+                busy_list = _wrk(url, bodies["list"], 100, seconds, tmp)
+            hits_after = _cache_counts(port)
+            progress(f"graphql: {views.recorded} views recorded during the list run")
+            lookups = sum(hits_after) - sum(hits_before)
+            hit_share = 100.0 * (hits_after[0] - hits_before[0]) / lookups if lookups else 0.0
             # With 100 connections always busy, latency is queueing: by Little's law the
             # mean is 100 / throughput. Ten connections show the latency of the work.
             light = {}
@@ -257,6 +322,25 @@ def run(config: Config) -> list[Result]:
                         light["typename"][1],
                     )
                 )
+            listed = _median_round(rounds, "list")
+            results.append(
+                Result(
+                    "3-level list, 10 views/s recorded meanwhile: requests/s vs { __typename }",
+                    "sqlite",
+                    "req/s",
+                    busy_list[0],
+                    listed["typename"][0],
+                )
+            )
+            results.append(
+                Result(
+                    "3-level list, 10 views/s recorded meanwhile: read cache hits (%)",
+                    "sqlite",
+                    "%",
+                    hit_share,
+                    100.0,
+                )
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)
