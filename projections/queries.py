@@ -279,7 +279,12 @@ def _page_query(base: sa.CTE, sort: _Sort, paging: _Paging, with_total: bool = T
         _count_if(sa.not_(before), "x_tail")
         if before is not None
         else sa.literal(0).label("x_tail"),
-    ).select_from(base)
+    )
+    if with_total or after is not None or before is not None:
+        # An aggregate over the base: one row, whatever the base holds.
+        counts = counts.select_from(base)
+    # Else only constants: selected from the base they would make one row per base row (none
+    # for an empty base), and the page, joined to them, would repeat or vanish.
     window = [c for c in (after, before) if c is not None]
     page = (
         sa.select(base)

@@ -14,6 +14,10 @@ from tests.graphql_api.query_support import READ_MODEL_BACKENDS, World, open_wor
 LISTS = """
 query Lists($first: Int!) {
   statements(first: $first) { TOTAL edges { cursor node { statementId } } }
+  filtered: statements(first: $first, filter: {from: "2000-01-01"}) {
+    TOTAL edges { cursor node { statementId } } }
+  unmatched: statements(first: $first, filter: {search: "2024-13-45"}) {
+    TOTAL nodes { statementId } }
   ministers { statements(first: $first) { TOTAL nodes { statementId } } }
   topics(first: 10) { nodes { statements(first: $first) { TOTAL nodes { statementId } } } }
   archive { statements(first: $first) { TOTAL nodes { statementId } } }
