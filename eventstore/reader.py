@@ -207,10 +207,13 @@ class SQLiteReader(Reader):
             if conn is None:
                 conn = self._conn = self._connect()
             if not self._cache_limit:
-                if self._listeners:
-                    self._notify(sql, params)
-                return conn.execute(sql, params).fetchall()
+                return self._run(conn, sql, params)
             return self._fetch_cached(conn, sql, params)
+
+    def _run(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Rows:
+        if self._listeners:
+            self._notify(sql, params)
+        return conn.execute(sql, params).fetchall()
 
     def _fetch_cached(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Rows:
         version = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -218,24 +221,23 @@ class SQLiteReader(Reader):
         if version != self._data_version:
             self._forget_rows()
             self._data_version = version
-        key: tuple[str, tuple[Any, ...]] | None = (sql, tuple(params))
+        key = (sql, tuple(params))
         try:
-            found = cache.pop(key, None)  # type: ignore[arg-type]
+            found = cache.pop(key, None)
         except TypeError:  # an unhashable parameter: run it, keep nothing
-            key, found = None, None
-        if key is not None and found is not None:
+            self._misses += 1
+            return self._run(conn, sql, params)
+        if found is not None:
             cache[key] = found  # most recently used last
             self._hits += 1
             return list(found)
         self._misses += 1
-        if self._listeners:
-            self._notify(sql, params)
-        rows = conn.execute(sql, params).fetchall()
+        rows = self._run(conn, sql, params)
         # A commit between the data_version read and this statement leaves rows newer than
         # the version they are filed under; every later read sees the new version and
         # empties the cache first, so they are never served for the old one.
         limit = self._cache_limit
-        if key is not None and len(rows) <= limit // _LARGEST_SHARE:
+        if len(rows) <= limit // _LARGEST_SHARE:
             while cache and self._cached_rows + len(rows) > limit:
                 oldest = next(iter(cache))
                 self._cached_rows -= len(cache.pop(oldest))
