@@ -232,12 +232,15 @@ def create_app(settings: Settings) -> Starlette:
         }
         failed = [s.name for s in statuses if s.status == "failed"]
         behind = [s.name for s in statuses if s.lag_events > READY_LAG_EVENTS]
-        ready = not failed and not behind
+        # No checkpoint yet means no tables yet: a query would fail on a missing table.
+        starting = [s.name for s in statuses if s.status == "new"]
+        ready = not failed and not behind and not starting
         body = {
             "status": "ready" if ready else "not ready",
             "head": head,
             "failed": failed,
             "behind": behind,
+            "starting": starting,
             "projections": projections,
         }
         return JSONResponse(body, status_code=200 if ready else 503)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,22 @@ mutation Publish($input: PublishStatementInput!) {
 }"""
 
 
+async def test_not_ready_while_the_read_models_have_no_tables(tmp_path: Path) -> None:
+    # Without a runner (another process runs the projections, and has not started yet) there
+    # are no read-model tables: a query would fail, so the app is not ready.
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    app = create_app(Settings(database_url=url, run_projections=False))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["status"] == "not ready" and "statements" in body["starting"]
+
+
 async def test_the_app_end_to_end(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'app.db'}"
     app = create_app(Settings(database_url=url))
@@ -26,7 +43,13 @@ async def test_the_app_end_to_end(tmp_path: Path) -> None:
         httpx.AsyncClient(transport=transport, base_url="http://test") as client,
     ):
         assert (await client.get("/healthz")).json() == {"status": "ok"}
-        ready = await client.get("/readyz")
+        # Ready once every projection has made its tables (a moment after start).
+        for _ in range(100):
+            ready = await client.get("/readyz")
+            if ready.status_code == 200 or ready.json()["failed"]:
+                break
+            assert ready.json()["starting"], ready.json()
+            await asyncio.sleep(0.05)
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
         engine = create_engine(url)
         try:
