@@ -21,6 +21,10 @@ d. ``read_all`` of the whole log decoded into event objects; and, in a child pro
    RSS growth while doing so (200,000 events by default, 1,000,000 with ``--full``);
 e. loading one stream of 10 events, streams in random order, best of several rounds.
 
+Beside (a), its floor: the same number of one-row commits into our events table by the bare
+driver (sqlite3, asyncpg), with ready-made rows and no store at all. Its rate over the peer's
+is the highest ratio (a) could reach on this machine at that moment.
+
 Every scenario gets a fresh SQLite file or a fresh PostgreSQL schema, removed afterwards.
 """
 
@@ -90,6 +94,7 @@ SCENARIO_B = f"b {B_CLIENTS} concurrent clients, one event per append"
 SCENARIO_C = f"c {C_BATCH} events per append"
 SCENARIO_D = "d read_all decoded"
 SCENARIO_E = f"e load one stream of {E_STREAM_LENGTH} events"
+SCENARIO_A_FLOOR = "a floor: bare one-row INSERT per commit, no store (ratio = a's ceiling)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +561,90 @@ def _sqlite_check(config: Config) -> None:
         raise RuntimeError(f"unlike SQLite settings: ours {ours}, peer {(mode, sync)}")
 
 
+def floor_a(loc: Location, n: int) -> float:
+    """Seconds for ``n`` one-row commits into our events table by the bare driver, no store.
+
+    Each commit is a prepared INSERT of a ready-made row, from one client that waits for every
+    acknowledgement: the round trip and the durable commit that any store pays for (a), and
+    nothing else. Divided by the peer's time it is the best ratio (a) could have.
+    """
+    asyncio.run(_create_tables(loc))
+    warm = _floor_rows(WARM_UP)
+    rows = _floor_rows(n, first=WARM_UP + 1)
+    insert = f"INSERT INTO events ({eventstore.sql.COLUMNS}) VALUES "
+    if loc.backend == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(str(loc.sqlite_path), isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            statement = insert + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            for row in warm:
+                conn.execute(statement, row)
+            start = time.perf_counter()
+            for row in rows:
+                conn.execute(statement, row)
+            return time.perf_counter() - start
+        finally:
+            conn.close()
+
+    async def main() -> float:
+        import asyncpg
+
+        p = pg_params(loc.pg_url)
+        conn = await asyncpg.connect(
+            host=p.host,
+            port=p.port,
+            user=p.user,
+            password=p.password or None,
+            database=p.dbname,
+            server_settings={"search_path": str(loc.pg_schema)},
+        )
+        try:
+            statement = await conn.prepare(
+                insert + "($1, $2, $3, $4::uuid, $5, $6, $7, $8, $9, $10)"
+            )
+            for row in warm:
+                await statement.fetchval(*row)
+            start = time.perf_counter()
+            for row in rows:
+                await statement.fetchval(*row)
+            return time.perf_counter() - start
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+async def _create_tables(loc: Location) -> None:
+    store = open_ours(loc)
+    try:
+        await store.setup()
+    finally:
+        await store.close()
+
+
+def _floor_rows(n: int, first: int = 1) -> list[tuple[Any, ...]]:
+    stream = new_stream_id()
+    data = json.dumps({"p": PAYLOAD})
+    stamp = time.time_ns() // 1000
+    return [
+        (
+            first + i,
+            stream,
+            first + i,
+            str(uuid.uuid4()),
+            "Happened",
+            1,
+            data,
+            "{}",
+            stamp,
+            hashlib.sha256(str(i).encode()).digest(),
+        )
+        for i in range(n)
+    ]
+
+
 def write_scenario(
     config: Config,
     backend: str,
@@ -563,17 +652,23 @@ def write_scenario(
     repeats: int,
     ours_body: Callable[[EventStore, EventRegistry], Awaitable[float]],
     peer_body: Callable[[Peer], float],
+    floor_body: Callable[[Location], float] | None = None,
     **peer_options: int,
-) -> tuple[float, float]:
-    """Fastest seconds of each side over ``repeats`` alternating runs on fresh databases."""
+) -> tuple[float, float, float]:
+    """Fastest seconds of each side (and of the floor, if given; else 0) over ``repeats``
+    alternating runs on fresh databases."""
     ours: list[float] = []
     peer: list[float] = []
+    floor: list[float] = [0.0]
     for _ in range(repeats):
         with fresh(config, backend, f"{label}_ours") as loc:
             ours.append(with_ours(loc, ours_body))
         with fresh(config, backend, f"{label}_peer") as loc:
             peer.append(with_peer(loc, peer_body, **peer_options))
-    return min(ours), min(peer)
+        if floor_body is not None:
+            with fresh(config, backend, f"{label}_floor") as loc:
+                floor.append(floor_body(loc))
+    return min(ours), min(peer), min(floor[1:], default=0.0)
 
 
 def read_all_scenario(
@@ -643,13 +738,20 @@ def run_backend(config: Config, backend: str, sizes: Sizes) -> list[Result]:
 
     repeats = sizes.write_repeats
     n = sizes.a_appends
-    ours_s, peer_s = write_scenario(
-        config, backend, "a", repeats, lambda s, r: ours_a(s, r, n), lambda p: peer_a(p, n)
+    ours_s, peer_s, floor_s = write_scenario(
+        config,
+        backend,
+        "a",
+        repeats,
+        lambda s, r: ours_a(s, r, n),
+        lambda p: peer_a(p, n),
+        floor_body=lambda loc: floor_a(loc, n),
     )
     record(SCENARIO_A, "events/s", rate(n, ours_s), rate(n, peer_s))
+    record(SCENARIO_A_FLOOR, "events/s", rate(n, floor_s), rate(n, peer_s))
 
     per_client = sizes.b_per_client
-    ours_s, peer_s = write_scenario(
+    ours_s, peer_s, _ = write_scenario(
         config,
         backend,
         "b",
@@ -664,7 +766,7 @@ def run_backend(config: Config, backend: str, sizes: Sizes) -> list[Result]:
     record(SCENARIO_B, "events/s", rate(n, ours_s), rate(n, peer_s))
 
     appends = sizes.c_appends
-    ours_s, peer_s = write_scenario(
+    ours_s, peer_s, _ = write_scenario(
         config,
         backend,
         "c",
@@ -683,7 +785,7 @@ def run_backend(config: Config, backend: str, sizes: Sizes) -> list[Result]:
         for writer in ("thread", "inline"):
             SQLITE_OPTIONS["writer"] = writer
             try:
-                ours_s, peer_s = write_scenario(
+                ours_s, peer_s, _ = write_scenario(
                     config,
                     backend,
                     "a",
@@ -697,7 +799,7 @@ def run_backend(config: Config, backend: str, sizes: Sizes) -> list[Result]:
                     rate(a_n, ours_s),
                     rate(a_n, peer_s),
                 )
-                ours_s, peer_s = write_scenario(
+                ours_s, peer_s, _ = write_scenario(
                     config,
                     backend,
                     "c",
