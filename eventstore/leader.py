@@ -149,6 +149,10 @@ class PostgresLeaderElection(LeaderElection):
         if self._monitor is not None:
             self._monitor.cancel()
             await asyncio.wait([self._monitor])
+        # Letting go on purpose is not a lost connection: no warning for every clean shutdown.
+        if self._held:
+            log.info("leader election: releasing %s", sorted(self._held))
+            self._held.clear()
         await self._lost()
 
     async def _connection(self) -> AsyncConnection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import signal
 import sys
@@ -780,3 +781,35 @@ async def test_leaders_are_per_projection_and_schema(
         await third.stop()
     finally:
         await elsewhere.close()
+
+
+@pytest.mark.postgres
+async def test_closing_an_election_lets_go_without_a_lost_connection_warning(
+    pg_env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = pg_env
+    caplog.set_level(logging.INFO, logger="eventstore.leader")
+    closing = PostgresLeaderElection(env.new_engine(), check_interval=0.05)
+    assert await closing.acquire("counts")
+    await closing.close()
+    assert not closing.holds("counts")
+    levels = {r.getMessage(): r.levelno for r in caplog.records}
+    assert levels == {"leader election: releasing ['counts']": logging.INFO}
+
+    # The lock is free for another process at once: closing ended the session that held it.
+    other = PostgresLeaderElection(env.new_engine(), check_interval=0.05)
+    try:
+        assert await other.acquire("counts")
+        # Losing the connection for real is still a warning, naming what was given up.
+        caplog.clear()
+        killer = await asyncpg.connect(_plain_dsn(env.url))
+        try:
+            await killer.execute("SELECT pg_terminate_backend($1)", other.backend_pid)
+        finally:
+            await killer.close()
+        await eventually(lambda: not other.holds("counts"))
+        assert [
+            (r.levelno, r.getMessage()) for r in caplog.records if "lost" in r.getMessage()
+        ] == [(logging.WARNING, "leader election: lost the lock connection; giving up ['counts']")]
+    finally:
+        await other.close()
