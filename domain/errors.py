@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-ErrorCode = Literal["INVALID_INPUT", "NOT_FOUND", "CONFLICT"]
+ErrorCode = Literal["BAD_USER_INPUT", "NOT_FOUND", "CONFLICT"]
 
 
 class DomainError(Exception):
     """Base class of every rule violation; ``code`` says how an API should report it."""
 
-    code: ClassVar[ErrorCode] = "INVALID_INPUT"
+    code: ClassVar[ErrorCode] = "BAD_USER_INPUT"
 
     def __init__(self, message: str) -> None:
         self.message = message

@@ -3,7 +3,7 @@
 Clients get one of these codes in ``errors[].extensions.code``:
 
 ============================  ==========================================================
-``INVALID_INPUT``             a rule of the domain, a bad argument or variable value
+``BAD_USER_INPUT``            a rule of the domain, a bad argument or variable value
 ``NOT_FOUND``                 the statement (or the related one, the tag, ...) is unknown
 ``CONFLICT``                  the state does not allow it, or ``expectedVersion`` is stale
 ``UNAUTHENTICATED``           no token where one is needed, or a bad/expired/revoked one
@@ -45,7 +45,7 @@ from eventstore.errors import StoreUnavailableError
 
 log = logging.getLogger("graphql_api")
 
-INVALID_INPUT: Final = "INVALID_INPUT"
+BAD_USER_INPUT: Final = "BAD_USER_INPUT"
 NOT_FOUND: Final = "NOT_FOUND"
 CONFLICT: Final = "CONFLICT"
 UNAUTHENTICATED: Final = "UNAUTHENTICATED"
@@ -96,10 +96,10 @@ class Forbidden(ApiError):
     code: ClassVar[str] = FORBIDDEN
 
 
-class InvalidInput(ApiError):
+class BadUserInput(ApiError):
     """An argument the API itself refuses before any command is made."""
 
-    code: ClassVar[str] = INVALID_INPUT
+    code: ClassVar[str] = BAD_USER_INPUT
 
 
 def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
@@ -253,7 +253,7 @@ def classify(error: GraphQLError, phase: str, *, production: bool) -> GraphQLErr
         return _with(error, message, GRAPHQL_VALIDATION_FAILED)
     if phase == "request":
         # Raised by graphql-core before executing anything: variable coercion.
-        return _with(error, message, INVALID_INPUT)
+        return _with(error, message, BAD_USER_INPUT)
     # A field error graphql-core made itself, such as a null for a non-null field: a bug.
     return _with(error, message, INTERNAL_SERVER_ERROR)
 

@@ -30,7 +30,7 @@ from domain.commands import (
 from domain.events import MinisterRef
 from domain.ministers import FOREIGN_MINISTER, KNOWN_MINISTERS
 from domain.slugs import slugify
-from graphql_api.errors import InvalidInput
+from graphql_api.errors import BadUserInput
 
 #: The title a minister gets when the input names none and the minister is not a known one.
 DEFAULT_MINISTER_TITLE: Final = FOREIGN_MINISTER
@@ -89,7 +89,7 @@ def minister_ref(
             break
     if not name:
         if known is None:
-            raise InvalidInput(
+            raise BadUserInput(
                 f"minister {wanted_id!r} is not a known minister: give ministerName as well"
             )
         name = known.name

@@ -13,7 +13,7 @@ Every limit is checked before any resolver runs, and none of them wraps field re
   Depth counts fields along the deepest path (``{ a { b } }`` is 2), through fragments;
   introspection fields (``__schema``, ``__type``, ``__typename``) are not counted. Aliases are
   counted through fragments, once per spread.
-* **page sizes** (``INVALID_INPUT``): a literal ``first``/``last`` outside ``0..100`` is a
+* **page sizes** (``BAD_USER_INPUT``): a literal ``first``/``last`` outside ``0..100`` is a
   validation error; one given by a variable is checked with the cost, once variables are known.
 * **cost** (``QUERY_TOO_COSTLY``), with the variables of the request, just before execution::
 
@@ -72,7 +72,7 @@ from strawberry.extensions import SchemaExtension
 
 from graphql_api.errors import (
     BAD_REQUEST,
-    INVALID_INPUT,
+    BAD_USER_INPUT,
     QUERY_TOO_COSTLY,
     QUERY_TOO_DEEP,
     TOO_MANY_ALIASES,
@@ -303,12 +303,12 @@ def page_size_error(name: str, value: int, max_page_size: int, node: Any = None)
     return GraphQLError(
         f"`{name}` must be between 0 and {max_page_size}, got {value}.",
         node,
-        extensions={"code": INVALID_INPUT},
+        extensions={"code": BAD_USER_INPUT},
     )
 
 
 class PageSizeRule(ValidationRule):
-    """INVALID_INPUT when a literal ``first``/``last`` is outside ``0..max_page_size``."""
+    """BAD_USER_INPUT when a literal ``first``/``last`` is outside ``0..max_page_size``."""
 
     max_page_size: ClassVar[int] = Limits.max_page_size
 

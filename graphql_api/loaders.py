@@ -12,7 +12,7 @@ relation field selected on it, whatever the number of objects, so a query of dep
 about d + 1 statements (measured in ``tests/graphql_api/test_query_sql_counts.py``).
 
 A ``ValueError`` from the read models (a bad cursor, a page size out of range, ...) becomes
-:class:`~graphql_api.errors.InvalidInput` (``INVALID_INPUT``) for the keys it concerns.
+:class:`~graphql_api.errors.BadUserInput` (``BAD_USER_INPUT``) for the keys it concerns.
 
 The context: ``context.read_models`` is a :class:`ReadModels`; ``context.loaders`` is filled on
 first use (a context factory may also set ``make_loaders(read_models)`` itself);
@@ -33,7 +33,7 @@ from strawberry.dataloader import DataLoader
 
 from eventstore import EventRegistry, EventStore
 from graphql_api.context import Context
-from graphql_api.errors import InvalidInput
+from graphql_api.errors import BadUserInput
 from projections.queries import MAX_IDS, ReadModels
 from projections.rows import DayCount, MinisterRow, Page, StatementRow, TopicRow
 
@@ -53,13 +53,13 @@ PageKey: TypeAlias = tuple[P, int, str | None, bool]
 DaysKey: TypeAlias = tuple[str, date | None, date | None]
 
 
-def invalid_input(exc: ValueError) -> InvalidInput:
+def invalid_input(exc: ValueError) -> BadUserInput:
     """The API error for a read model's refusal of an argument."""
-    return InvalidInput(str(exc))
+    return BadUserInput(str(exc))
 
 
 async def read(call: Awaitable[T]) -> T:
-    """Await a read-model call, turning its ValueError into INVALID_INPUT."""
+    """Await a read-model call, turning its ValueError into BAD_USER_INPUT."""
     try:
         return await call
     except ValueError as exc:

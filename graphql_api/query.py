@@ -5,7 +5,7 @@ Resolvers translate arguments and pick a source; the read models (through the re
 loaders, :mod:`graphql_api.loaders`) and the log (:mod:`graphql_api.asof`,
 :mod:`graphql_api.logview`, :mod:`eventstore.audit`) do the work. Lists leave withdrawn
 statements out; ``statement`` and ``node`` return them with ``withdrawn: true``. Unknown ids
-give null. A bad argument (cursor, page size, date range, ...) is ``INVALID_INPUT``; the audit
+give null. A bad argument (cursor, page size, date range, ...) is ``BAD_USER_INPUT``; the audit
 fields and time travel need a token with the auditor role (``UNAUTHENTICATED`` without a
 token, ``FORBIDDEN`` with another role).
 
@@ -25,7 +25,7 @@ from eventstore.audit import Anchor, verify
 from graphql_api.asof import Moment, statement_as_of, statement_id_for_slug
 from graphql_api.auth import require_role
 from graphql_api.batch import batched, each
-from graphql_api.errors import InvalidInput
+from graphql_api.errors import BadUserInput
 from graphql_api.inputs import statement_id_of
 from graphql_api.loaders import (
     Info,
@@ -66,7 +66,7 @@ async def _statement(
     at_position: int | None = None,
 ) -> Statement | None:
     if (id is None) == (slug is None):
-        raise InvalidInput("statement: give exactly one of id and slug")
+        raise BadUserInput("statement: give exactly one of id and slug")
     if as_of is not None or at_position is not None:
         return await _statement_then(info, id, slug, as_of, at_position)
     loaders = loaders_of(info)
@@ -203,7 +203,7 @@ async def _archive(info: Info) -> list[ArchiveMonth]:
 async def _node(info: Info, id: strawberry.ID) -> Node | None:
     parsed = parse_global_id(id)
     if parsed is None:
-        raise InvalidInput("id: not a global id (from the `id` field of a Node)")
+        raise BadUserInput("id: not a global id (from the `id` field of a Node)")
     type_name, own_id = parsed
     loaders = loaders_of(info)
     if type_name == STATEMENT:
@@ -232,13 +232,13 @@ async def _verify_log(
 ) -> Verification:
     require_role(info, AUDITOR)
     if from_ is not None and from_ < 1:
-        raise InvalidInput(f"from: must be at least 1, got {from_}")
+        raise BadUserInput(f"from: must be at least 1, got {from_}")
     if to is not None and to < (from_ or 1):
-        raise InvalidInput("to: must not be before from")
+        raise BadUserInput("to: must not be before from")
     try:
         anchor = Anchor.parse(expect_head) if expect_head is not None else None
     except ValueError as exc:
-        raise InvalidInput(f"expectHead: {exc}") from exc
+        raise BadUserInput(f"expectHead: {exc}") from exc
     result = await verify(store_of(info), from_ or 1, to, anchor)
     return Verification.of(result)
 

@@ -19,7 +19,7 @@ from strawberry.scalars import JSON
 from eventstore import EventStore
 from graphql_api.auth import require_role
 from graphql_api.context import Context
-from graphql_api.errors import InvalidInput
+from graphql_api.errors import BadUserInput
 from graphql_api.live import LiveHub, Published, RankedStatement, ViewWindow
 
 MAX_TOP: Final = 100
@@ -109,7 +109,7 @@ async def view_count(
 ) -> AsyncGenerator[ViewCountUpdate, None]:
     sid = str(statement_id).strip()
     if not sid or len(sid) > 200:
-        raise InvalidInput("statementId: must be a statement id")
+        raise BadUserInput("statementId: must be a statement id")
     async for update in _hub(info).view_counts(sid):
         yield ViewCountUpdate(
             statement_id=strawberry.ID(update.statement_id),
@@ -124,7 +124,7 @@ async def top_viewed(
     window: ViewWindowEnum = ViewWindow.ALL,  # type: ignore[valid-type]
 ) -> AsyncGenerator[list[TopViewedEntry], None]:
     if not 1 <= first <= MAX_TOP:
-        raise InvalidInput(f"first: must be between 1 and {MAX_TOP}")
+        raise BadUserInput(f"first: must be between 1 and {MAX_TOP}")
     async for entries in _hub(info).top_viewed(first, ViewWindow(window)):
         yield _ranked(entries)
 
@@ -141,7 +141,7 @@ async def event_appended(
 ) -> AsyncGenerator[AppendedEvent, None]:
     require_role(info, "auditor")
     if after_position < 0:
-        raise InvalidInput("afterPosition: must be >= 0")
+        raise BadUserInput("afterPosition: must be >= 0")
     store = info.context.extra.get("store")
     if not isinstance(store, EventStore):
         raise RuntimeError("no event store in the context")

@@ -23,7 +23,7 @@ Lists (``statements``, nested connections, ``topics``, ``ministers``, ``archive`
 ``statements_by_slugs`` return them with ``withdrawn=True`` so a page can say so.
 
 Input mistakes raise ``ValueError`` with a message that starts with the argument's name; the API
-turns it into INVALID_INPUT. Only bound parameters reach SQL, and search text is reduced to its
+turns it into BAD_USER_INPUT. Only bound parameters reach SQL, and search text is reduced to its
 words, each quoted, so any user text is a valid full-text query.
 """
 

@@ -286,7 +286,7 @@ def test_errors_name_the_source_and_what_is_missing(text: str, missing: str) -> 
     assert caught.value.source == "000_a4da26f8be4eafc8.txt"
     assert str(caught.value).startswith("000_a4da26f8be4eafc8.txt: cannot parse archive page: ")
     assert missing in str(caught.value)
-    assert caught.value.code == "INVALID_INPUT"
+    assert caught.value.code == "BAD_USER_INPUT"
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])

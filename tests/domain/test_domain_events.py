@@ -78,7 +78,7 @@ def test_every_error_has_a_known_code_and_a_docstring() -> None:
     ]
     assert len(classes) > 30
     for cls in classes:
-        assert cls.code in ("INVALID_INPUT", "NOT_FOUND", "CONFLICT"), cls
+        assert cls.code in ("BAD_USER_INPUT", "NOT_FOUND", "CONFLICT"), cls
         assert cls.__doc__, cls
 
 
@@ -88,8 +88,8 @@ def test_codes_of_notable_errors() -> None:
     assert errors.StatementWithdrawnError("x").code == "CONFLICT"
     assert errors.StatementNotFound("x").code == "NOT_FOUND"
     assert errors.TagNotPresent("x", "y").code == "NOT_FOUND"
-    assert errors.EmptyTitle().code == "INVALID_INPUT"
-    assert errors.PageParseError("f.txt", "no title").code == "INVALID_INPUT"
+    assert errors.EmptyTitle().code == "BAD_USER_INPUT"
+    assert errors.PageParseError("f.txt", "no title").code == "BAD_USER_INPUT"
 
 
 def test_concurrency_conflict_carries_stream_and_versions() -> None:

@@ -84,11 +84,11 @@ REQUEST_ERRORS = [
     ({"query": "{ nope }"}, "GRAPHQL_VALIDATION_FAILED"),
     (
         {"query": "query Q($n: String!) { hello(name: $n) }", "variables": {"n": None}},
-        "INVALID_INPUT",
+        "BAD_USER_INPUT",
     ),
     (
         {"query": "query Q($n: String!) { hello(name: $n) }", "variables": {"n": 3}},
-        "INVALID_INPUT",
+        "BAD_USER_INPUT",
     ),
     ({"query": "query A { hello } query B { hello }"}, "BAD_REQUEST"),
     ({"query": "query A { hello }", "operationName": "Nope"}, "BAD_REQUEST"),

@@ -138,14 +138,14 @@ async def test_token_flood(schema: ApiSchema, handlers: StatementHandlers) -> No
 async def test_page_sizes(schema: ApiSchema, handlers: StatementHandlers) -> None:
     assert await codes(schema, handlers, "{ items(first: 100) { totalCount } }") == []
     assert await codes(schema, handlers, "{ items(first: 101) { totalCount } }") == [
-        "INVALID_INPUT"
+        "BAD_USER_INPUT"
     ]
-    assert await codes(schema, handlers, "{ items(last: -1) { totalCount } }") == ["INVALID_INPUT"]
+    assert await codes(schema, handlers, "{ items(last: -1) { totalCount } }") == ["BAD_USER_INPUT"]
     by_variable = "query Q($n: Int) { items(first: $n) { totalCount } }"
     assert await codes(schema, handlers, by_variable, {"n": 100}) == []
-    assert await codes(schema, handlers, by_variable, {"n": 101}) == ["INVALID_INPUT"]
+    assert await codes(schema, handlers, by_variable, {"n": 101}) == ["BAD_USER_INPUT"]
     with_default = "query Q($n: Int = 500) { items(first: $n) { totalCount } }"
-    assert await codes(schema, handlers, with_default) == ["INVALID_INPUT"]
+    assert await codes(schema, handlers, with_default) == ["BAD_USER_INPUT"]
 
 
 async def test_cost(schema: ApiSchema, handlers: StatementHandlers) -> None:

@@ -14,7 +14,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from graphql_api.errors import INVALID_INPUT
+from graphql_api.errors import BAD_USER_INPUT
 from tests.graphql_api.live_support import (
     TRANSPORT_WS,
     Server,
@@ -416,4 +416,4 @@ async def test_a_subscription_failing_at_once_is_not_shared(server: Server) -> N
             errors = (
                 message["payload"]["errors"] if message["type"] == "next" else message["payload"]
             )
-            assert errors[0]["extensions"]["code"] == INVALID_INPUT, message
+            assert errors[0]["extensions"]["code"] == BAD_USER_INPUT, message

@@ -11,7 +11,7 @@ from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
 from eventstore.records import RecordedEvent
 from graphql_api.auth import Principal
-from graphql_api.errors import InvalidInput
+from graphql_api.errors import BadUserInput
 from graphql_api.inputs import minister_ref, split_paragraphs, statement_id_of
 from graphql_api.schema import ApiSchema
 from tests.graphql_api.support import context_of, make_schema
@@ -114,22 +114,22 @@ async def test_publish_with_bad_topics_writes_nothing(
     schema: ApiSchema, handlers: StatementHandlers, memory_store: MemoryEventStore
 ) -> None:
     out = await run(schema, handlers, PUBLISH, {"input": publish_input(topics=["ok", "  "])})
-    assert out["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+    assert out["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert await events(memory_store) == []
 
 
 @pytest.mark.parametrize(
     ("changes", "code"),
     [
-        ({"title": " "}, "INVALID_INPUT"),
-        ({"kind": "poem"}, "INVALID_INPUT"),
-        ({"body": "\n\n  \n"}, "INVALID_INPUT"),
-        ({"ministerName": None}, "INVALID_INPUT"),
-        ({"ministerName": None, "ministerId": "nobody-known"}, "INVALID_INPUT"),
-        ({"publishedAt": "2024-03-01T12:00:00"}, "INVALID_INPUT"),
-        ({"occurredOn": "2024-03-05"}, "INVALID_INPUT"),
-        ({"slug": "Not A Slug"}, "INVALID_INPUT"),
-        ({"statementId": "not-a-uuid"}, "INVALID_INPUT"),
+        ({"title": " "}, "BAD_USER_INPUT"),
+        ({"kind": "poem"}, "BAD_USER_INPUT"),
+        ({"body": "\n\n  \n"}, "BAD_USER_INPUT"),
+        ({"ministerName": None}, "BAD_USER_INPUT"),
+        ({"ministerName": None, "ministerId": "nobody-known"}, "BAD_USER_INPUT"),
+        ({"publishedAt": "2024-03-01T12:00:00"}, "BAD_USER_INPUT"),
+        ({"occurredOn": "2024-03-05"}, "BAD_USER_INPUT"),
+        ({"slug": "Not A Slug"}, "BAD_USER_INPUT"),
+        ({"statementId": "not-a-uuid"}, "BAD_USER_INPUT"),
     ],
 )
 async def test_publish_rule_violations(
@@ -187,7 +187,7 @@ async def test_the_statement_lifecycle(schema: ApiSchema, handlers: StatementHan
     nothing = await mutate(
         "reviseStatement", "ReviseStatementInput", statementId=first, reason="no change"
     )
-    assert nothing["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+    assert nothing["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
     tagged = await mutate("tagStatement", "TagStatementInput", statementId=first, topics=["Syria"])
     assert tagged["data"]["tagStatement"]["version"] == 3
@@ -203,7 +203,7 @@ async def test_the_statement_lifecycle(schema: ApiSchema, handlers: StatementHan
     linked = await mutate("linkRelated", "LinkRelatedInput", statementId=first, relatedId=second)
     assert linked["data"]["linkRelated"]["version"] == 5
     self_link = await mutate("linkRelated", "LinkRelatedInput", statementId=first, relatedId=first)
-    assert self_link["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+    assert self_link["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     unknown = await mutate(
         "linkRelated", "LinkRelatedInput", statementId=first, relatedId=str(uuid.uuid4())
     )
@@ -269,5 +269,5 @@ def test_paragraphs_and_ministers() -> None:
         "Jane Doe",
         "Deputy Minister",
     )
-    with pytest.raises(InvalidInput):
+    with pytest.raises(BadUserInput):
         minister_ref("nobody", None, None)

@@ -105,7 +105,7 @@ async def test_verify_log_finds_an_altered_event(log: Log) -> None:
 async def test_verify_log_refuses_bad_arguments(log: Log, variables: dict[str, Any]) -> None:
     query = """query($from: Int, $to: Int, $expect: String) {
         verifyLog(from: $from, to: $to, expectHead: $expect) { ok } }"""
-    assert (await log.world.query(query, variables, AUDITOR)).codes == ["INVALID_INPUT"]
+    assert (await log.world.query(query, variables, AUDITOR)).codes == ["BAD_USER_INPUT"]
 
 
 async def test_events_page_through_the_whole_log(log: Log) -> None:
@@ -175,7 +175,7 @@ async def test_events_of_one_stream_and_of_some_types(log: Log) -> None:
     "variables", [{"first": 101}, {"first": -1}, {"after": "garbage"}, {"types": ["T"] * 51}]
 )
 async def test_events_refuse_bad_arguments(log: Log, variables: dict[str, Any]) -> None:
-    assert (await log.world.query(EVENTS, variables, AUDITOR)).codes == ["INVALID_INPUT"]
+    assert (await log.world.query(EVENTS, variables, AUDITOR)).codes == ["BAD_USER_INPUT"]
 
 
 async def test_a_statements_history(log: Log) -> None:

@@ -1,5 +1,5 @@
 """``statements``: keyset pagination both ways with totalCount, every filter and order, search
-with escaped snippets, and the argument errors (INVALID_INPUT)."""
+with escaped snippets, and the argument errors (BAD_USER_INPUT)."""
 
 from __future__ import annotations
 
@@ -178,15 +178,15 @@ async def test_relevance_with_escaped_snippets(archive: Archive) -> None:
 @pytest.mark.parametrize(
     ("variables", "code"),
     [
-        ({"orderBy": "RELEVANCE"}, "INVALID_INPUT"),  # relevance needs a search
-        ({"after": "garbage"}, "INVALID_INPUT"),
-        ({"first": 2, "last": 2}, "INVALID_INPUT"),
-        ({"first": 101}, "INVALID_INPUT"),  # over the page-size limit
-        ({"last": -1}, "INVALID_INPUT"),
-        ({"filter": {"from": "2024-03-05", "to": "2024-03-01"}}, "INVALID_INPUT"),
-        ({"filter": {"search": "word " * 200}}, "INVALID_INPUT"),
-        ({"filter": {"from": "not a date"}}, "INVALID_INPUT"),
-        ({"orderBy": "SIDEWAYS"}, "INVALID_INPUT"),
+        ({"orderBy": "RELEVANCE"}, "BAD_USER_INPUT"),  # relevance needs a search
+        ({"after": "garbage"}, "BAD_USER_INPUT"),
+        ({"first": 2, "last": 2}, "BAD_USER_INPUT"),
+        ({"first": 101}, "BAD_USER_INPUT"),  # over the page-size limit
+        ({"last": -1}, "BAD_USER_INPUT"),
+        ({"filter": {"from": "2024-03-05", "to": "2024-03-01"}}, "BAD_USER_INPUT"),
+        ({"filter": {"search": "word " * 200}}, "BAD_USER_INPUT"),
+        ({"filter": {"from": "not a date"}}, "BAD_USER_INPUT"),
+        ({"orderBy": "SIDEWAYS"}, "BAD_USER_INPUT"),
     ],
 )
 async def test_bad_arguments_are_invalid_input(
@@ -200,7 +200,7 @@ async def test_a_cursor_of_another_order_is_refused(archive: Archive) -> None:
     w = archive.world
     cursor = (await page(w, first=1))["pageInfo"]["endCursor"]
     result = await w.query(PAGE, {"orderBy": "MOST_VIEWED", "after": cursor})
-    assert result.codes == ["INVALID_INPUT"]
+    assert result.codes == ["BAD_USER_INPUT"]
     assert "after" in result.errors[0]["message"]
 
 
@@ -208,8 +208,8 @@ async def test_a_bad_nested_cursor_fails_only_its_field(archive: Archive) -> Non
     result = await archive.world.query(
         """{ ministers { name statements(first: 2, after: "bad") { totalCount } } }"""
     )
-    assert set(result.codes) == {"INVALID_INPUT"}
+    assert set(result.codes) == {"BAD_USER_INPUT"}
     assert result.errors[0]["path"] == ["ministers", 0, "statements"]
     assert result.data is None  # ministers is non-null and its items are non-null
     literal = await archive.world.query("{ ministers { statements(first: 101) { totalCount } } }")
-    assert literal.codes == ["INVALID_INPUT"]
+    assert literal.codes == ["BAD_USER_INPUT"]

@@ -189,7 +189,7 @@ async def test_unknown_statements_are_null_and_the_arguments_are_checked(site: S
     assert (await w.query(query, {"slug": "no-such-slug"})).ok() == {"statement": None}
     for variables in ({}, {"id": site.geneva, "slug": "talks-in-geneva"}):
         result = await w.query(query, variables)
-        assert result.codes == ["INVALID_INPUT"] and result.data == {"statement": None}
+        assert result.codes == ["BAD_USER_INPUT"] and result.data == {"statement": None}
 
 
 async def test_a_withdrawn_statement_says_so_and_lists_leave_it_out(site: Site) -> None:
@@ -235,7 +235,7 @@ async def test_node_round_trips_every_node_type(site: Site) -> None:
     unknown = await w.query(query, {"id": gid("Statement", str(uuid.uuid4()))})
     assert unknown.ok() == {"node": None}
     bad = await w.query(query, {"id": "not-a-global-id"})
-    assert bad.codes == ["INVALID_INPUT"]
+    assert bad.codes == ["BAD_USER_INPUT"]
 
 
 async def test_ministers_and_a_minister_by_either_id(site: Site) -> None:
@@ -335,7 +335,7 @@ async def test_views_by_day_refuses_a_backward_range(site: Site) -> None:
             viewsByDay(from: "2024-03-05", to: "2024-03-01") { day } } }""",
         {"id": site.geneva},
     )
-    assert result.codes == ["INVALID_INPUT"]
+    assert result.codes == ["BAD_USER_INPUT"]
 
 
 @strawberry.type

@@ -217,7 +217,7 @@ async def test_meaningless_moments_are_invalid_input(
     history: History, variables: dict[str, Any]
 ) -> None:
     result = await then(history, id=history.statement, **variables)
-    assert result.codes == ["INVALID_INPUT"]
+    assert result.codes == ["BAD_USER_INPUT"]
 
 
 async def test_time_travel_needs_the_auditor_role(history: History) -> None:

@@ -1,6 +1,6 @@
 """Schemathesis hooks: the one check that matters here, loaded via SCHEMATHESIS_HOOKS.
 
-GraphQL errors with a code of the API (INVALID_INPUT, NOT_FOUND, ...) are correct answers to
+GraphQL errors with a code of the API (BAD_USER_INPUT, NOT_FOUND, ...) are correct answers to
 generated nonsense; what must never happen is a 5xx, or an error that is not masked. A negative
 case (a document with one schema violation: a wrong argument type, a missing required argument,
 a null for a non-null one, an unknown enum value, an Int out of range) must moreover be refused
