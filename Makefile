@@ -7,17 +7,25 @@ DB ?= sqlite:///./statements.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck bench soak clean
+LOCK := requirements.lock
 
-$(STAMP): pyproject.toml
+.PHONY: run test lint typecheck bench soak lock clean
+
+# Every install takes its versions from the lock file, so a fresh machine gets what CI tested.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 $(VENV)/.bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev,bench]'
 	touch $(VENV)/.bench
+
+# Regenerate the lock after changing a dependency in pyproject.toml (see the README).
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --extra dev --extra bench --strip-extras --no-emit-find-links \
+		--no-emit-index-url --output-file $(LOCK) pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/statements demo --db $(DB) --if-empty
