@@ -90,7 +90,7 @@ def minister_ref(
     if not name:
         if known is None:
             raise BadUserInput(
-                f"minister {wanted_id!r} is not a known minister: give ministerName as well"
+                f"ministerId: {wanted_id!r} is not a known minister; give ministerName as well"
             )
         name = known.name
     title = " ".join(minister_title.split()) if minister_title else None
