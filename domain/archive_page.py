@@ -2,8 +2,11 @@
 
 The layout: site navigation, the archive month list ("July 2020 (3)"), the title, the
 publication time ("17-11-2014, 16:58", Moscow time), the body paragraphs (one per line), then
-a bulleted footer ("Category: ...", "Views: 1 993 |", "Print version |") followed by the titles
-of related statements. English and Russian labels are understood.
+a bulleted footer ("Category: ...", "Tags: ...", "Views: 1 993 |", "Print version |") followed
+by the titles of related statements. English and Russian labels are understood.
+
+The site's category names who spoke ("Minister S.Lavrov"): it gives the minister, never a
+topic. Its tags ("Tags: NATO, Syria"), when a page lists them, are topics.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ _PUBLISHED: Final = re.compile(
 _CATEGORY: Final = re.compile(
     r"(?:categor(?:y|ies)|категори[яи]|рубрик[аи])\s*:\s*(?P<value>.*?)\s*\|?", re.IGNORECASE
 )
+_TAGS: Final = re.compile(r"(?:tags|теги)\s*:\s*(?P<value>.*?)\s*\|?", re.IGNORECASE)
 _VIEWS: Final = re.compile(
     r"(?:views|просмотр(?:ов|ы)?)\s*:\s*(?P<value>[0-9][0-9 .,'’]*)\s*\|?", re.IGNORECASE
 )
@@ -140,6 +144,7 @@ class ArchivePage:
     language: str
     views: int | None
     categories: tuple[str, ...]
+    tags: tuple[str, ...]
     related_titles: tuple[str, ...]
     archive_months: tuple[ArchiveMonth, ...]
 
@@ -154,7 +159,7 @@ def parse_archive_page(text: str, *, source: str) -> ArchivePage:
     paragraphs = tuple(line for line in lines[published_index + 1 : footer_index] if line)
     if not paragraphs:
         raise PageParseError(source, "no body paragraphs after the publication date line")
-    categories, views, related = _footer(lines[footer_index:])
+    categories, tags, views, related = _footer(lines[footer_index:])
     minister = _minister(categories, title)
     if minister is None:
         raise PageParseError(
@@ -175,6 +180,7 @@ def parse_archive_page(text: str, *, source: str) -> ArchivePage:
         language=_language(title + " " + paragraphs[0]),
         views=views,
         categories=categories,
+        tags=tags,
         related_titles=related,
         archive_months=_archive_months(lines[:published_index]),
     )
@@ -277,11 +283,14 @@ def _footer_start(lines: list[str], start: int) -> int:
 
 
 def _footer_label(line: str) -> bool:
-    return any(p.fullmatch(line) for p in (_CATEGORY, _VIEWS, _PRINT))
+    return any(p.fullmatch(line) for p in (_CATEGORY, _TAGS, _VIEWS, _PRINT))
 
 
-def _footer(lines: list[str]) -> tuple[tuple[str, ...], int | None, tuple[str, ...]]:
+def _footer(
+    lines: list[str],
+) -> tuple[tuple[str, ...], tuple[str, ...], int | None, tuple[str, ...]]:
     categories: list[str] = []
+    tags: list[str] = []
     views: int | None = None
     related: list[str] = []
     for raw in lines:
@@ -291,6 +300,8 @@ def _footer(lines: list[str]) -> tuple[tuple[str, ...], int | None, tuple[str, .
             continue
         if match := _CATEGORY.fullmatch(line):
             categories.extend(c.strip() for c in re.split(r"[;,]", match["value"]) if c.strip())
+        elif match := _TAGS.fullmatch(line):
+            tags.extend(t.strip() for t in re.split(r"[;,]", match["value"]) if t.strip())
         elif match := _VIEWS.fullmatch(line):
             digits = re.sub(r"[^0-9]", "", match["value"])
             # Guards int() against absurd digit strings (and its conversion limit).
@@ -300,7 +311,7 @@ def _footer(lines: list[str]) -> tuple[tuple[str, ...], int | None, tuple[str, .
             continue
         elif bullet:
             related.append(line.rstrip(" |"))
-    return tuple(categories), views, tuple(r for r in related if r)
+    return tuple(categories), tuple(tags), views, tuple(r for r in related if r)
 
 
 def _minister(categories: tuple[str, ...], title: str) -> MinisterRef | None:

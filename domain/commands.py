@@ -136,6 +136,15 @@ class RequestRelatedLink:
     expected_version: int | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenameTopic:
+    """Give the topic whose slug is ``topic`` a new display name (the slug stays)."""
+
+    topic: str
+    name: str
+    meta: CommandMetadata
+
+
 StatementCommand: TypeAlias = (
     PublishStatement
     | ReviseStatement

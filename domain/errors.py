@@ -1,4 +1,11 @@
-"""Errors for the statement rules: one subclass per rule, each with a stable code."""
+"""Errors for the domain's rules: one subclass per rule, each with a stable code.
+
+Every error names the ``field`` it concerns as the command spells it (``published_at``,
+``statement_id``; None when it concerns the command as a whole) and says ``problem``, what is
+wrong with it, in words that name no other field. Its ``message`` is ``"field: problem"``.
+An API that names fields otherwise (GraphQL's ``publishedAt``) builds its own message from the
+two parts, so the domain stays free of any API's naming.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,11 @@ class DomainError(Exception):
 
     code: ClassVar[ErrorCode] = "BAD_USER_INPUT"
 
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
+    def __init__(self, field: str | None, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        self.message = f"{field}: {problem}" if field else problem
+        super().__init__(self.message)
 
 
 class NotFoundError(DomainError):
@@ -36,7 +45,7 @@ class EmptyTitle(DomainError):
     """The title is empty or only whitespace."""
 
     def __init__(self) -> None:
-        super().__init__("the title must not be empty")
+        super().__init__("title", "must not be empty")
 
 
 class TitleTooLong(DomainError):
@@ -45,14 +54,14 @@ class TitleTooLong(DomainError):
     def __init__(self, length: int, limit: int) -> None:
         self.length = length
         self.limit = limit
-        super().__init__(f"the title has {length} characters; at most {limit} are allowed")
+        super().__init__("title", f"has {length} characters; at most {limit} are allowed")
 
 
 class EmptyBody(DomainError):
     """The body has no non-blank paragraph."""
 
     def __init__(self) -> None:
-        super().__init__("the body must have at least one non-empty paragraph")
+        super().__init__("paragraphs", "must have at least one non-empty paragraph")
 
 
 class BodyTooLarge(DomainError):
@@ -61,14 +70,14 @@ class BodyTooLarge(DomainError):
     def __init__(self, size: int, limit: int) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"the body is {size} bytes of UTF-8; at most {limit} are allowed")
+        super().__init__("paragraphs", f"is {size} bytes of UTF-8; at most {limit} are allowed")
 
 
 class MissingMinister(DomainError):
     """No minister was given, or it lacks an id or a name."""
 
-    def __init__(self, detail: str = "a minister with an id and a name is required") -> None:
-        super().__init__(detail)
+    def __init__(self, field: str = "minister", problem: str = "is required") -> None:
+        super().__init__(field, problem)
 
 
 class InvalidMinisterId(DomainError):
@@ -77,7 +86,7 @@ class InvalidMinisterId(DomainError):
     def __init__(self, minister_id: str) -> None:
         self.minister_id = minister_id
         super().__init__(
-            f"minister id {minister_id!r} is not a slug (lowercase words joined by '-')"
+            "minister.id", f"{minister_id!r} is not a slug (lowercase words joined by '-')"
         )
 
 
@@ -85,8 +94,7 @@ class NaiveTimestamp(DomainError):
     """A datetime without a timezone was given."""
 
     def __init__(self, field: str) -> None:
-        self.field = field
-        super().__init__(f"{field} must be a timezone-aware datetime")
+        super().__init__(field, "must include a timezone offset")
 
 
 class OccurredAfterPublished(DomainError):
@@ -95,7 +103,9 @@ class OccurredAfterPublished(DomainError):
     def __init__(self, occurred_on: object, published_on: object) -> None:
         self.occurred_on = occurred_on
         self.published_on = published_on
-        super().__init__(f"occurred_on {occurred_on} is after the publication date {published_on}")
+        super().__init__(
+            "occurred_on", f"{occurred_on} is after the day of publication, {published_on}"
+        )
 
 
 class InvalidKind(DomainError):
@@ -103,7 +113,7 @@ class InvalidKind(DomainError):
 
     def __init__(self, kind: str, allowed: tuple[str, ...]) -> None:
         self.kind = kind
-        super().__init__(f"kind {kind!r} is not one of: {', '.join(allowed)}")
+        super().__init__("kind", f"{kind!r} is not one of: {', '.join(allowed)}")
 
 
 class InvalidLanguage(DomainError):
@@ -111,7 +121,7 @@ class InvalidLanguage(DomainError):
 
     def __init__(self, language: str) -> None:
         self.language = language
-        super().__init__(f"language {language!r} is not a language tag such as 'en' or 'ru'")
+        super().__init__("language", f"{language!r} is not a language tag such as 'en' or 'ru'")
 
 
 class InvalidSourceUrl(DomainError):
@@ -119,22 +129,21 @@ class InvalidSourceUrl(DomainError):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        super().__init__(f"source URL {url!r} must start with http:// or https://")
+        super().__init__("source_url", f"{url!r} does not start with http:// or https://")
 
 
 class LocationTooLong(DomainError):
     """The location is longer than the limit."""
 
     def __init__(self, length: int, limit: int) -> None:
-        super().__init__(f"the location has {length} characters; at most {limit} are allowed")
+        super().__init__("location", f"has {length} characters; at most {limit} are allowed")
 
 
 class InvalidText(DomainError):
     """A text field holds characters that cannot be stored as UTF-8 (lone surrogates)."""
 
     def __init__(self, field: str) -> None:
-        self.field = field
-        super().__init__(f"the {field} contains characters that are not valid Unicode text")
+        super().__init__(field, "contains characters that are not valid Unicode text")
 
 
 class InvalidSlug(DomainError):
@@ -142,15 +151,15 @@ class InvalidSlug(DomainError):
 
     def __init__(self, slug: str, detail: str) -> None:
         self.slug = slug
-        super().__init__(f"slug {slug!r} is invalid: {detail}")
+        super().__init__("slug", f"{slug!r} is invalid: {detail}")
 
 
 class InvalidStatementId(DomainError):
     """A statement id is not a canonical UUID string."""
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, field: str = "statement_id") -> None:
         self.value = value
-        super().__init__(f"statement id {value!r} is not a canonical UUID string")
+        super().__init__(field, f"{value!r} is not a canonical UUID string")
 
 
 class StatementAlreadyExists(ConflictError):
@@ -158,7 +167,7 @@ class StatementAlreadyExists(ConflictError):
 
     def __init__(self, statement_id: str) -> None:
         self.statement_id = statement_id
-        super().__init__(f"statement {statement_id} has already been published")
+        super().__init__("statement_id", f"statement {statement_id} has already been published")
 
 
 class SlugTaken(ConflictError):
@@ -167,21 +176,21 @@ class SlugTaken(ConflictError):
     def __init__(self, slug: str, owner_id: str) -> None:
         self.slug = slug
         self.owner_id = owner_id
-        super().__init__(f"slug {slug!r} is already used by statement {owner_id}")
+        super().__init__("slug", f"{slug!r} is already used by statement {owner_id}")
 
 
 class MissingReason(DomainError):
     """A revision or withdrawal was given without a reason."""
 
     def __init__(self, action: str) -> None:
-        super().__init__(f"a {action} needs a non-empty reason")
+        super().__init__("reason", f"must not be empty (a {action} needs a reason)")
 
 
 class NothingToRevise(DomainError):
     """A revision named no field to change."""
 
     def __init__(self) -> None:
-        super().__init__("a revision must change at least one field")
+        super().__init__(None, "a revision must change at least one field")
 
 
 # --- lifecycle ---------------------------------------------------------------------------
@@ -192,7 +201,7 @@ class StatementNotFound(NotFoundError):
 
     def __init__(self, statement_id: str) -> None:
         self.statement_id = statement_id
-        super().__init__(f"statement {statement_id} does not exist")
+        super().__init__("statement_id", f"statement {statement_id} does not exist")
 
 
 class StatementWithdrawnError(ConflictError):
@@ -200,7 +209,9 @@ class StatementWithdrawnError(ConflictError):
 
     def __init__(self, statement_id: str) -> None:
         self.statement_id = statement_id
-        super().__init__(f"statement {statement_id} was withdrawn and takes no further commands")
+        super().__init__(
+            "statement_id", f"statement {statement_id} was withdrawn and takes no further commands"
+        )
 
 
 # --- topics ------------------------------------------------------------------------------
@@ -210,30 +221,32 @@ class NoTopics(DomainError):
     """A tag command named no topic."""
 
     def __init__(self) -> None:
-        super().__init__("at least one topic is required")
+        super().__init__("topics", "must name at least one topic")
 
 
 class EmptyTopic(DomainError):
     """A topic name is empty or only whitespace."""
 
-    def __init__(self) -> None:
-        super().__init__("a topic name must not be empty")
+    def __init__(self, field: str) -> None:
+        super().__init__(field, "a topic name must not be empty")
 
 
 class InvalidTopic(DomainError):
     """A topic name has no letter or digit to make a slug from."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, field: str) -> None:
         self.name = name
-        super().__init__(f"topic {name!r} has no letters or digits to make a slug from")
+        super().__init__(field, f"{name!r} has no letters or digits to make a slug from")
 
 
 class TopicTooLong(DomainError):
     """A topic name is longer than the limit."""
 
-    def __init__(self, name: str, limit: int) -> None:
+    def __init__(self, name: str, limit: int, field: str) -> None:
         self.name = name
-        super().__init__(f"topic name has {len(name)} characters; at most {limit} are allowed")
+        super().__init__(
+            field, f"a topic name has {len(name)} characters; at most {limit} are allowed"
+        )
 
 
 class TooManyTags(DomainError):
@@ -242,7 +255,9 @@ class TooManyTags(DomainError):
     def __init__(self, count: int, limit: int) -> None:
         self.count = count
         self.limit = limit
-        super().__init__(f"the statement would have {count} topics; at most {limit} are allowed")
+        super().__init__(
+            "topics", f"the statement would have {count} topics; at most {limit} are allowed"
+        )
 
 
 class TagNotPresent(NotFoundError):
@@ -251,7 +266,31 @@ class TagNotPresent(NotFoundError):
     def __init__(self, statement_id: str, topic_slug: str) -> None:
         self.statement_id = statement_id
         self.topic_slug = topic_slug
-        super().__init__(f"statement {statement_id} is not tagged with topic {topic_slug!r}")
+        super().__init__(
+            "topic", f"statement {statement_id} is not tagged with topic {topic_slug!r}"
+        )
+
+
+class TopicNotFound(NotFoundError):
+    """No statement has ever been tagged with the topic."""
+
+    def __init__(self, topic_slug: str) -> None:
+        self.topic_slug = topic_slug
+        super().__init__("topic", f"no topic has the slug {topic_slug!r}")
+
+
+class TopicSlugChanged(DomainError):
+    """A new name for a topic would make another slug than the topic's."""
+
+    def __init__(self, name: str, topic_slug: str, new_slug: str) -> None:
+        self.name = name
+        self.topic_slug = topic_slug
+        self.new_slug = new_slug
+        super().__init__(
+            "name",
+            f"{name!r} makes the slug {new_slug!r}; a new name must keep the slug "
+            f"{topic_slug!r}, which tagging finds the topic by",
+        )
 
 
 # --- related statements ------------------------------------------------------------------
@@ -262,7 +301,7 @@ class SelfRelation(DomainError):
 
     def __init__(self, statement_id: str) -> None:
         self.statement_id = statement_id
-        super().__init__(f"statement {statement_id} cannot be related to itself")
+        super().__init__("related_id", f"statement {statement_id} cannot be related to itself")
 
 
 class RelatedNotFound(NotFoundError):
@@ -270,7 +309,7 @@ class RelatedNotFound(NotFoundError):
 
     def __init__(self, related_id: str) -> None:
         self.related_id = related_id
-        super().__init__(f"related statement {related_id} does not exist")
+        super().__init__("related_id", f"related statement {related_id} does not exist")
 
 
 class RelatedWithdrawn(ConflictError):
@@ -278,7 +317,7 @@ class RelatedWithdrawn(ConflictError):
 
     def __init__(self, related_id: str) -> None:
         self.related_id = related_id
-        super().__init__(f"related statement {related_id} was withdrawn")
+        super().__init__("related_id", f"related statement {related_id} was withdrawn")
 
 
 class TooManyRelated(DomainError):
@@ -286,7 +325,7 @@ class TooManyRelated(DomainError):
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        super().__init__(f"a statement can have at most {limit} related statements")
+        super().__init__("related_id", f"a statement can have at most {limit} related statements")
 
 
 class LinkNotPresent(NotFoundError):
@@ -295,7 +334,7 @@ class LinkNotPresent(NotFoundError):
     def __init__(self, statement_id: str, related_id: str) -> None:
         self.statement_id = statement_id
         self.related_id = related_id
-        super().__init__(f"statement {statement_id} is not linked to {related_id}")
+        super().__init__("related_id", f"statement {statement_id} is not linked to {related_id}")
 
 
 # --- views -------------------------------------------------------------------------------
@@ -306,14 +345,14 @@ class InvalidViewCount(DomainError):
 
     def __init__(self, count: int) -> None:
         self.count = count
-        super().__init__(f"an imported view count must not be negative, got {count}")
+        super().__init__("count", f"must not be negative, got {count}")
 
 
 class MissingSource(DomainError):
     """A view import names no source."""
 
     def __init__(self) -> None:
-        super().__init__("a view import needs a non-empty source")
+        super().__init__("source", "must not be empty")
 
 
 class ViewsAlreadyImported(ConflictError):
@@ -323,8 +362,9 @@ class ViewsAlreadyImported(ConflictError):
         self.statement_id = statement_id
         self.source = source
         super().__init__(
+            "source",
             f"views of statement {statement_id} from source {source!r} were already imported; "
-            "a source is imported once per statement"
+            "a source is imported once per statement",
         )
 
 
@@ -335,7 +375,7 @@ class MissingActor(DomainError):
     """A command's metadata names no actor."""
 
     def __init__(self) -> None:
-        super().__init__("command metadata needs a non-empty actor")
+        super().__init__("actor", "must not be empty (every command needs an actor)")
 
 
 class ConcurrencyConflict(ConflictError):
@@ -346,7 +386,8 @@ class ConcurrencyConflict(ConflictError):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"stream {stream_id!r} is at version {actual}, but version {expected} was expected"
+            "expected_version",
+            f"stream {stream_id!r} is at version {actual}, but version {expected} was expected",
         )
 
 
@@ -356,7 +397,7 @@ class DuplicateEventId(ConflictError):
     def __init__(self, stream_id: str, detail: str) -> None:
         self.stream_id = stream_id
         self.detail = detail
-        super().__init__(f"stream {stream_id!r}: {detail}")
+        super().__init__(None, f"stream {stream_id!r}: {detail}")
 
 
 # --- importer ----------------------------------------------------------------------------
@@ -368,7 +409,7 @@ class PageParseError(DomainError):
     def __init__(self, source: str, missing: str) -> None:
         self.source = source
         self.missing = missing
-        super().__init__(f"{source}: cannot parse archive page: {missing}")
+        super().__init__(None, f"{source}: cannot parse archive page: {missing}")
 
 
 class PageRejected(DomainError):
@@ -377,4 +418,4 @@ class PageRejected(DomainError):
     def __init__(self, source: str, cause: DomainError) -> None:
         self.source = source
         self.cause = cause
-        super().__init__(f"{source}: cannot import archive page: {cause.message}")
+        super().__init__(None, f"{source}: cannot import archive page: {cause.message}")

@@ -156,6 +156,14 @@ class SlugReserved:
 
 
 @dataclass(frozen=True, slots=True)
+class TopicRenamed:
+    """A topic's display name was changed; its slug, which tagging finds it by, stays."""
+
+    topic_slug: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class RelatedLinkRequested:
     """A statement asked to be linked to ``statement_id`` once that statement exists."""
 
@@ -173,7 +181,7 @@ StatementEvent: TypeAlias = (
     | UnlinkedRelated
 )
 ViewEvent: TypeAlias = Viewed | ViewsImported
-Event: TypeAlias = StatementEvent | ViewEvent | SlugReserved | RelatedLinkRequested
+Event: TypeAlias = StatementEvent | ViewEvent | SlugReserved | RelatedLinkRequested | TopicRenamed
 
 STATEMENT_EVENT_TYPES: Final = (
     StatementPublished,
@@ -192,6 +200,7 @@ EVENT_TYPES: Final[tuple[type, ...]] = (
     *VIEW_EVENT_TYPES,
     SlugReserved,
     RelatedLinkRequested,
+    TopicRenamed,
 )
 
 #: Value objects nested inside events, for codecs that want them registered too.

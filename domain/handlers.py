@@ -3,7 +3,8 @@
 Streams: ``statement-{id}`` holds a statement's own events; its views go to
 ``statement-views-{id}``, appended without a version check, so views never conflict and the
 statement never replays them; ``slug-{slug}`` reserves a slug (first append wins);
-``related-requests-{id}`` holds requests to link other statements to ``id`` once it exists.
+``related-requests-{id}`` holds requests to link other statements to ``id`` once it exists;
+``topic-{slug}`` holds a topic's renames.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from domain.commands import (
     LinkRelated,
     PublishStatement,
     RecordView,
+    RenameTopic,
     RequestRelatedLink,
     ReviseStatement,
     StatementCommand,
@@ -35,7 +37,7 @@ from domain.errors import (
 from domain.events import SlugReserved
 from domain.ids import link_request_event_id, views_import_event_id
 from domain.link_requests import decide_link_request, requesters
-from domain.ports import EventLog
+from domain.ports import EventLog, TopicDirectory
 from domain.statement import (
     StatementState,
     check_related,
@@ -47,8 +49,10 @@ from domain.streams import (
     related_requests_stream,
     slug_stream,
     statement_stream,
+    topic_stream,
     views_stream,
 )
+from domain.topics import decide_rename, renamed_to
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -61,6 +65,20 @@ class CommandResult:
     """
 
     statement_id: str
+    stream_id: str
+    version: int
+    position: int | None
+    events_written: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicResult:
+    """What a topic command did: the topic, its stream's version and the last position.
+
+    ``position`` is None and ``events_written`` 0 when the command was a no-op.
+    """
+
+    topic_slug: str
     stream_id: str
     version: int
     position: int | None
@@ -82,12 +100,22 @@ def _check_expected(stream_id: str, expected: int | None, actual: int) -> None:
 
 
 class StatementHandlers:
-    """One handler per command, over an EventLog."""
+    """One handler per command, over an EventLog.
 
-    def __init__(self, log: EventLog, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+    ``topics`` tells which topics exist; only renaming a topic needs it.
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        topics: TopicDirectory | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._log = log
+        self._topics = topics
         self._max_attempts = max_attempts
 
     # --- queries the importer needs ----------------------------------------------------------
@@ -211,6 +239,32 @@ class StatementHandlers:
             return CommandResult(
                 command.statement_id, stream, appended.version, appended.position, len(new)
             )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def rename_topic(self, command: RenameTopic) -> TopicResult:
+        """Give a topic a new display name; renaming it to its current name writes nothing."""
+        if self._topics is None:
+            raise RuntimeError(
+                "renaming topics needs a TopicDirectory (StatementHandlers(topics=))"
+            )
+        slug = command.topic.strip()
+        stream = topic_stream(slug)
+        for attempt in range(1, self._max_attempts + 1):
+            version, events = await self._log.load(stream)
+            # The topic's own stream is the fresher record of a rename than any read model.
+            current = renamed_to(events)
+            if current is None:
+                current = await self._topics.topic_name(slug)
+            new = decide_rename(command, current)
+            if not new:
+                return TopicResult(slug, stream, version, None, 0)
+            try:
+                appended = await self._log.append(stream, new, version, metadata_of(command.meta))
+            except ConcurrencyConflict:
+                if attempt == self._max_attempts:
+                    raise
+                continue
+            return TopicResult(slug, stream, appended.version, appended.position, len(new))
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- helpers -----------------------------------------------------------------------------

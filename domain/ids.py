@@ -12,14 +12,15 @@ from domain.errors import InvalidStatementId
 EVENT_ID_NAMESPACE: Final = uuid.UUID("394052a5-d917-41f3-8780-6c830c2b1f70")
 
 
-def check_statement_id(value: str) -> str:
-    """Return ``value`` if it is a canonical (lowercase, hyphenated) UUID string, else raise."""
+def check_statement_id(value: str, field: str = "statement_id") -> str:
+    """Return ``value`` if it is a canonical (lowercase, hyphenated) UUID string, else raise
+    (about ``field``)."""
     try:
         parsed = uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
-        raise InvalidStatementId(value) from None
+        raise InvalidStatementId(value, field) from None
     if str(parsed) != value:
-        raise InvalidStatementId(value)
+        raise InvalidStatementId(value, field)
     return value
 
 

@@ -111,10 +111,9 @@ async def import_page(
     publish = publish_command(page, actor=actor)
     statement_id = publish.statement_id
     meta = publish.meta
+    # The page's category names the minister (publish_command has it); only tags are topics.
     tag = (
-        TagStatement(statement_id=statement_id, topics=page.categories, meta=meta)
-        if page.categories
-        else None
+        TagStatement(statement_id=statement_id, topics=page.tags, meta=meta) if page.tags else None
     )
     try:
         published_state = replay(decide(publish, INITIAL_STATE))

@@ -26,7 +26,7 @@ def decide_link_request(
     if not command.meta.actor.strip():
         raise MissingActor()
     check_statement_id(command.statement_id)
-    check_statement_id(command.requested_by)
+    check_statement_id(command.requested_by, "requested_by")
     if command.statement_id == command.requested_by:
         raise SelfRelation(command.statement_id)
     if command.requested_by in existing:

@@ -40,3 +40,15 @@ class EventLog(Protocol):
         result; reusing them for anything else raises ``DuplicateEventId``.
         """
         ...
+
+
+class TopicDirectory(Protocol):
+    """Which topics exist: statements' tags create them, so only the whole log knows them all.
+
+    The composition root implements it over the topics read model, which holds exactly this
+    answer; the log itself could only answer it by reading every ``Tagged`` event.
+    """
+
+    async def topic_name(self, topic_slug: str) -> str | None:
+        """The display name of the topic with this slug; None if no statement was tagged so."""
+        ...

@@ -224,7 +224,7 @@ def decide(command: StatementCommand, state: StatementState) -> Decision:
             return _tag(command, state)
         case UntagStatement():
             _require_live(state, command.statement_id)
-            slug = topic_slug(command.topic)
+            slug = topic_slug(command.topic, "topic")
             if slug not in state.topic_slugs:
                 raise TagNotPresent(command.statement_id, slug)
             return [Untagged(statement_id=command.statement_id, topic_slug=slug)]
@@ -269,14 +269,14 @@ def statement_slug(command: PublishStatement) -> str:
     return title_slug(command.title)
 
 
-def topic_slug(name: str) -> str:
-    """The slug of a topic display name; raises if it has nothing to make a slug from."""
+def topic_slug(name: str, field: str = "topics") -> str:
+    """The slug of a topic display name; raises (about ``field``) if it makes no slug."""
     cleaned = " ".join(name.split())
     if not cleaned:
-        raise EmptyTopic()
+        raise EmptyTopic(field)
     slug = truncate_slug(slugify(cleaned), MAX_SLUG_LENGTH)
     if not slug:
-        raise InvalidTopic(cleaned)
+        raise InvalidTopic(cleaned, field)
     return slug
 
 
@@ -392,8 +392,8 @@ def _tag(command: TagStatement, state: StatementState) -> Decision:
     for name in command.topics:
         cleaned = " ".join(name.split())
         if len(cleaned) > MAX_TOPIC_NAME_LENGTH:
-            raise TopicTooLong(cleaned, MAX_TOPIC_NAME_LENGTH)
-        slug = topic_slug(cleaned)
+            raise TopicTooLong(cleaned, MAX_TOPIC_NAME_LENGTH, "topics")
+        slug = topic_slug(cleaned, "topics")
         if slug in have:
             continue
         have.add(slug)
@@ -407,7 +407,7 @@ def _tag(command: TagStatement, state: StatementState) -> Decision:
 
 def _link(command: LinkRelated, state: StatementState) -> Decision:
     _require_live(state, command.statement_id)
-    check_statement_id(command.related_id)
+    check_statement_id(command.related_id, "related_id")
     if command.related_id == command.statement_id:
         raise SelfRelation(command.statement_id)
     if command.related_id in state.related:
@@ -449,7 +449,9 @@ def _minister(value: MinisterRef | None) -> MinisterRef:
         id=value.id.strip(), name=" ".join(value.name.split()), title=" ".join(value.title.split())
     )
     if not minister.id or not minister.name:
-        raise MissingMinister("the minister needs a non-empty id and name")
+        raise MissingMinister(
+            "minister.id" if not minister.id else "minister.name", "must not be empty"
+        )
     if slug_problem(minister.id) is not None:
         raise InvalidMinisterId(minister.id)
     return minister
@@ -478,7 +480,7 @@ def _paragraphs(value: tuple[str, ...]) -> tuple[str, ...]:
     if not paragraphs:
         raise EmptyBody()
     body = "\n\n".join(paragraphs)
-    _check_encodable("body", body)
+    _check_encodable("paragraphs", body)
     size = len(body.encode("utf-8"))
     if size > MAX_BODY_BYTES:
         raise BodyTooLarge(size, MAX_BODY_BYTES)

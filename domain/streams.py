@@ -21,3 +21,8 @@ def slug_stream(slug: str) -> str:
 def related_requests_stream(statement_id: str) -> str:
     """The stream of requests to link other statements to ``statement_id`` once it exists."""
     return f"related-requests-{statement_id}"
+
+
+def topic_stream(topic_slug: str) -> str:
+    """The stream of a topic's renames; tagging a statement never writes to it."""
+    return f"topic-{topic_slug}"

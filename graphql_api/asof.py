@@ -27,6 +27,7 @@ from domain.events import SlugReserved, Viewed, ViewsImported
 from domain.statement import StatementState, replay
 from domain.streams import slug_stream, statement_stream, views_stream
 from eventstore import EventRegistry, EventStore, RecordedEvent
+from projections.queries import FROM_AFTER_TO
 from projections.rows import DayCount
 
 
@@ -45,7 +46,9 @@ class Moment:
         if at_position is not None and at_position < 0:
             raise ValueError(f"atPosition: must not be negative, got {at_position}")
         if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
-            raise ValueError("asOf: needs a time zone offset (for example 2024-03-01T12:00:00Z)")
+            raise ValueError(
+                "asOf: must include a timezone offset (for example 2024-03-01T12:00:00Z)"
+            )
         return cls(at_position, as_of)
 
     def includes(self, record: RecordedEvent) -> bool:
@@ -64,7 +67,7 @@ class ViewsAsOf:
     def between(self, from_date: date | None, to_date: date | None) -> list[DayCount]:
         """The days within [from_date, to_date] (inclusive), oldest first."""
         if from_date is not None and to_date is not None and from_date > to_date:
-            raise ValueError("from_date: is after to_date")
+            raise ValueError(FROM_AFTER_TO)
         return [
             d
             for d in self.days

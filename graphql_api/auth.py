@@ -261,13 +261,13 @@ def require_role(info: Any, role: str) -> Principal:
     ``info`` is the resolver's ``strawberry.Info``; its context has a ``principal``.
     """
     principal: Principal | None = getattr(info.context, "principal", None)
+    field = info.field_name
     if principal is None:
         raise Unauthenticated(
-            f"This operation needs a token with the {role} role: send "
-            "'Authorization: Bearer <token>'."
+            f"{field}: needs a token with the {role} role (send 'Authorization: Bearer <token>')"
         )
     if not principal.has_role(role):
-        raise Forbidden(f"This operation needs the {role} role; the token has {principal.role}.")
+        raise Forbidden(f"{field}: needs the {role} role; the token has the {principal.role} role")
     return principal
 
 

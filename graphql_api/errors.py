@@ -39,6 +39,7 @@ import asyncpg
 import sqlalchemy as sa
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.utils.str_converters import to_camel_case
 
 from domain.errors import DomainError
 from eventstore.errors import StoreUnavailableError
@@ -100,6 +101,28 @@ class BadUserInput(ApiError):
     """An argument the API itself refuses before any command is made."""
 
     code: ClassVar[str] = BAD_USER_INPUT
+
+
+#: Command fields filled from input fields of another name; the others are the input field's
+#: Python name, which Strawberry camel-cases for the schema.
+_INPUT_FIELDS: Final = {
+    "paragraphs": "body",
+    "minister": "ministerName",
+    "minister.id": "ministerId",
+    "minister.name": "ministerName",
+}
+
+
+def input_field(command_field: str) -> str:
+    """The GraphQL name of the input field a command's field came from (``publishedAt``)."""
+    return _INPUT_FIELDS.get(command_field) or to_camel_case(command_field)
+
+
+def domain_message(error: DomainError) -> str:
+    """A domain error's message as clients read it: ``field: what is wrong``, the field named
+    as they write it; an error about the command as a whole names the mutation's ``input``."""
+    field = input_field(error.field) if error.field is not None else "input"
+    return f"{field}: {error.problem}"
 
 
 def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
@@ -234,7 +257,7 @@ def classify(error: GraphQLError, phase: str, *, production: bool) -> GraphQLErr
     """
     original = root_cause(error)
     if isinstance(original, DomainError):
-        return _with(error, original.message, original.code)
+        return _with(error, domain_message(original), original.code)
     if isinstance(original, ApiError):
         return _with(error, original.message, original.code, original.extensions)
     fault = store_fault(original)

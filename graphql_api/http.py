@@ -439,7 +439,7 @@ class GraphQLHTTP:
         if scheme.lower() != "bearer" or not token:
             raise HTTPError(
                 401,
-                "Send credentials as 'Authorization: Bearer <token>'.",
+                "Authorization: must be 'Bearer <token>'",
                 UNAUTHENTICATED,
                 {"www-authenticate": 'Bearer error="invalid_request"'},
             )
@@ -455,7 +455,7 @@ class GraphQLHTTP:
         if principal is None:
             raise HTTPError(
                 401,
-                "The token is not valid: it is unknown, expired or revoked.",
+                "Authorization: the token is unknown, expired or revoked",
                 UNAUTHENTICATED,
                 {"www-authenticate": 'Bearer error="invalid_token"'},
             )

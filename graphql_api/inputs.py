@@ -21,6 +21,7 @@ from domain.commands import (
     LinkRelated,
     PublishStatement,
     RecordView,
+    RenameTopic,
     ReviseStatement,
     TagStatement,
     UnlinkRelated,
@@ -31,6 +32,7 @@ from domain.events import MinisterRef
 from domain.ministers import FOREIGN_MINISTER, KNOWN_MINISTERS
 from domain.slugs import slugify
 from graphql_api.errors import BadUserInput
+from graphql_api.types.node import TOPIC, local_id
 
 #: The title a minister gets when the input names none and the minister is not a known one.
 DEFAULT_MINISTER_TITLE: Final = FOREIGN_MINISTER
@@ -90,7 +92,7 @@ def minister_ref(
     if not name:
         if known is None:
             raise BadUserInput(
-                f"minister {wanted_id!r} is not a known minister: give ministerName as well"
+                f"ministerId: {wanted_id!r} is not a known minister; give ministerName as well"
             )
         name = known.name
     title = " ".join(minister_title.split()) if minister_title else None
@@ -280,3 +282,15 @@ class RecordViewInput:
             meta=meta,
             expected_version=self.expected_version,
         )
+
+
+@strawberry.input(description="A new display name for a topic; its slug stays.")
+class RenameTopicInput:
+    topic: strawberry.ID = strawberry.field(description="The topic's slug (or its global id).")
+    name: str = strawberry.field(
+        description="The new display name. It must make the topic's slug: case, spacing and "
+        "punctuation may change, the words may not (tagging finds topics by slug)."
+    )
+
+    def to_command(self, meta: CommandMetadata) -> RenameTopic:
+        return RenameTopic(topic=local_id(self.topic, TOPIC), name=self.name, meta=meta)

@@ -162,7 +162,7 @@ def check_tokens(query: str, max_tokens: int) -> None:
     """Raise a TOO_MANY_TOKENS error if ``query`` has more than ``max_tokens`` tokens."""
     if count_tokens(query, max_tokens) > max_tokens:
         raise coded_error(
-            f"The document has more than {max_tokens} tokens; at most {max_tokens} are allowed.",
+            f"query: has more than {max_tokens} tokens; at most {max_tokens} are allowed",
             TOO_MANY_TOKENS,
         )
 
@@ -191,7 +191,7 @@ def check_fields(document: DocumentNode, max_fields: int) -> None:
     count = count_fields(document)
     if count > max_fields:
         raise coded_error(
-            f"The document selects {count} fields; at most {max_fields} are allowed.",
+            f"query: selects {count} fields; at most {max_fields} are allowed",
             TOO_MANY_FIELDS,
         )
 
@@ -274,8 +274,8 @@ class DepthLimitRule(ValidationRule):
         if depth > self.max_depth:
             self.report_error(
                 GraphQLError(
-                    f"The operation is more than {self.max_depth} levels deep; at most "
-                    f"{self.max_depth} are allowed.",
+                    f"query: nests fields more than {self.max_depth} levels deep; at most "
+                    f"{self.max_depth} are allowed",
                     node,
                     extensions={"code": QUERY_TOO_DEEP},
                 )
@@ -292,7 +292,7 @@ class AliasLimitRule(ValidationRule):
         if count > self.max_aliases:
             self.report_error(
                 GraphQLError(
-                    f"The operation has {count} aliases; at most {self.max_aliases} are allowed.",
+                    f"query: has {count} aliases; at most {self.max_aliases} are allowed",
                     node,
                     extensions={"code": TOO_MANY_ALIASES},
                 )
@@ -301,7 +301,7 @@ class AliasLimitRule(ValidationRule):
 
 def page_size_error(name: str, value: int, max_page_size: int, node: Any = None) -> GraphQLError:
     return GraphQLError(
-        f"`{name}` must be between 0 and {max_page_size}, got {value}.",
+        f"{name}: must be between 0 and {max_page_size}, got {value}",
         node,
         extensions={"code": BAD_USER_INPUT},
     )
@@ -506,8 +506,8 @@ def _operation_cost(
 
 def _too_costly(limits: Limits) -> GraphQLError:
     return coded_error(
-        f"The operation costs more than {limits.max_cost} (the estimate counts each field "
-        "once per item of the lists above it); ask for fewer items or fields.",
+        f"query: costs more than {limits.max_cost} (the estimate counts each field once per "
+        "item of the lists above it); ask for fewer items or fields",
         QUERY_TOO_COSTLY,
         maxCost=limits.max_cost,
     )
@@ -566,7 +566,7 @@ class OperationLimits(SchemaExtension):
             sum(isinstance(d, OperationDefinitionNode) for d in document.definitions) > 1
         ):
             return coded_error(
-                "The document has several operations: send `operationName`.", BAD_REQUEST
+                "operationName: is required when the document has several operations", BAD_REQUEST
             )
         try:
             cost = operation_cost(

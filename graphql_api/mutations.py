@@ -21,6 +21,7 @@ from graphql_api.inputs import (
     LinkRelatedInput,
     PublishStatementInput,
     RecordViewInput,
+    RenameTopicInput,
     ReviseStatementInput,
     TagStatementInput,
     UnlinkRelatedInput,
@@ -31,6 +32,7 @@ from graphql_api.payloads import (
     LinkRelatedPayload,
     PublishStatementPayload,
     RecordViewPayload,
+    RenameTopicPayload,
     ReviseStatementPayload,
     TagStatementPayload,
     UnlinkRelatedPayload,
@@ -110,6 +112,12 @@ async def record_view(info: Info, input: RecordViewInput) -> RecordViewPayload:
     return RecordViewPayload.from_result(await info.context.handlers.handle(command))
 
 
+async def rename_topic(info: Info, input: RenameTopicInput) -> RenameTopicPayload:
+    require_role(info, EDITOR)
+    command = input.to_command(info.context.command_metadata())
+    return RenameTopicPayload.from_result(await info.context.handlers.rename_topic(command))
+
+
 @strawberry.type(description="Changes to statements; each takes one `input` argument.")
 class Mutation:
     publish_statement: PublishStatementPayload = strawberry.mutation(
@@ -135,4 +143,8 @@ class Mutation:
     )
     record_view: RecordViewPayload = strawberry.mutation(
         resolver=record_view, description="Record one view of a statement (anyone)."
+    )
+    rename_topic: RenameTopicPayload = strawberry.mutation(
+        resolver=rename_topic,
+        description="Give a topic a new display name (editor); tagging never renames one.",
     )

@@ -16,8 +16,10 @@ from typing import Self
 
 import strawberry
 
-from domain.handlers import CommandResult
+from domain.handlers import CommandResult, TopicResult
+from graphql_api.loaders import Info, loaders_of
 from graphql_api.types.statement import Statement, payload_statement
+from graphql_api.types.topic import Topic
 
 
 @strawberry.type(description="What a mutation of a statement wrote.")
@@ -82,3 +84,28 @@ class UnlinkRelatedPayload(StatementPayload):
 @strawberry.type
 class RecordViewPayload(StatementPayload):
     pass
+
+
+async def _payload_topic(root: RenameTopicPayload, info: Info) -> Topic | None:
+    wait = info.context.extra.get("wait_for_position")
+    if wait is not None and root.position is not None:
+        await wait(root.position)
+    row = await loaders_of(info).topic_by_slug.load(root.topic_slug)
+    return Topic.from_row(row) if row is not None else None
+
+
+@strawberry.type(description="What renameTopic wrote.")
+class RenameTopicPayload:
+    topic_slug: strawberry.Private[str]
+    position: int | None = strawberry.field(
+        description="The log position of the rename; null if the topic already had the name."
+    )
+
+    @classmethod
+    def from_result(cls, result: TopicResult) -> Self:
+        return cls(topic_slug=result.topic_slug, position=result.position)
+
+    topic: Topic | None = strawberry.field(
+        resolver=_payload_topic,
+        description="The topic as the read models show it once they reach `position`.",
+    )

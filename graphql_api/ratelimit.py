@@ -101,7 +101,7 @@ class ViewRateLimiter:
         if wait > 0.0:
             retry_after = math.ceil(wait * 1000) / 1000
             raise RateLimited(
-                f"too many views from this client; retry in {retry_after:g} s",
+                f"recordView: too many views from this client; retry in {retry_after:g} s",
                 retryable=True,
                 retryAfter=retry_after,
             )

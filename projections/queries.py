@@ -22,8 +22,9 @@ Lists (``statements``, nested connections, ``topics``, ``ministers``, ``archive`
 ``most_viewed``, ``related_of``) leave withdrawn statements out; ``statements_by_ids`` and
 ``statements_by_slugs`` return them with ``withdrawn=True`` so a page can say so.
 
-Input mistakes raise ``ValueError`` with a message that starts with the argument's name; the API
-turns it into BAD_USER_INPUT. Only bound parameters reach SQL, and search text is reduced to its
+Input mistakes raise ``ValueError`` with a message ``argument: what is wrong``, the argument
+named as the GraphQL API names it (``from``, ``orderBy``, ``first``); the API turns it into
+BAD_USER_INPUT. Only bound parameters reach SQL, and search text is reduced to its
 words, each quoted, so any user text is a valid full-text query.
 """
 
@@ -63,6 +64,7 @@ from projections.rows import (
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "FROM_AFTER_TO",
     "MAX_IDS",
     "MAX_PAGE_SIZE",
     "MAX_SEARCH_LENGTH",
@@ -81,6 +83,8 @@ DEFAULT_PAGE_SIZE: Final = 20
 #: Ids per call: under the bound-parameter limits of SQLite (32766) and asyncpg (32767), even
 #: where a list is bound twice.
 MAX_IDS: Final = 10_000
+#: The message of a date range that ends before it starts (``from`` and ``to`` arguments).
+FROM_AFTER_TO: Final = "from: must not be after to"
 MAX_SEARCH_LENGTH: Final = 500
 MAX_SEARCH_WORDS: Final = 32
 MAX_CURSOR_LENGTH: Final = 1000
@@ -903,16 +907,16 @@ class ReadModels:
         """
         criteria = filter if filter is not None else StatementFilter()
         if not isinstance(order, StatementOrder):
-            raise ValueError(f"order: must be one of {[o.name for o in StatementOrder]}")
+            raise ValueError(f"orderBy: must be one of {', '.join(o.name for o in StatementOrder)}")
         words = None if criteria.search is None else search_words(criteria.search)
         if order is StatementOrder.RELEVANCE and words is None:
-            raise ValueError("order: RELEVANCE needs a search text (filter.search)")
+            raise ValueError("orderBy: RELEVANCE needs a search text (filter.search)")
         if (
             criteria.from_date is not None
             and criteria.to_date is not None
             and criteria.from_date > criteria.to_date
         ):
-            raise ValueError("filter: from_date is after to_date")
+            raise ValueError(FROM_AFTER_TO)
         tag, key_type = {
             StatementOrder.PUBLISHED_DESC: (_PUBLISHED_TAG, int),
             StatementOrder.PUBLISHED_ASC: (_PUBLISHED_TAG, int),
@@ -1245,11 +1249,11 @@ class ReadModels:
     ) -> dict[str, list[DayCount]]:
         """Views per UTC day within [from_date, to_date] (inclusive); days without views omitted."""
         wanted = _ids(statement_ids, "statement_ids")
-        for value, argument in ((from_date, "from_date"), (to_date, "to_date")):
+        for value, argument in ((from_date, "from"), (to_date, "to")):
             if value is not None and not isinstance(value, date):
                 raise ValueError(f"{argument}: must be a date")
         if from_date is not None and to_date is not None and from_date > to_date:
-            raise ValueError("from_date: is after to_date")
+            raise ValueError(FROM_AFTER_TO)
         if not wanted:
             return {}
         d = self._view_days

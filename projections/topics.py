@@ -2,9 +2,10 @@
 
 Tables:
 
-* ``topics``: ``slug -> name, statement_count``. The name is the one given by the latest
-  ``Tagged`` event for the slug; the count is the number of published, not withdrawn,
-  statements tagged with it (rows whose count fell to 0 stay; lists leave them out).
+* ``topics``: ``slug -> name, statement_count``. The name is the one the first ``Tagged``
+  event for the slug gave it, until a ``TopicRenamed`` changes it: tagging never renames a
+  topic. The count is the number of published, not withdrawn, statements tagged with it (rows
+  whose count fell to 0 stay; lists leave them out).
 * ``topic_statement_state``: per statement, whether it is published and withdrawn and its topic
   slugs (a JSON array, in tagging order), so that a withdrawal or an untag knows what to undo.
 
@@ -24,7 +25,7 @@ from typing import Any, Final, cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.events import StatementPublished, StatementWithdrawn, Tagged, Untagged
+from domain.events import StatementPublished, StatementWithdrawn, Tagged, TopicRenamed, Untagged
 from eventstore import RecordedEvent
 from eventstore.projection import TableNames
 from projections.common import (
@@ -92,15 +93,16 @@ def _state_of(row: Any) -> _State:
     return _State(bool(row.published), bool(row.withdrawn), tuple(json.loads(row.topics)))
 
 
-TopicEvent = StatementPublished | StatementWithdrawn | Tagged | Untagged
+StatementTopicEvent = StatementPublished | StatementWithdrawn | Tagged | Untagged
 
 
 class TopicsProjection:
-    """Counts the live statements of each topic."""
+    """Names each topic and counts its live statements."""
 
     name = "topics"
-    version = 1
-    types = type_names(StatementPublished, StatementWithdrawn, Tagged, Untagged)
+    # 2: a topic keeps its first name (version 1 took the latest tag's) and applies renames.
+    version = 2
+    types = type_names(StatementPublished, StatementWithdrawn, Tagged, Untagged, TopicRenamed)
     tables: Sequence[str] = TABLES
 
     async def create(self, conn: AsyncConnection, tables: TableNames) -> None:
@@ -111,14 +113,25 @@ class TopicsProjection:
         self, conn: AsyncConnection, events: Sequence[RecordedEvent], tables: TableNames
     ) -> None:
         t = topic_tables(tables)
-        decoded = [cast(TopicEvent, decode(record)) for record in events]
+        decoded = [cast(StatementTopicEvent | TopicRenamed, decode(record)) for record in events]
         before = await load_by_ids(
-            conn, t.state, "statement_id", (e.statement_id for e in decoded), _state_of
+            conn,
+            t.state,
+            "statement_id",
+            (e.statement_id for e in decoded if not isinstance(e, TopicRenamed)),
+            _state_of,
         )
         states = dict(before)
         deltas: collections.Counter[str] = collections.Counter()
-        names: dict[str, str] = {}
+        # The name a topic gets if this batch creates it: its first tag's, or a later rename's.
+        first_names: dict[str, str] = {}
+        renames: dict[str, str] = {}
         for event in decoded:
+            if isinstance(event, TopicRenamed):
+                renames[event.topic_slug] = event.name
+                if event.topic_slug in first_names:
+                    first_names[event.topic_slug] = event.name
+                continue
             old = states.get(event.statement_id, _State())
             match event:
                 case StatementPublished():
@@ -126,7 +139,7 @@ class TopicsProjection:
                 case StatementWithdrawn():
                     new = replace(old, withdrawn=True)
                 case Tagged():
-                    names[event.topic_slug] = event.topic_name
+                    first_names.setdefault(event.topic_slug, event.topic_name)
                     topics = old.topics
                     if event.topic_slug not in topics:
                         topics = (*topics, event.topic_slug)
@@ -157,16 +170,16 @@ class TopicsProjection:
             replace=("published", "withdrawn", "topics"),
         )
         # A topic is counted only once a Tagged event named it, so the rows of counted topics
-        # without a name in this batch exist already: a plain UPDATE is enough for them.
+        # without a tag in this batch exist already: a plain UPDATE is enough for them. A row
+        # that exists keeps its name: only a rename changes it.
         await upsert(
             conn,
             t.topics,
             [
                 {"slug": slug, "name": name, "statement_count": deltas.get(slug, 0)}
-                for slug, name in sorted(names.items())
+                for slug, name in sorted(first_names.items())
             ],
             ["slug"],
-            replace=("name",),
             add=("statement_count",),
         )
         await add_to(
@@ -174,5 +187,18 @@ class TopicsProjection:
             t.topics,
             "slug",
             "statement_count",
-            {slug: d for slug, d in sorted(deltas.items()) if slug not in names},
+            {slug: d for slug, d in sorted(deltas.items()) if slug not in first_names},
         )
+        await set_names(conn, t.topics, renames)
+
+
+async def set_names(conn: AsyncConnection, topics: sa.Table, names: Mapping[str, str]) -> None:
+    """UPDATE the name of each topic in ``names``; a rename only ever names a known topic."""
+    if not names:
+        return
+    statement = (
+        topics.update()
+        .where(topics.c.slug == sa.bindparam("k_slug"))
+        .values(name=sa.bindparam("k_name"))
+    )
+    await conn.execute(statement, [{"k_slug": s, "k_name": n} for s, n in sorted(names.items())])

@@ -90,8 +90,9 @@ async def _topics(root: Statement, info: Info) -> list[Topic]:
         return _topic_list(await loaders.topics_of.load(root.statement_id))
     tagged = root.as_of.state.topics
     current = await loaders.topic_by_slug.load_many([t.slug for t in tagged])
+    # A topic is one object with today's name and count, whichever statement reaches it.
     return [
-        Topic.from_row(TopicRow(t.slug, t.name, row.statement_count if row else 0))
+        Topic.from_row(row if row is not None else TopicRow(t.slug, t.name, 0))
         for t, row in zip(tagged, current, strict=True)
     ]
 

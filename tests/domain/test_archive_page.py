@@ -87,6 +87,7 @@ def test_the_real_page_every_field() -> None:
     )
     assert page.views == 1993
     assert page.categories == ("Minister S.Lavrov",)
+    assert page.tags == ()
     assert page.related_titles == RELATED
     assert page.language == "en"
     assert page.archive_months == (
@@ -179,6 +180,22 @@ def test_no_footer_at_all_still_needs_a_minister_from_the_title() -> None:
     assert page.minister == LAVROV
     assert (page.views, page.categories, page.related_titles) == (None, (), ())
     assert len(page.paragraphs) == 9
+
+
+def test_tags_are_read_apart_from_the_category() -> None:
+    text = PAGE.replace(
+        "  • Category: Minister S.Lavrov\n",
+        "  • Category: Minister S.Lavrov\n  • Tags: NATO, Middle East; Syria |\n",
+    )
+    page = parse(text)
+    assert page.categories == ("Minister S.Lavrov",)
+    assert page.tags == ("NATO", "Middle East", "Syria")
+    assert page.minister == LAVROV
+    assert page.related_titles == RELATED
+    assert len(page.paragraphs) == 9
+    russian = parse(_russian_page().replace("Просмотров:", "Теги: Сирия\n  • Просмотров:"))
+    assert russian.tags == ("Сирия",)
+    assert russian.categories == ("Министр С.Лавров",)
 
 
 def test_extra_whitespace() -> None:

@@ -95,4 +95,15 @@ def test_codes_of_notable_errors() -> None:
 def test_concurrency_conflict_carries_stream_and_versions() -> None:
     error = errors.ConcurrencyConflict("statement-1", 3, 5)
     assert (error.stream_id, error.expected, error.actual) == ("statement-1", 3, 5)
-    assert str(error) == "stream 'statement-1' is at version 5, but version 3 was expected"
+    assert error.field == "expected_version"
+    assert error.problem == "stream 'statement-1' is at version 5, but version 3 was expected"
+    assert str(error) == f"expected_version: {error.problem}"
+
+
+def test_every_error_names_its_field_apart_from_what_is_wrong() -> None:
+    error = errors.NaiveTimestamp("published_at")
+    assert (error.field, error.problem) == ("published_at", "must include a timezone offset")
+    assert error.message == str(error) == "published_at: must include a timezone offset"
+    whole = errors.NothingToRevise()
+    assert whole.field is None
+    assert whole.message == whole.problem

@@ -79,21 +79,20 @@ def test_statement_ids_are_derived_from_titles() -> None:
 async def test_importing_the_real_page(handlers: StatementHandlers, log: InMemoryEventLog) -> None:
     summary = await import_page(handlers, real_page())
     assert summary == ImportSummary(
-        pages=1, published=1, events_written=9, view_imports=1, links_pending=5
+        pages=1, published=1, events_written=8, view_imports=1, links_pending=5
     )
     (reserved,) = log.events("slug-" + publish_command(real_page()).slug)  # type: ignore[operator]
     assert reserved == SlugReserved(
         slug=publish_command(real_page()).slug or "", statement_id=PAGE_ID
     )
-    published, tagged = log.events(f"statement-{PAGE_ID}")
+    # The category ("Minister S.Lavrov") names the minister and is no topic: the page has no
+    # tags, so the statement has no topics.
+    (published,) = log.events(f"statement-{PAGE_ID}")
     assert isinstance(published, StatementPublished)
     assert (published.title, published.kind, published.location) == (TITLE, "comment", "Beijing")
     assert published.minister.id == "sergey-lavrov"
     assert published.occurred_on == date(2014, 11, 8)
     assert len(published.paragraphs) == 9
-    assert tagged == Tagged(
-        statement_id=PAGE_ID, topic_slug="minister-s-lavrov", topic_name="Minister S.Lavrov"
-    )
     # 1,993 views are one event, not 1,993.
     assert log.events(f"statement-views-{PAGE_ID}") == [
         ViewsImported(statement_id=PAGE_ID, count=1993, source=ARCHIVE_VIEWS_SOURCE)
@@ -102,6 +101,26 @@ async def test_importing_the_real_page(handlers: StatementHandlers, log: InMemor
         assert log.events(f"related-requests-{statement_id_for_title(title)}") == [
             RelatedLinkRequested(statement_id=statement_id_for_title(title), requested_by=PAGE_ID)
         ]
+
+
+async def test_a_page_s_tags_become_topics_and_its_category_does_not(
+    handlers: StatementHandlers, log: InMemoryEventLog
+) -> None:
+    text = PAGE.replace(
+        "  • Category: Minister S.Lavrov\n",
+        "  • Category: Minister S.Lavrov\n  • Tags: NATO, Middle East |\n",
+    )
+    await import_text(handlers, text, source="tagged.txt")
+    published, *tagged = log.events(f"statement-{PAGE_ID}")
+    assert isinstance(published, StatementPublished)
+    assert published.minister.id == "sergey-lavrov"
+    assert tagged == [
+        Tagged(statement_id=PAGE_ID, topic_slug="nato", topic_name="NATO"),
+        Tagged(statement_id=PAGE_ID, topic_slug="middle-east", topic_name="Middle East"),
+    ]
+    before = log.all_events
+    await import_text(handlers, text, source="tagged.txt")
+    assert log.all_events == before
 
 
 async def test_importing_the_same_page_twice_writes_nothing_new(
@@ -178,7 +197,9 @@ async def test_a_page_breaking_a_rule_writes_nothing(
     with pytest.raises(PageRejected) as caught:
         await import_text(handlers, future, source="future.txt")
     assert str(caught.value).startswith("future.txt: cannot import archive page: occurred_on")
-    bad_topic = PAGE.replace("Category: Minister S.Lavrov", "Category: Minister S.Lavrov, !!!")
+    bad_topic = PAGE.replace(
+        "Category: Minister S.Lavrov", "Category: Minister S.Lavrov\n• Tags: !!!"
+    )
     with pytest.raises(PageRejected, match="no letters or digits"):
         await import_text(handlers, bad_topic, source="bad-topic.txt")
     assert log.all_events == []

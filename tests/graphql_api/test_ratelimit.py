@@ -82,6 +82,7 @@ def test_check_raises_with_code_and_retry_after() -> None:
         limiter.check("a")
     assert caught.value.code == RATE_LIMITED
     assert caught.value.extensions == {"retryable": True, "retryAfter": 0.25}
+    assert caught.value.message == "recordView: too many views from this client; retry in 0.25 s"
 
 
 def test_bad_settings_are_refused() -> None:

@@ -63,6 +63,7 @@ EXPECTED: dict[str, object] = {
     "ViewsImported": E.ViewsImported(statement_id=SID, count=1993, source="archive"),
     "SlugReserved": E.SlugReserved(slug="comment-on-meeting-with-kerry", statement_id=SID),
     "RelatedLinkRequested": E.RelatedLinkRequested(statement_id=OTHER, requested_by=SID),
+    "TopicRenamed": E.TopicRenamed(topic_slug="middle-east", name="Middle East"),
 }
 
 

@@ -204,12 +204,12 @@ async def test_bad_arguments(models: ReadModels, project: Project) -> None:
         ("last", models.statements(last=1000)),
         ("first", models.statements(first=1, last=1)),
         (
-            "filter",
+            "from",
             models.statements(
                 StatementFilter(from_date=date(2020, 2, 1), to_date=date(2020, 1, 1))
             ),
         ),
-        ("order", models.statements(order="published")),  # type: ignore[arg-type]
+        ("orderBy", models.statements(order="published")),  # type: ignore[arg-type]
         ("search", models.statements(StatementFilter(search="x" * 1000))),
         ("first", models.topics(first=500)),
         ("first", models.statements_for_topics(["a"], first=101)),
@@ -221,7 +221,7 @@ async def test_bad_arguments(models: ReadModels, project: Project) -> None:
         ("ids", models.statements_by_ids("abc")),
         ("ids", models.statements_by_ids([1, 2])),  # type: ignore[list-item]
         ("ids", models.statements_by_ids([str(i) for i in range(10_001)])),
-        ("from_date", models.views_by_day(["a"], date(2020, 2, 1), date(2020, 1, 1))),
+        ("from", models.views_by_day(["a"], date(2020, 2, 1), date(2020, 1, 1))),
         ("since", models.most_viewed(1, since="2020-01-01")),  # type: ignore[arg-type]
     ]
     for argument, call in cases:

@@ -192,5 +192,5 @@ async def test_empty_search_and_relevance_without_search(
     await project()
     empty = await models.statements(StatementFilter(search="?!"), StatementOrder.RELEVANCE)
     assert empty.items == [] and empty.total_count == 0
-    with pytest.raises(ValueError, match=r"^order: RELEVANCE"):
+    with pytest.raises(ValueError, match=r"^orderBy: RELEVANCE"):
         await models.statements(order=StatementOrder.RELEVANCE)
