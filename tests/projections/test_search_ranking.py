@@ -111,10 +111,10 @@ async def test_both_databases_find_and_rank_alike(engines: dict[str, AsyncEngine
         # Both mark what matched.
         for row in (*top_a, *top_b):
             assert row.snippet and SNIPPET_START in row.snippet, (text, row.snippet)
+    await _assert_statistics_agree_with_fts5(engines)
 
 
-@pytest.mark.postgres
-async def test_statistics_agree_with_fts5(engines: dict[str, AsyncEngine]) -> None:
+async def _assert_statistics_agree_with_fts5(engines: dict[str, AsyncEngine]) -> None:
     # PostgreSQL's relevance uses search_stats where FTS5 uses its own counts: they must be
     # equal, which also shows that both databases index the same words.
     async with engines["sqlite"].connect() as conn:
