@@ -26,6 +26,11 @@ Input mistakes raise ``ValueError`` with a message ``argument: what is wrong``, 
 named as the GraphQL API names it (``from``, ``orderBy``, ``first``); the API turns it into
 BAD_USER_INPUT. Only bound parameters reach SQL, and search text is reduced to its
 words, each quoted, so any user text is a valid full-text query.
+
+Search relevance is FTS5's ``bm25()`` on both databases: on PostgreSQL the same formula is
+computed from the same inputs (each term's occurrences, counted by ``ts_rank_cd``, the
+statement's length in words, the number of statements and words from ``search_stats``, and
+each term's number of matching statements), so both rank a result list alike.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any, Final
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, TSQUERY
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
@@ -61,6 +67,15 @@ from projections.rows import (
     StatementRow,
     TopicRow,
 )
+from projections.search_text import (
+    MAX_SEARCH_LENGTH,
+    MAX_SEARCH_WORDS,
+    TS_CONFIG,
+    SearchTerms,
+    fts5_query,
+    search_terms,
+    term_operands,
+)
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -72,10 +87,11 @@ __all__ = [
     "SNIPPET_END",
     "SNIPPET_START",
     "ReadModels",
+    "SearchTerms",
     "StatementFilter",
     "StatementOrder",
     "fts5_query",
-    "search_words",
+    "search_terms",
 ]
 
 MAX_PAGE_SIZE: Final = 100
@@ -85,8 +101,6 @@ DEFAULT_PAGE_SIZE: Final = 20
 MAX_IDS: Final = 10_000
 #: The message of a date range that ends before it starts (``from`` and ``to`` arguments).
 FROM_AFTER_TO: Final = "from: must not be after to"
-MAX_SEARCH_LENGTH: Final = 500
-MAX_SEARCH_WORDS: Final = 32
 MAX_CURSOR_LENGTH: Final = 1000
 _MIN_KEY: Final = -(2**63)
 _MAX_KEY: Final = 2**63 - 1
@@ -100,8 +114,15 @@ _HEADLINE_OPTIONS: Final = (
 )
 #: bm25 weights of the FTS5 columns (statement_id, title, body): a title hit counts tenfold.
 _BM25_WEIGHTS: Final = (0.0, 10.0, 1.0)
-# Words as both full-text engines see them: letters and digits; "_" and punctuation split.
-_WORD: Final = re.compile(r"[^\W_]+")
+#: FTS5's bm25 parameters (fixed in its source).
+_BM25_K1: Final = "1.2"
+_BM25_B: Final = "0.75"
+# ts_rank_cd sums the weights of a term's occurrences, {D, C, B, A} with the title under A and the
+# body under B; a weight may not exceed 1, so these are the bm25 weights over _TF_SCALE.
+_TF_SCALE: Final = max(_BM25_WEIGHTS)
+_TF_WEIGHTS: Final = (
+    f"'{{0,0,{_BM25_WEIGHTS[2] / _TF_SCALE},{_BM25_WEIGHTS[1] / _TF_SCALE}}}'::real[]"
+)
 
 _PUBLISHED_TAG: Final = "p"
 _NO_FILTER: Final = StatementFilter()
@@ -113,27 +134,6 @@ _TOPICS_TAG: Final = "t"
 
 def _live_names(owned: Iterable[str]) -> dict[str, str]:
     return {name: name for name in owned}
-
-
-def search_words(text: str) -> list[str]:
-    """The words of a user's search text; raises ValueError if it is too long."""
-    if not isinstance(text, str):
-        raise ValueError("search: must be a string")
-    if len(text) > MAX_SEARCH_LENGTH:
-        raise ValueError(f"search: at most {MAX_SEARCH_LENGTH} characters")
-    words = _WORD.findall(text)
-    if len(words) > MAX_SEARCH_WORDS:
-        raise ValueError(f"search: at most {MAX_SEARCH_WORDS} words")
-    return words
-
-
-def fts5_query(words: Sequence[str]) -> str:
-    """An FTS5 query matching documents that contain every word.
-
-    Each word becomes a quoted string (inner quotes doubled), so FTS5 reads no operator, column
-    filter or prefix mark from user text: ``NEAR``, ``OR``, ``title:``, ``*`` and ``"`` are words.
-    """
-    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 
 # -- arguments -----------------------------------------------------------------------------
@@ -727,6 +727,7 @@ class ReadModels:
         sr = search.search_tables(_live_names(search.TABLES), engine.dialect.name)
         self._search_docs = sr.docs
         self._search_index = sr.index
+        self._search_stats = sr.stats
 
     async def _rows(self, statement: sa.Executable) -> Sequence[Row[Any]]:
         async with self._engine.connect() as conn:
@@ -908,8 +909,8 @@ class ReadModels:
         criteria = filter if filter is not None else StatementFilter()
         if not isinstance(order, StatementOrder):
             raise ValueError(f"orderBy: must be one of {', '.join(o.name for o in StatementOrder)}")
-        words = None if criteria.search is None else search_words(criteria.search)
-        if order is StatementOrder.RELEVANCE and words is None:
+        terms = None if criteria.search is None else search_terms(criteria.search)
+        if order is StatementOrder.RELEVANCE and terms is None:
             raise ValueError("orderBy: RELEVANCE needs a search text (filter.search)")
         if (
             criteria.from_date is not None
@@ -944,27 +945,9 @@ class ReadModels:
         if criteria.to_date is not None:
             conditions.append(s.c.published_on <= criteria.to_date)
 
-        rank: Any = None
-        materialize = False
-        index = self._search_index
-        if words is not None and not words:
-            # Nothing searchable in the text (only punctuation, say): nothing matches.
-            conditions.append(sa.false())
-            rank = sa.literal(0.0, sa.Float)
-        elif words is not None and self._postgres:
-            joined = joined.join(index, index.c.statement_id == s.c.id)
-            conditions.append(index.c.document.op("@@")(_tsquery(words)))
-            rank = sa.func.ts_rank(index.c.document, _tsquery(words), type_=sa.Float)
-        elif words is not None:
-            joined = joined.join(index, index.c.statement_id == s.c.id)
-            conditions.append(_fts_table(index).op("MATCH")(sa.literal(fts5_query(words))))
-            rank = -sa.func.bm25(_fts_table(index), *_BM25_WEIGHTS, type_=sa.Float)
-            # FTS5 functions only work in the query that runs the MATCH: keep it whole.
-            materialize = True
-
-        key: Any
+        key: Any = None
         if order is StatementOrder.RELEVANCE:
-            key, sort = rank, (("k0", True), ("id", False))
+            sort = (("k0", True), ("id", False))
         elif order is StatementOrder.MOST_VIEWED:
             key = sa.func.coalesce(v.c.view_count, 0)
             sort = (("k0", True), ("id", False))
@@ -972,18 +955,61 @@ class ReadModels:
             key, sort = s.c.published_at_us, (("k0", False), ("id", False))
         else:
             key, sort = s.c.published_at_us, (("k0", True), ("id", True))
-        columns = [key.label("k0"), s.c.id.label("id")]
-        if rank is not None:
-            columns.append(rank.label("rank"))
-            if words and not self._postgres:
+
+        rank: Any = None
+        pg_search: _PgSearch | None = None
+        index = self._search_index
+        columns: list[Any]
+        if terms is not None and not terms.words:
+            # Nothing searchable in the text (only punctuation, say): nothing matches.
+            conditions.append(sa.false())
+            rank = sa.literal(0.0, sa.Float)
+        elif terms is not None and self._postgres:
+            pg_search = _pg_search(index, self._search_stats, terms)
+            params = pg_search.params
+            joined = joined.join(index, index.c.statement_id == s.c.id).join(params, sa.true())
+            conditions.append(index.c.document.op("@@")(params.c.q_all))
+            # Each term's occurrences once per hit (the rank uses them twice): a subquery that
+            # the planner keeps whole (OFFSET 0) rather than inlining its columns' expressions.
+            hits = (
+                sa.select(
+                    (key if key is not None else sa.literal(0)).label("k0"),
+                    s.c.id.label("id"),
+                    index.c.length.label("length"),
+                    *pg_search.columns(index),
+                )
+                .select_from(joined)
+                .where(*conditions)
+                .offset(0)
+                .subquery("hits")
+            )
+            rank = pg_search.bm25(hits)
+            columns = [
+                (rank if key is None else hits.c.k0).label("k0"),
+                hits.c.id.label("id"),
+                rank.label("rank"),
+            ]
+            base = sa.select(*columns).cte("base").prefix_with("NOT MATERIALIZED")
+        elif terms is not None:
+            joined = joined.join(index, index.c.statement_id == s.c.id)
+            conditions.append(_fts_table(index).op("MATCH")(sa.literal(fts5_query(terms))))
+            rank = -sa.func.bm25(_fts_table(index), *_BM25_WEIGHTS, type_=sa.Float)
+
+        if pg_search is None:
+            columns = [(key if key is not None else rank).label("k0"), s.c.id.label("id")]
+            if rank is not None:
+                columns.append(rank.label("rank"))
+            # FTS5 functions only work in the query that runs the MATCH: keep it whole.
+            materialize = bool(terms and terms.words)
+            if materialize:
                 columns.append(index.c.rowid.label("doc_id"))
-        base = (
-            sa.select(*columns)
-            .select_from(joined)
-            .where(*conditions)
-            .cte("base")
-            .prefix_with("MATERIALIZED" if materialize else "NOT MATERIALIZED")
-        )
+            base = (
+                sa.select(*columns)
+                .select_from(joined)
+                .where(*conditions)
+                .cte("base")
+                .prefix_with("MATERIALIZED" if materialize else "NOT MATERIALIZED")
+            )
         query = _page_query(base, sort, paging, with_total)
         c, p = query.counts, query.page
         selected = [
@@ -996,11 +1022,13 @@ class ReadModels:
         joined_page = self._with_views(joined_page)
         if rank is not None:
             selected.append(p.c.rank.label("x_rank"))
-            selected.append(self._snippet(p, words or []).label("x_snippet"))
-            if words and self._postgres:
+            selected.append(self._snippet(p, terms, pg_search).label("x_snippet"))
+            if pg_search is not None:
                 docs = self._search_docs
-                joined_page = joined_page.outerjoin(docs, docs.c.statement_id == p.c.id).outerjoin(
-                    index, index.c.statement_id == p.c.id
+                joined_page = (
+                    joined_page.outerjoin(docs, docs.c.statement_id == p.c.id)
+                    .outerjoin(index, index.c.statement_id == p.c.id)
+                    .outerjoin(pg_search.params, sa.true())
                 )
         rows = await self._rows(
             sa.select(*selected)
@@ -1045,30 +1073,32 @@ class ReadModels:
             int(total),
         )
 
-    def _snippet(self, page: sa.Subquery, words: Sequence[str]) -> Any:
-        if not words:
+    def _snippet(
+        self, page: sa.Subquery, terms: SearchTerms | None, pg_search: _PgSearch | None
+    ) -> Any:
+        if terms is None or not terms.words:
             return sa.literal("", sa.Text)
-        if self._postgres:
+        if pg_search is not None:
             # Like FTS5's snippet(-1): excerpt the body if the body matches, else the title.
             # The stored document has the body under weight B, so no text is parsed for that.
-            config: Any = sa.literal_column(f"'{search.TS_CONFIG}'::regconfig")
+            config: Any = sa.literal_column(f"'{TS_CONFIG}'::regconfig")
             docs, index = self._search_docs, self._search_index
             options = sa.literal(_HEADLINE_OPTIONS)
             return sa.case(
                 (
                     sa.func.ts_filter(index.c.document, sa.literal_column("'{b}'::\"char\"[]")).op(
                         "@@"
-                    )(_tsquery(words)),
+                    )(pg_search.params.c.q_all),
                     sa.func.ts_headline(
                         config,
                         sa.func.left(docs.c.body, search.MAX_INDEXED_CHARS),
-                        _tsquery(words),
+                        pg_search.params.c.headline,
                         options,
                         type_=sa.Text,
                     ),
                 ),
                 else_=sa.func.ts_headline(
-                    config, docs.c.title, _tsquery(words), options, type_=sa.Text
+                    config, docs.c.title, pg_search.params.c.headline, options, type_=sa.Text
                 ),
             )
         index = self._search_index
@@ -1088,7 +1118,7 @@ class ReadModels:
             )
             .select_from(index)
             .where(
-                _fts_table(index).op("MATCH")(sa.literal(fts5_query(words))),
+                _fts_table(index).op("MATCH")(sa.literal(fts5_query(terms))),
                 index.c.rowid == page.c.doc_id,
             )
             .scalar_subquery()
@@ -1335,11 +1365,116 @@ def _minister_tuple(r: Sequence[Any]) -> MinisterRow:
     return MinisterRow(r[0], r[1], r[2], int(r[3]))
 
 
-def _tsquery(words: Sequence[str]) -> Any:
-    # plainto_tsquery ignores every operator character: any text is a valid query.
-    return sa.func.plainto_tsquery(
-        sa.literal_column(f"'{search.TS_CONFIG}'::regconfig"), sa.literal(" ".join(words))
+def _f8(value: Any) -> Any:
+    """A double precision value: PostgreSQL computes with the C doubles FTS5 uses."""
+    if isinstance(value, str):
+        return sa.literal_column(f"CAST({value} AS DOUBLE PRECISION)", DOUBLE_PRECISION)
+    return sa.cast(value, DOUBLE_PRECISION)
+
+
+def _to_tsquery(config: str, operand: str) -> Any:
+    return sa.func.to_tsquery(
+        sa.literal_column(f"'{config}'::regconfig"), sa.literal(operand), type_=TSQUERY
     )
+
+
+def _all_of(queries: Sequence[Any]) -> Any:
+    return functools.reduce(lambda a, b: a.op("&&")(b), queries)
+
+
+def _any_of(queries: Sequence[Any]) -> Any:
+    return functools.reduce(lambda a, b: a.op("||")(b), queries)
+
+
+@dataclass(frozen=True, slots=True)
+class _PgSearch:
+    """A search's terms as PostgreSQL ``tsquery`` values, and FTS5's bm25 over them.
+
+    ``params`` is a one-row CTE, computed once per statement: ``q_all`` (every term, as FTS5
+    matches them); ``headline`` (any term, through the stemming configuration: ``ts_headline``
+    marks each word that matches one, and stems every word of the text, the short ones FTS5
+    leaves alone included); for each term ``q<i>`` (the term alone) and ``idf<i>`` (its inverse
+    document frequency, as FTS5 computes it); and ``avgdl``, the average statement length.
+    """
+
+    params: sa.CTE
+    count: int
+
+    def columns(self, index: sa.Table) -> list[Any]:
+        """Per hit: each term's weighted occurrences (FTS5's "aFreq"), its idf, and avgdl."""
+        p = self.params.c
+        weights: Any = sa.literal_column(_TF_WEIGHTS)
+        occurrences = [
+            sa.func.round(
+                _f8(sa.func.ts_rank_cd(weights, index.c.document, p[f"q{i}"])) * _f8(str(_TF_SCALE))
+            ).label(f"tf{i}")
+            for i in range(self.count)
+        ]
+        return [*occurrences, *(p[f"idf{i}"] for i in range(self.count)), p.avgdl]
+
+    def bm25(self, hits: sa.Subquery) -> Any:
+        """FTS5's bm25() score over :meth:`columns`, operation for operation."""
+        k1, b = _f8(_BM25_K1), _f8(_BM25_B)
+        norm = k1 * (_f8("1.0") - b + b * _f8(hits.c.length) / hits.c.avgdl)
+        score: Any = None
+        for i in range(self.count):
+            freq = hits.c[f"tf{i}"]
+            term = hits.c[f"idf{i}"] * ((freq * (k1 + _f8("1.0"))) / (freq + norm))
+            score = term if score is None else score + term
+        return score
+
+
+def _pg_search(index: sa.Table, stats: sa.Table, terms: SearchTerms) -> _PgSearch:
+    operands = term_operands(terms)
+    count = len(operands)
+    # OFFSET 0 keeps the subquery whole, so each tsquery is a value the counts below refer to.
+    q = (
+        sa.select(
+            *(_to_tsquery(c, o).label(f"q{i}") for i, (c, o) in enumerate(operands)),
+            _all_of([_to_tsquery(c, o) for c, o in operands]).label("q_all"),
+            _any_of([_to_tsquery(TS_CONFIG, o) for _, o in operands]).label("headline"),
+        )
+        .offset(0)
+        .subquery("q")
+    )
+    counted = index.alias("counted")
+    # Each term's number of matching statements, from the GIN index.
+    found = (
+        sa.select(
+            q,
+            *(
+                sa.select(sa.func.count())
+                .select_from(counted)
+                .where(counted.c.document.op("@@")(q.c[f"q{i}"]))
+                .scalar_subquery()
+                .label(f"n{i}")
+                for i in range(count)
+            ),
+        )
+        .cte("search_terms")
+        .prefix_with("MATERIALIZED")
+    )
+
+    def idf(i: int) -> Any:
+        # log((N - n + 0.5) / (n + 0.5)), or 1e-6 where that is not positive (a term in more
+        # than half the statements), as in FTS5.
+        n = found.c[f"n{i}"]
+        x = sa.func.ln((_f8(stats.c.documents - n) + _f8("0.5")) / (_f8(n) + _f8("0.5")))
+        return sa.case((x > 0, x), else_=_f8("1e-6")).label(f"idf{i}")
+
+    params = (
+        sa.select(
+            *(found.c[f"q{i}"] for i in range(count)),
+            found.c.q_all,
+            found.c.headline,
+            *(idf(i) for i in range(count)),
+            (_f8(stats.c.tokens) / _f8(stats.c.documents)).label("avgdl"),
+        )
+        .select_from(found.outerjoin(stats, sa.true()))
+        .cte("search_params")
+        .prefix_with("MATERIALIZED")
+    )
+    return _PgSearch(params, count)
 
 
 def _fts_table(index: sa.Table) -> Any:

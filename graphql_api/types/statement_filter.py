@@ -30,7 +30,11 @@ class StatementFilterInput:
     kind: str | None = strawberry.field(default=None, description="speech, comment, ...")
     search: str | None = strawberry.field(
         default=None,
-        description="Words that must all occur in the title or body; sets Statement.snippet.",
+        description=(
+            "Words that must all occur in the title or body, in any form (talk: talks, "
+            "talked); a * right after the last word makes it a prefix (nucl*). "
+            "Sets Statement.snippet."
+        ),
     )
 
     def to_filter(self) -> Filter:

@@ -219,7 +219,7 @@ async def table_contents(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]
                 if conn.dialect.name == "sqlite" and table == "search":
                     query = f'SELECT rowid, statement_id, title, body FROM "{table}"'
                 elif table == "search":
-                    query = f'SELECT statement_id, document::text FROM "{table}"'
+                    query = f'SELECT statement_id, document::text, length FROM "{table}"'
                 else:
                     query = f'SELECT * FROM "{table}"'
                 rows = (await conn.execute(sa.text(query))).all()

@@ -6,7 +6,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from projections.queries import SNIPPET_END, SNIPPET_START, ReadModels, fts5_query, search_words
+from projections.queries import (
+    SNIPPET_END,
+    SNIPPET_START,
+    ReadModels,
+    SearchTerms,
+    fts5_query,
+    search_terms,
+)
 from projections.rows import StatementFilter, StatementOrder
 from tests.projections.conftest import MSK, Log, Project
 
@@ -35,29 +42,71 @@ async def test_ranking_and_snippets(log: Log, project: Project, models: ReadMode
         title="Weekly briefing",
         paragraphs=("Long introduction about many things.", "We oppose the sanctions regime."),
     )
-    await log.publish(title="Unrelated", paragraphs=("Sanction is a different word.",))
+    other_form = await log.publish(
+        title="Unrelated", paragraphs=("Sanction is a different form of the word.",)
+    )
     await project()
 
     page = await models.statements(
         StatementFilter(search="sanctions"), StatementOrder.RELEVANCE, first=10
     )
-    assert [r.id for r in page.items] == [in_title, in_body]  # no stemming: "sanction" differs
-    assert page.total_count == 2
+    # A title hit first; "Sanction" is the same word; a hit in a shorter text ranks higher.
+    assert [r.id for r in page.items] == [in_title, other_form, in_body]
+    assert page.total_count == 3
     ranks = [r.rank for r in page.items]
-    assert ranks[0] is not None and ranks[1] is not None
-    assert ranks[0] > ranks[1] > 0
-    body_hit = page.items[1]
-    assert body_hit.snippet is not None
-    assert f"{SNIPPET_START}sanctions{SNIPPET_END}" in body_hit.snippet
-    title_hit = page.items[0]
-    assert title_hit.snippet is not None and f"{SNIPPET_START}Sanctions{SNIPPET_END}" in (
-        title_hit.snippet
-    )
+    assert all(rank is not None for rank in ranks)
+    assert ranks == sorted(ranks, reverse=True) and ranks[0] > ranks[1] > ranks[2] > 0  # type: ignore[operator]
+    snippets = {r.id: r.snippet or "" for r in page.items}
+    assert f"{SNIPPET_START}Sanctions{SNIPPET_END}" in snippets[in_title]
+    assert f"{SNIPPET_START}sanctions{SNIPPET_END}" in snippets[in_body]
+    assert f"{SNIPPET_START}Sanction{SNIPPET_END}" in snippets[other_form]
 
     # Every word must match, in any case; other orders keep rank and snippet.
     both = await models.statements(StatementFilter(search="SANCTIONS regime"))
     assert [r.id for r in both.items] == [in_body]
     assert both.items[0].snippet and both.items[0].rank is not None
+
+
+async def test_word_forms_and_prefixes(log: Log, project: Project, models: ReadModels) -> None:
+    await _filler(log)
+    talks = await log.publish(title="Talks in Geneva", paragraphs=("A long day.",))
+    talked = await log.publish(title="Evening", paragraphs=("The ministers talked for hours.",))
+    talking = await log.publish(title="Morning", paragraphs=("Talking points were agreed.",))
+    resuming = await log.publish(
+        title="Dialogue", paragraphs=("Both sides are resuming consultations on the treaty.",)
+    )
+    nuclear = await log.publish(title="Non-proliferation", paragraphs=("Nuclear weapons.",))
+    accented = await log.publish(title="Meeting", paragraphs=("Talks with Mevlüt Çavuşoğlu.",))
+    await project()
+
+    async def found(text: str) -> list[str]:
+        page = await models.statements(StatementFilter(search=text), StatementOrder.RELEVANCE)
+        return sorted(r.id for r in page.items)
+
+    every_form = sorted([talks, talked, talking, accented])
+    for text in ("talk", "talks", "TALKED", "talking"):
+        assert await found(text) == every_form, text
+    assert await found("resume") == [resuming]
+    assert await found("consultation treaties") == [resuming]
+    # A trailing "*" makes the last word a prefix of a word's stem; elsewhere it is ignored.
+    assert await found("nucl*") == [nuclear]
+    assert await found("nucl") == []
+    assert await found("nucl* weapons") == []
+    assert await found("weapons nucl*") == [nuclear]
+    assert await found("talk*") == every_form
+    assert await found("treat*") == [resuming]
+    # Diacritics of Latin letters do not matter, either way round.
+    assert await found("cavusoglu mevlut") == [accented]
+    assert await found("Çavuşoğlu") == [accented]
+
+    # Snippets mark the word forms that matched.
+    page = await models.statements(StatementFilter(search="talk"), StatementOrder.RELEVANCE)
+    snippets = {r.id: r.snippet or "" for r in page.items}
+    assert f"{SNIPPET_START}talked{SNIPPET_END}" in snippets[talked]
+    assert f"{SNIPPET_START}Talking{SNIPPET_END}" in snippets[talking]
+    assert f"{SNIPPET_START}Talks{SNIPPET_END}" in snippets[talks]
+    page = await models.statements(StatementFilter(search="nucl*"), StatementOrder.RELEVANCE)
+    assert f"{SNIPPET_START}Nuclear{SNIPPET_END}" in (page.items[0].snippet or "")
 
 
 async def test_russian_text(log: Log, project: Project, models: ReadModels) -> None:
@@ -100,6 +149,16 @@ HOSTILE = [
     "",
     "!!! ??? ...",
     "a" * 400,
+    "²",
+    "peace²*",
+    "\u0301",
+    "e\u0301*",
+    "ǅ ﬁ ſ",
+    "*peace",
+    "**",
+    "peace**",
+    "peace:*",
+    "peace' | war:*",
 ]
 
 
@@ -132,20 +191,25 @@ async def test_operators_are_plain_words(log: Log, project: Project, models: Rea
 
 
 def test_query_building() -> None:
-    assert search_words('he said "peace" OR war_time*') == [
-        "he",
-        "said",
-        "peace",
-        "OR",
-        "war",
-        "time",
-    ]
-    assert fts5_query(["peace", "OR"]) == '"peace" "OR"'
-    assert fts5_query(['a"b']) == '"a""b"'
+    assert search_terms('he said "peace" OR war_time*') == SearchTerms(
+        ("he", "said", "peace", "or", "war", "time"), prefix=True
+    )
+    # Words are folded as FTS5 folds them: lower case, Latin letters without diacritics.
+    assert search_terms("Çavuşoğlu São Paulo Ёлка İ") == SearchTerms(
+        ("cavusoglu", "sao", "paulo", "ёлка", "i")
+    )
+    # Only a "*" right after the last word makes a prefix; elsewhere it separates words.
+    assert search_terms("nucl* talks").prefix is False
+    assert search_terms("talks nucl *").prefix is False
+    assert search_terms("talks nucl*  ") == SearchTerms(("talks", "nucl"), prefix=True)
+    assert search_terms("*") == SearchTerms(())
+    assert fts5_query(SearchTerms(("peace", "or"))) == '"peace" "or"'
+    assert fts5_query(SearchTerms(("peace", "nucl"), prefix=True)) == '"peace" "nucl"*'
+    assert fts5_query(SearchTerms(('a"b',))) == '"a""b"'
     with pytest.raises(ValueError, match=r"^search: at most"):
-        search_words("x" * 501)
+        search_terms("x" * 501)
     with pytest.raises(ValueError, match=r"^search: at most 32 words"):
-        search_words(" ".join(["w"] * 33))
+        search_terms(" ".join(["w"] * 33))
 
 
 async def test_relevance_pages(log: Log, project: Project, models: ReadModels) -> None:
