@@ -497,3 +497,33 @@ def test_the_app_caps_messages_under_any_server(tmp_path: Path) -> None:
 
         asyncio.run(scenario())
         assert "Traceback" not in live.log.read_text()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_too(pg_schema: tuple[str, str], tmp_path: Path) -> None:
+    """The same server on PostgreSQL: the header authenticates, a coded error keeps the
+    connection, and an oversized frame is refused from its header."""
+    url, schema = pg_schema
+    tokens = make_tokens(url, schema)
+    with statements_serve(url, tmp_path, env={"STATEMENTS_DATABASE_SCHEMA": schema}) as pg:
+
+        async def scenario() -> None:
+            async with httpx.AsyncClient(timeout=10) as http:
+                await publish(http, pg.url, tokens.editor, "On PostgreSQL")
+            bearer = {"Authorization": f"Bearer {tokens.auditor}"}
+            async with _connect(pg, TRANSPORT_WS, bearer) as ws:
+                assert (await _init(ws))["type"] == "connection_ack"
+                await ws.send(_operation(TRANSPORT_WS, "1", SUBSCRIPTION_CASES[0]))
+                kind, found = await _errors_of(ws, "1")
+                assert kind == "error" and found[0]["extensions"]["code"] == GRAPHQL_PARSE_FAILED
+                await _auditor_stream_works(ws, TRANSPORT_WS)
+            async with _connect(pg, LEGACY_WS, {"Authorization": "Bearer st_nope"}) as ws:
+                assert "The token is not valid" in await _refusal(ws, None, LEGACY_WS)
+            async with _connect(pg, TRANSPORT_WS) as ws:
+                ws.transport.write(_frame_header(15_000_000))
+                with pytest.raises(ConnectionClosed):
+                    await _recv(ws)
+                assert ws.close_code == 1009
+
+        asyncio.run(scenario())
+        assert "Traceback" not in pg.log.read_text()
