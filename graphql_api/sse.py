@@ -25,12 +25,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import orjson
+import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from eventstore.errors import StoreUnavailableError
 from graphql_api.auth import Principal
 from graphql_api.context import Context
 from graphql_api.errors import (
@@ -158,7 +160,7 @@ class SSEEndpoint:
         if self.authenticator is not None:
             try:
                 principal = await self.authenticator(token.strip())
-            except Exception as exc:
+            except (StoreUnavailableError, sa.exc.DBAPIError, OSError, TimeoutError) as exc:
                 log.warning("token lookup failed: %s", exc.__class__.__name__)
                 raise _Refusal(503, UNAVAILABLE_MESSAGE, SERVICE_UNAVAILABLE) from None
         if principal is None:

@@ -64,6 +64,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from datetime import timedelta
 from typing import Any, Final, cast
 
+import sqlalchemy as sa
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
@@ -99,6 +100,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET, UnsetType
 
+from eventstore.errors import StoreUnavailableError
 from graphql_api.auth import Principal
 from graphql_api.context import Context
 from graphql_api.errors import (
@@ -622,7 +624,7 @@ class LiveGraphQL(GraphQL[Context, None]):
         if self.authenticator is not None:
             try:
                 principal = await self.authenticator(token)
-            except Exception as exc:
+            except (StoreUnavailableError, sa.exc.DBAPIError, OSError, TimeoutError) as exc:
                 log.warning("websocket token lookup failed: %s", exc.__class__.__name__)
                 raise Refused(
                     UNAVAILABLE_MESSAGE,
