@@ -122,9 +122,17 @@ def create_app(settings: Settings) -> Starlette:
         return await state.authenticator(token)
 
     websockets = build_websocket_app(
-        schema, context_factory=context_factory, authenticator=authenticate
+        schema,
+        context_factory=context_factory,
+        authenticator=authenticate,
+        max_message_bytes=settings.max_request_bytes,
     )
-    sse = SSEEndpoint(schema, context_factory=context_factory, authenticator=authenticate)
+    sse = SSEEndpoint(
+        schema,
+        context_factory=context_factory,
+        authenticator=authenticate,
+        max_body_bytes=settings.max_request_bytes,
+    )
     graphql = build_graphql_app(
         schema,
         production=settings.production,
@@ -134,6 +142,7 @@ def create_app(settings: Settings) -> Starlette:
             production=settings.production, allow_list_path=settings.allow_list_path
         ),
         metrics=metrics,
+        max_body_bytes=settings.max_request_bytes,
         websocket_app=websockets,
     )
 

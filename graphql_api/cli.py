@@ -135,6 +135,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # connections unserved for 1-2 s (p99 1.3 s against 53 ms at 100 connections, the
         # same throughput; docs/BENCHMARKS.md). httptools still parses HTTP either way.
         loop=args.loop,
+        # The app's cap, enforced again by uvicorn from the frame's header: a larger frame
+        # is refused (1009) without being buffered, where the app would see it only whole.
+        ws_max_size=settings.max_request_bytes,
+        # No permessage-deflate: a compressed frame's header tells nothing of the message's
+        # size, so each oversized message was inflated up to the cap before being refused,
+        # and websockets keeps that copy in a reference cycle (its exception's traceback)
+        # until the next full garbage collection. Compression also costs zlib state on every
+        # connection, and the payloads are small JSON.
+        ws_per_message_deflate=False,
         log_level="info",
     )
     return 0

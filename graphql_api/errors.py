@@ -19,6 +19,9 @@ Clients get one of these codes in ``errors[].extensions.code``:
 ``PERSISTED_QUERY_NOT_FOUND`` / ``PERSISTED_QUERY_HASH_MISMATCH`` /
 ``PERSISTED_QUERY_NOT_ALLOWED`` / ``PERSISTED_QUERY_NOT_SUPPORTED``
                               automatic persisted queries, see :mod:`graphql_api.apq`
+``RATE_LIMITED``              too many requests of a kind; retry after ``retryAfter`` s
+``TOO_MANY_SUBSCRIPTIONS``    a WebSocket connection already runs as many operations as
+                              it may; complete one first
 ============================  ==========================================================
 
 Unexpected exceptions are logged here with their traceback (and the request id) and reach the
@@ -38,6 +41,8 @@ from typing import Any, ClassVar, Final
 import asyncpg
 import sqlalchemy as sa
 from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.str_converters import to_camel_case
 
@@ -65,6 +70,35 @@ PERSISTED_QUERY_NOT_FOUND: Final = "PERSISTED_QUERY_NOT_FOUND"
 PERSISTED_QUERY_HASH_MISMATCH: Final = "PERSISTED_QUERY_HASH_MISMATCH"
 PERSISTED_QUERY_NOT_ALLOWED: Final = "PERSISTED_QUERY_NOT_ALLOWED"
 PERSISTED_QUERY_NOT_SUPPORTED: Final = "PERSISTED_QUERY_NOT_SUPPORTED"
+RATE_LIMITED: Final = "RATE_LIMITED"
+TOO_MANY_SUBSCRIPTIONS: Final = "TOO_MANY_SUBSCRIPTIONS"
+
+#: Every code of the table above: no error reaches a client with any other.
+CODES: Final = frozenset(
+    {
+        BAD_USER_INPUT,
+        NOT_FOUND,
+        CONFLICT,
+        UNAUTHENTICATED,
+        FORBIDDEN,
+        SERVICE_UNAVAILABLE,
+        INTERNAL_SERVER_ERROR,
+        BAD_REQUEST,
+        GRAPHQL_PARSE_FAILED,
+        GRAPHQL_VALIDATION_FAILED,
+        QUERY_TOO_DEEP,
+        TOO_MANY_ALIASES,
+        TOO_MANY_TOKENS,
+        TOO_MANY_FIELDS,
+        QUERY_TOO_COSTLY,
+        PERSISTED_QUERY_NOT_FOUND,
+        PERSISTED_QUERY_HASH_MISMATCH,
+        PERSISTED_QUERY_NOT_ALLOWED,
+        PERSISTED_QUERY_NOT_SUPPORTED,
+        RATE_LIMITED,
+        TOO_MANY_SUBSCRIPTIONS,
+    }
+)
 
 INTERNAL_MESSAGE: Final = "Internal server error"
 UNAVAILABLE_MESSAGE: Final = "The service is temporarily unavailable; retry the request"
@@ -239,12 +273,20 @@ def unavailable_message(error: StoreUnavailableError) -> str:
     return UNAVAILABLE_MESSAGE
 
 
+#: What Strawberry raises for a request that names no operation it can run (an unknown
+#: ``operationName``, a query where only subscriptions are served, no document at all); the
+#: streaming transports get them wrapped in a GraphQLError.
+_MALFORMED_REQUEST: Final = (
+    CannotGetOperationTypeError | InvalidOperationTypeError | MissingQueryError
+)
+
+
 def is_unexpected(error: GraphQLError) -> bool:
     """Whether the error comes from an exception no rule expected: a bug, to be logged."""
     original = root_cause(error)
     return (
         original is not None
-        and not isinstance(original, DomainError | ApiError | GraphQLError)
+        and not isinstance(original, DomainError | ApiError | GraphQLError | _MALFORMED_REQUEST)
         and store_fault(original) is None
     )
 
@@ -260,6 +302,8 @@ def classify(error: GraphQLError, phase: str, *, production: bool) -> GraphQLErr
         return _with(error, domain_message(original), original.code)
     if isinstance(original, ApiError):
         return _with(error, original.message, original.code, original.extensions)
+    if isinstance(original, _MALFORMED_REQUEST):
+        return _with(error, error.message, BAD_REQUEST)
     fault = store_fault(original)
     if fault is not None:
         message = unavailable_message(fault)
@@ -279,6 +323,11 @@ def classify(error: GraphQLError, phase: str, *, production: bool) -> GraphQLErr
         return _with(error, message, BAD_USER_INPUT)
     # A field error graphql-core made itself, such as a null for a non-null field: a bug.
     return _with(error, message, INTERNAL_SERVER_ERROR)
+
+
+def with_code(error: GraphQLError, code: str) -> GraphQLError:
+    """The error with ``extensions.code`` set to ``code`` unless it has one already."""
+    return error if _code_of(error) is not None else _with(error, error.message, code)
 
 
 def result_phase(result: object) -> str:
@@ -303,6 +352,20 @@ def classify_result(result: ExecutionResult, *, production: bool) -> ExecutionRe
         phase = result_phase(result)
         result.errors = [classify(error, phase, production=production) for error in result.errors]
     return result
+
+
+def classify_stream_result(result: ExecutionResult, *, production: bool) -> ExecutionResult:
+    """:func:`classify_result` for a result of ``Schema.stream`` (WebSocket, SSE).
+
+    Strawberry reports there as a :class:`PreExecutionError` both the document's errors and
+    graphql-core's refusals before execution (variable coercion). The validation errors have
+    their code already (:class:`graphql_api.schema.DocumentValidationCache`), a syntax error
+    is recognised by its class, so an error without a code is a bad variable value.
+    """
+    if isinstance(result, PreExecutionError) and result.errors:
+        result.errors = [classify(e, "request", production=production) for e in result.errors]
+        return result
+    return classify_result(result, production=production)
 
 
 def log_errors(errors: list[GraphQLError], request_id: str | None) -> None:

@@ -13,7 +13,8 @@ audit):
   unknown persisted query) gets 400 and the body has no ``data`` entry. Requests that are
   not well-formed get 4xx with either type: 400 (bad JSON or parameters, no query), 401 (a
   bad token), 405 (another method, or a mutation over GET), 406, 413 (a body over
-  ``max_body_bytes``, 1 MB by default), 415 (another content type).
+  ``max_body_bytes``: ``Settings.max_request_bytes``, 1 MB by default), 415 (another content
+  type).
 * **GET** runs queries only (a mutation gets 405 with ``Allow: POST``); ``variables`` and
   ``extensions`` are URL-encoded JSON. Without ``production``, a browser GET without a query
   gets GraphiQL.
@@ -79,12 +80,13 @@ from graphql_api.errors import (
 )
 from graphql_api.metrics import Metrics, sql_statement_scope
 from graphql_api.schema import ApiSchema
+from graphql_api.settings import DEFAULT_MAX_REQUEST_BYTES
 
 log = logging.getLogger("graphql_api")
 
 JSON: Final = "application/json"
 GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
-DEFAULT_MAX_BODY_BYTES: Final = 1_000_000
+DEFAULT_MAX_BODY_BYTES: Final = DEFAULT_MAX_REQUEST_BYTES
 PREFLIGHT_HEADERS: Final = (
     "graphql-require-preflight",
     "x-graphql-csrf",

@@ -69,6 +69,7 @@ from graphql import (
 )
 from graphql.language import ValueNode
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from graphql_api.errors import (
     BAD_REQUEST,
@@ -513,6 +514,19 @@ def _too_costly(limits: Limits) -> GraphQLError:
     )
 
 
+class RefusedOperation(GraphQLError):
+    """A limit's refusal of a subscription, raised before it starts (see OperationLimits)."""
+
+    def __init__(self, error: GraphQLError) -> None:
+        super().__init__(
+            error.message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            extensions=error.extensions,
+        )
+
+
 class OperationLimits(SchemaExtension):
     """Every limit of this module, in one extension (list it before ParserCache).
 
@@ -523,7 +537,9 @@ class OperationLimits(SchemaExtension):
     * ``on_execute``, once variables are known, refuses a document of several operations
       without ``operationName`` (BAD_REQUEST; Strawberry would run the first one) and checks
       the page sizes given by variables and the cost. A refusal is set as the result, so
-      graphql-core never runs and the response has no ``data`` (a request error).
+      graphql-core never runs and the response has no ``data`` (a request error). Strawberry
+      starts a subscription whatever the result says, so there the refusal is raised, as a
+      :class:`RefusedOperation`, which Strawberry reports instead of subscribing.
 
     One extension rather than three: each extension costs Strawberry some work per request.
     Configured by subclassing: see :func:`operation_limits`.
@@ -557,6 +573,8 @@ class OperationLimits(SchemaExtension):
         if document is not None and context.result is None:
             error = self._refusal(document)
             if error is not None:
+                if context.operation_type == StrawberryOperationType.SUBSCRIPTION:
+                    raise RefusedOperation(error)
                 context.result = ExecutionResult(data=None, errors=[error])
         yield
 

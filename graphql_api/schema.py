@@ -33,7 +33,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from graphql_api.errors import classify_result, log_errors
+from graphql_api.errors import GRAPHQL_VALIDATION_FAILED, classify_result, log_errors, with_code
 from graphql_api.executor import CompiledExecutor
 from graphql_api.identity_cache import IdentityCache
 from graphql_api.limits import Limits, operation_limits
@@ -59,6 +59,10 @@ class DocumentValidationCache(SchemaExtension):
     every node below it on each lookup: a cost per request that grows with the document.
     ParserCache hands back the same document object for the same text, so its identity
     is the key (with the rules, a tuple of classes).
+
+    The errors get their code (``GRAPHQL_VALIDATION_FAILED`` unless a limit's rule gave one)
+    here, where they are known to be validation errors: the streaming transports get them
+    in the same kind of result as graphql-core's refusals of variable values.
     """
 
     def on_validate(self) -> Iterator[None]:
@@ -71,7 +75,10 @@ class DocumentValidationCache(SchemaExtension):
             return
         errors = _VALIDATED.get((schema, document), rules)
         if errors is None:
-            errors = validate_document(schema, document, rules)
+            errors = [
+                with_code(error, GRAPHQL_VALIDATION_FAILED)
+                for error in validate_document(schema, document, rules)
+            ]
             _VALIDATED.put((schema, document), rules, errors)
         context.pre_execution_errors = errors
         yield

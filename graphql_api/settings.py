@@ -10,18 +10,20 @@ from typing import Self
 DEFAULT_DATABASE_URL = "sqlite:///./statements.db"
 #: About 30 MB at the demo's statement sizes.
 DEFAULT_READ_CACHE_ROWS = 20_000
+#: The largest HTTP request body or WebSocket message accepted: 1 MB.
+DEFAULT_MAX_REQUEST_BYTES = 1_000_000
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
+def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     text = env.get(name, "").strip()
     if not text:
         return default
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{name} must be a whole number >= 0, not {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, not {text!r}")
     return value
 
 
@@ -42,6 +44,9 @@ class Settings:
     #: Rows of recent read-model results kept in memory while the SQLite file is unchanged
     #: (``eventstore.reader``); 0 turns that cache off. PostgreSQL readers never cache.
     read_cache_rows: int = DEFAULT_READ_CACHE_ROWS
+    #: The largest HTTP request body (``/graphql``, ``/graphql/stream``) and WebSocket message
+    #: accepted, in bytes. Both are refused before they are parsed: 413, or close code 1009.
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -54,6 +59,9 @@ class Settings:
             run_projections=env.get("STATEMENTS_RUN_PROJECTIONS", "1").lower()
             not in ("0", "false", "no"),
             read_cache_rows=_count(env, "STATEMENTS_READ_CACHE_ROWS", DEFAULT_READ_CACHE_ROWS),
+            max_request_bytes=_count(
+                env, "STATEMENTS_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=1
+            ),
         )
 
     def with_changes(self, **changes: object) -> Self:

@@ -7,8 +7,11 @@ protocol: each result is ``event: next`` with the JSON result as ``data``; the s
 ``event: complete``. A comment line is sent every ``keep_alive`` seconds so that proxies keep the
 connection open. Only subscriptions are served here (queries and mutations use ``/graphql``).
 
-Auth: ``Authorization: Bearer <token>`` as on ``/graphql`` (401 when the token is not valid).
-A request that fails before execution (parse, validation) gets 400 with a JSON body.
+Auth: ``Authorization: Bearer <token>`` as on ``/graphql`` (401 when the token is not valid,
+503 when it cannot be checked). A request that fails before execution (parse, validation,
+variables, a limit) gets 400 with a JSON body ``{"errors": [...]}``; a POST body over
+``max_body_bytes`` (``Settings.max_request_bytes``) gets 413. Every error has
+``extensions.code``.
 """
 
 from __future__ import annotations
@@ -16,34 +19,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import orjson
+import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from eventstore.errors import StoreUnavailableError
 from graphql_api.auth import Principal
 from graphql_api.context import Context
-from graphql_api.errors import classify_result
+from graphql_api.errors import (
+    BAD_REQUEST,
+    SERVICE_UNAVAILABLE,
+    UNAUTHENTICATED,
+    UNAVAILABLE_MESSAGE,
+    classify_stream_result,
+    error_entry,
+)
 from graphql_api.schema import ApiSchema
+from graphql_api.settings import DEFAULT_MAX_REQUEST_BYTES
 from graphql_api.subscriptions import StreamingSchema
 
+log = logging.getLogger(__name__)
+
 DEFAULT_KEEP_ALIVE: Final = 15.0
-MAX_BODY: Final = 100_000
 
 SseContextFactory = Callable[[Request, Principal | None, str], Context | Awaitable[Context]]
 SseAuthenticator = Callable[[str], Awaitable[Principal | None]]
 
 
-def _error(status: int, message: str, code: str = "BAD_REQUEST") -> Response:
-    return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": code}}]}, status_code=status
-    )
+class _Refusal(Exception):
+    def __init__(self, status: int, message: str, code: str = BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+def _error(status: int, message: str, code: str = BAD_REQUEST) -> Response:
+    return JSONResponse({"errors": [error_entry(message, code)]}, status_code=status)
 
 
 def _result_body(result: ExecutionResult) -> dict[str, Any]:
@@ -65,8 +86,10 @@ class SSEEndpoint:
         context_factory: SseContextFactory,
         authenticator: SseAuthenticator | None,
         keep_alive: float = DEFAULT_KEEP_ALIVE,
+        max_body_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.schema = schema
+        self.max_body_bytes = max_body_bytes
         self._streaming = StreamingSchema(schema)
         self.context_factory = context_factory
         self.authenticator = authenticator
@@ -90,11 +113,8 @@ class SSEEndpoint:
         else:
             if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
                 raise ValueError("POST bodies must be application/json")
-            body = await request.body()
-            if len(body) > MAX_BODY:
-                raise ValueError("the request body is too large")
             try:
-                data = orjson.loads(body)
+                data = orjson.loads(await self._body(request))
             except orjson.JSONDecodeError:
                 raise ValueError("the request body is not valid JSON") from None
             if not isinstance(data, dict):
@@ -112,16 +132,41 @@ class SSEEndpoint:
             raise ValueError("`operationName` must be a string")
         return query, variables, operation_name
 
+    async def _body(self, request: Request) -> bytes:
+        """The body, refused (413) as soon as it is over the cap, before it is all read."""
+        too_large = _Refusal(413, f"The request body is larger than {self.max_body_bytes} bytes.")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def _principal(self, request: Request) -> Principal | None:
         header = request.headers.get("authorization")
         if header is None:
             return None
         scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip() or self.authenticator is None:
-            raise PermissionError
-        principal = await self.authenticator(token.strip())
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _Refusal(
+                401, "Send credentials as 'Authorization: Bearer <token>'.", UNAUTHENTICATED
+            )
+        principal: Principal | None = None
+        if self.authenticator is not None:
+            try:
+                principal = await self.authenticator(token.strip())
+            except (StoreUnavailableError, sa.exc.DBAPIError, OSError, TimeoutError) as exc:
+                log.warning("token lookup failed: %s", exc.__class__.__name__)
+                raise _Refusal(503, UNAVAILABLE_MESSAGE, SERVICE_UNAVAILABLE) from None
         if principal is None:
-            raise PermissionError
+            raise _Refusal(
+                401, "The token is not valid: it is unknown, expired or revoked.", UNAUTHENTICATED
+            )
         return principal
 
     async def handle(self, request: Request) -> Response:
@@ -129,12 +174,11 @@ class SSEEndpoint:
             return Response(status_code=405, headers={"allow": "GET, POST"})
         try:
             query, variables, operation_name = await self._params(request)
+            principal = await self._principal(request)
         except ValueError as exc:
             return _error(400, str(exc))
-        try:
-            principal = await self._principal(request)
-        except PermissionError:
-            return _error(401, "The token is not valid.", "UNAUTHENTICATED")
+        except _Refusal as refusal:
+            return _error(refusal.status, refusal.message, refusal.code)
         context = self.context_factory(request, principal, str(uuid.uuid4()))
         if inspect.isawaitable(context):
             context = await context
@@ -153,7 +197,10 @@ class SSEEndpoint:
             first = pending.result()
             if isinstance(first, PreExecutionError) or first is None:
                 await results.aclose()
-                errors = [dict(e.formatted) for e in (first.errors or [])] if first else []
+                if first is None:
+                    return _error(400, "The subscription ended before its first result.")
+                classify_stream_result(first, production=self.schema.production)
+                errors = [dict(e.formatted) for e in first.errors or ()]
                 return JSONResponse({"errors": errors}, status_code=400)
         return StreamingResponse(
             self._events(pending, results),
@@ -199,5 +246,5 @@ async def _first(results: AsyncGenerator[Any, None]) -> Any:
 
 
 def _next(result: ExecutionResult, production: bool) -> str:
-    classify_result(result, production=production)
+    classify_stream_result(result, production=production)
     return "event: next\ndata: " + orjson.dumps(_result_body(result)).decode() + "\n\n"

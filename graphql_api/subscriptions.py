@@ -13,13 +13,16 @@ from datetime import datetime
 from typing import Any, Final, cast
 
 import strawberry
+from graphql import GraphQLError
 from graphql.execution import Executor
 from strawberry.scalars import JSON
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from eventstore import EventStore
 from graphql_api.auth import require_role
 from graphql_api.context import Context
-from graphql_api.errors import BadUserInput
+from graphql_api.errors import BadUserInput, log_errors
+from graphql_api.limits import RefusedOperation
 from graphql_api.live import LiveHub, Published, RankedStatement, ViewWindow
 
 MAX_TOP: Final = 100
@@ -211,11 +214,52 @@ def per_event_executor(base: type[Executor[Any]]) -> type[Executor[Any]]:
     return PerEventExecutor
 
 
+async def _refusals_as_results(
+    results: AsyncGenerator[Any, None], request_id: str | None
+) -> AsyncGenerator[Any, None]:
+    """``results``, with every refusal before execution as a :class:`PreExecutionError`.
+
+    Strawberry's ``stream`` lets an error of an ``on_parse`` hook escape (a syntax error
+    found by ParserCache, the token and field limits of :mod:`graphql_api.limits`), where
+    ``execute`` turns it into a result; the transports would end the operation without a
+    word. And it reports the limits' refusals raised before a subscription starts
+    (:class:`~graphql_api.limits.RefusedOperation`) as a first result, as if the
+    subscription had run. Both become the pre-execution error the transports answer as such
+    (graphql-transport-ws: an ``error`` message).
+    """
+    try:
+        try:
+            first = await anext(results)
+        except StopAsyncIteration:
+            return
+        except Exception as exc:
+            error = (
+                exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
+            )
+            log_errors([error], request_id)  # only a bug is logged, with its traceback
+            yield PreExecutionError(data=None, errors=[error])
+            return
+        errors = getattr(first, "errors", None)
+        if (
+            isinstance(first, ExecutionResult)
+            and not isinstance(first, PreExecutionError)
+            and errors
+            and all(isinstance(e, RefusedOperation) for e in errors)
+        ):
+            first = PreExecutionError(data=None, errors=errors, extensions=first.extensions)
+        yield first
+        async for result in results:
+            yield result
+    finally:
+        await results.aclose()
+
+
 class StreamingSchema:
     """The schema, as the streaming transports (WebSocket, SSE) should run it.
 
     Everything is the wrapped schema's, except that subscriptions run on
-    :func:`per_event_executor` of its executor class. ``stream`` is Strawberry's own, run
+    :func:`per_event_executor` of its executor class, and that an error raised while parsing
+    comes as a result (:func:`_refusals_as_results`). ``stream`` is Strawberry's own, run
     with this object as ``self`` so that it picks that class up: the schema is shared with
     the HTTP endpoint and is not changed.
     """
@@ -229,7 +273,9 @@ class StreamingSchema:
         return getattr(self._schema, name)
 
     async def stream(self, *args: Any, **kwargs: Any) -> Any:
-        return await strawberry.Schema.stream(self, *args, **kwargs)  # type: ignore[arg-type]
+        results = await strawberry.Schema.stream(self, *args, **kwargs)  # type: ignore[arg-type]
+        context = kwargs.get("context_value", args[2] if len(args) > 2 else None)
+        return _refusals_as_results(results, getattr(context, "request_id", None))
 
     async def subscribe(self, *args: Any, **kwargs: Any) -> Any:
         return await strawberry.Schema.subscribe(self, *args, **kwargs)  # type: ignore[arg-type]

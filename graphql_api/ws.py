@@ -1,23 +1,39 @@
 """GraphQL over WebSocket on ``/graphql``: graphql-transport-ws, and the legacy graphql-ws.
 
-Built on Strawberry's protocol handlers (0.341.2), which already follow the graphql-transport-ws
+Built on Strawberry's protocol handlers (0.341), which already follow the graphql-transport-ws
 specification: ``4400`` for a message that is not valid (not JSON, unknown type, a missing
-field, a syntax error), ``4401`` for a ``subscribe`` before ``connection_ack``, ``4403`` when
+field), ``4401`` for a ``subscribe`` before ``connection_ack``, ``4403`` when
 ``connection_init`` is refused, ``4408`` when no ``connection_init`` comes within the timeout,
 ``4409`` for a second ``subscribe`` with an id still in use, ``4429`` for a second
 ``connection_init``; ``4406`` for an unknown subprotocol. On close they cancel *and await* every
 operation task (the leak of strawberry#3777 is fixed there). What is added here:
 
-* **Auth in ``connection_init``**: ``{"authorization": "Bearer st_..."}`` (or ``Authorization``)
-  or ``{"token": "st_..."}``. No token is anonymous; a token that is malformed, unknown,
-  expired or revoked is refused with ``4403 Forbidden`` (legacy protocol: ``connection_error``
-  then close). Roles are then checked by the resolvers (``eventAppended`` needs ``auditor``).
+* **A size cap**: a message over ``max_message_bytes`` (``Settings.max_request_bytes``, the cap
+  of HTTP bodies) closes the connection with ``1009`` ("message too big") before anything
+  parses it, ``connection_init`` included. ``statements serve`` sets uvicorn's ``ws_max_size``
+  to the same value, so uvicorn refuses such a frame from its header without buffering it;
+  the check here covers any other ASGI server.
+* **Auth**: the handshake's ``Authorization: Bearer st_...`` header, or in ``connection_init``
+  ``{"authorization": "Bearer st_..."}`` (or ``Authorization``) or ``{"token": "st_..."}``.
+  No token is anonymous. A token that is malformed, unknown, expired or revoked, or a header
+  and a payload carrying different tokens, is refused: graphql-transport-ws closes with
+  ``4403`` and a reason saying why; the legacy protocol sends ``connection_error`` (payload
+  ``{message, extensions: {code}}``) then closes. When the token cannot be checked (the
+  database is down) graphql-transport-ws closes with ``1013`` (try again later). Roles are
+  then checked by the resolvers (``eventAppended`` needs ``auditor``).
+* **Errors with codes**: every result goes through
+  :func:`graphql_api.errors.classify_stream_result`, so errors carry ``extensions.code`` and
+  unexpected ones are masked. A document that does not parse or validate, or names no
+  operation it can run, gets an ``error`` message (graphql-transport-ws: the list of errors;
+  legacy: the first) and the connection stays open.
+* **Message shapes**: on both protocols, a message that is not an object, an operation
+  without a string ``id``, or one whose ``payload`` is not an object with a string ``query``
+  (and an object ``variables``, a string ``operationName``) closes with ``4400`` and a reason
+  naming what is wrong; Strawberry's handlers would end the connection with a traceback.
 * **Keep-alive**: after ``connection_ack`` the server sends ``ping`` every ``keep_alive``
   seconds (graphql-transport-ws; clients answer ``pong``) or ``ka`` (graphql-ws).
 * **A limit** of ``max_subscriptions`` operations per connection (the next one gets an
-  ``error`` message for its id).
-* **Error codes**: results go through :func:`graphql_api.errors.classify_result`, as over HTTP,
-  so errors carry ``extensions.code`` and unexpected ones are masked.
+  ``error`` message for its id, code ``TOO_MANY_SUBSCRIPTIONS``).
 * **Shared streams** (graphql-transport-ws): subscribers of ``viewCount`` or ``topViewed`` with
   the same document, operation name, variables and role share one stream, executed and
   encoded once per update; each subscriber gets the latest encoded payload with its own id.
@@ -26,6 +42,13 @@ operation task (the leak of strawberry#3777 is fixed there). What is added here:
   most of the worker's time at 1,000 subscribers. The first result decides: if it is not a
   plain result without errors, every subscriber runs its own stream as before, so errors and
   close codes are exactly Strawberry's.
+
+Strawberry's internals used here, all in the two handler classes: the handlers'
+``connection_init_timeout_task``, ``connection_init_received``, ``connection_timed_out``,
+``connection_acknowledged``, ``operations`` (graphql-transport-ws) and ``tasks`` (legacy),
+``max_subscriptions_per_connection``, ``view``, ``websocket`` and the ASGI adapter's ``ws``;
+``Operation`` and its ``send_operation_message``; ``handle_message``, ``handle_start`` and
+``handle_subscribe`` as the places where a message is handled.
 """
 
 from __future__ import annotations
@@ -41,8 +64,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from datetime import timedelta
 from typing import Any, Final, cast
 
+import sqlalchemy as sa
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -53,19 +78,42 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage as TransportErrorMessage,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    Message as TransportMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
 )
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ErrorMessage as LegacyErrorMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage, StartMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET, UnsetType
 
+from eventstore.errors import StoreUnavailableError
 from graphql_api.auth import Principal
 from graphql_api.context import Context
-from graphql_api.errors import classify_result
+from graphql_api.errors import (
+    SERVICE_UNAVAILABLE,
+    TOO_MANY_SUBSCRIPTIONS,
+    UNAUTHENTICATED,
+    UNAVAILABLE_MESSAGE,
+    classify_stream_result,
+    coded_error,
+    error_entry,
+)
 from graphql_api.schema import ApiSchema
+from graphql_api.settings import DEFAULT_MAX_REQUEST_BYTES
 from graphql_api.subscriptions import StreamingSchema
 
 log = logging.getLogger(__name__)
@@ -75,6 +123,13 @@ DEFAULT_MAX_SUBSCRIPTIONS: Final = 50
 DEFAULT_INIT_TIMEOUT: Final = 10.0
 DEFAULT_KEEP_ALIVE: Final = 15.0
 PARAMS_KEY: Final = "connection_params"
+#: Close codes: a message over the size cap, a refusal the client may retry (RFC 6455), and
+#: graphql-transport-ws's refused ``connection_init``.
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_TRY_AGAIN_LATER: Final = 1013
+CLOSE_FORBIDDEN: Final = 4403
+_TOO_BIG: Final = {"code": CLOSE_TOO_BIG, "reason": "message too big"}
+INVALID_TOKEN_MESSAGE: Final = "The token is not valid: it is unknown, expired or revoked."
 #: Root fields whose updates are latest values, the same for every subscriber (see above).
 SHARED_FIELDS: Final = frozenset({"viewCount", "topViewed"})
 
@@ -82,24 +137,100 @@ WsContextFactory = Callable[[Request, Principal | None, str], Context | Awaitabl
 WsAuthenticator = Callable[[str], Awaitable[Principal | None]]
 
 
+def _bearer(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: must be a string 'Bearer <token>'")
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ValueError(f"{where}: must be 'Bearer <token>'")
+    return token.strip()
+
+
 def token_of(params: dict[str, Any] | None) -> str | None:
     """The bearer token in a ``connection_init`` payload, or None; ValueError if malformed."""
     if not params:
         return None
-    header = params.get("authorization", params.get("Authorization"))
-    if header is not None:
-        if not isinstance(header, str):
-            raise ValueError("authorization must be a string")
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ValueError("authorization must be 'Bearer <token>'")
-        return token.strip()
+    for key in ("authorization", "Authorization"):
+        if params.get(key) is not None:
+            return _bearer(params[key], f"connection_init payload {key}")
     value = params.get("token")
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ValueError("token must be a non-empty string")
+        raise ValueError("connection_init payload token: must be a non-empty string")
     return value.strip()
+
+
+def connection_token(header: str | None, params: dict[str, Any] | None) -> str | None:
+    """The token of a connection: the handshake's ``Authorization`` header or the payload's.
+
+    ValueError if either is malformed, or if both are given and differ: which one the client
+    meant cannot be guessed, and taking either would act under an identity it may not expect.
+    """
+    from_header = None if header is None else _bearer(header, "Authorization header")
+    from_payload = token_of(params)
+    if from_header is not None and from_payload is not None and from_header != from_payload:
+        raise ValueError(
+            "Authorization header: differs from the token in the connection_init payload; "
+            "send one token"
+        )
+    return from_header if from_header is not None else from_payload
+
+
+class Refused(ConnectionRejectionError):
+    """A refused ``connection_init``: the close code and reason, and the legacy payload."""
+
+    def __init__(
+        self,
+        message: str,
+        code: str,
+        *,
+        close_code: int = CLOSE_FORBIDDEN,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(error_entry(message, code))
+        self.message = message
+        self.close_code = close_code
+        # A close reason is at most 123 bytes (RFC 6455).
+        self.reason = (reason or f"Forbidden: {message}").encode()[:123].decode(errors="ignore")
+
+
+#: Per message type, what its ``id`` and ``payload`` must be; the payload's fields below.
+_OPERATION_TYPES: Final = {"subscribe", "start"}
+_ID_TYPES: Final = {"subscribe", "complete", "start", "stop"}
+_PAYLOAD_FIELDS: Final = (
+    ("query", str, False),
+    ("variables", dict, True),
+    ("operationName", str, True),
+    ("extensions", dict, True),
+)
+
+
+def message_problem(message: object) -> str | None:
+    """What is wrong with a protocol message (either protocol), or None if nothing is.
+
+    Only the shapes Strawberry's handlers take for granted are checked: a message they could
+    not index would end the connection with a traceback instead of a close code.
+    """
+    if not isinstance(message, dict):
+        return "a message must be a JSON object"
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "type: must be a string"
+    if kind in _ID_TYPES:
+        identifier = message.get("id")
+        if not isinstance(identifier, str) or not identifier:
+            return f"{kind} id: must be a non-empty string"
+    if kind in _OPERATION_TYPES:
+        payload = message.get("payload")
+        if not isinstance(payload, dict):
+            return f"{kind} payload: must be an object"
+        for name, kind_of, optional in _PAYLOAD_FIELDS:
+            value = payload.get(name)
+            if not (isinstance(value, kind_of) or (optional and value is None)):
+                article = "an object" if kind_of is dict else "a string"
+                return f"{kind} payload.{name}: must be {article}"
+    return None
 
 
 class _ClassifyingSchema:
@@ -121,12 +252,11 @@ class _ClassifyingSchema:
     async def _classified(self, results: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
         try:
             async for result in results:
-                # Pre-execution errors are left alone: the handler closes with 4400 on a
-                # syntax error by looking at the error's class.
-                if isinstance(result, ExecutionResult) and not isinstance(
-                    result, PreExecutionError
-                ):
-                    classify_result(result, production=self.production)
+                # Pre-execution errors too: the classified errors are plain GraphQLErrors, so
+                # Strawberry answers a syntax error (or an unknown operation name) with an
+                # ``error`` message instead of closing the connection with 4400.
+                if isinstance(result, ExecutionResult):
+                    classify_stream_result(result, production=self.production)
                 yield result
         finally:
             await results.aclose()
@@ -285,6 +415,13 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     keep_alive_task: asyncio.Task[None] | None = None
 
+    async def handle_message(self, message: TransportMessage) -> None:
+        problem = message_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         streams = getattr(self.view, "shared_streams", None)
         if isinstance(streams, SharedStreams) and isinstance(self.context, Context):
@@ -326,11 +463,52 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         return True
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        _Params.keep(self.context, message.get("payload", {}))
-        await super().handle_connection_init(message)
+        # Strawberry's own, but a refusal closes with the refusal's code and reason instead
+        # of always 4403 "Forbidden", so that the client learns why.
+        if self.connection_timed_out:
+            return
+        if self.connection_init_timeout_task:
+            self.connection_init_timeout_task.cancel()
+        payload = message.get("payload", {})
+        if not isinstance(payload, dict):
+            await self.websocket.close(code=4400, reason="Invalid connection init payload")
+            return
+        if self.connection_init_received:
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
+        self.connection_init_received = True
+        _Params.keep(self.context, payload)
+        try:
+            ack = await self.view.on_ws_connect(self.context)
+        except Refused as refused:
+            await self.websocket.close(code=refused.close_code, reason=refused.reason)
+            return
+        except ConnectionRejectionError:
+            await self.websocket.close(code=CLOSE_FORBIDDEN, reason="Forbidden")
+            return
+        if isinstance(ack, UnsetType):
+            await self.send_message({"type": "connection_ack"})
+        else:
+            await self.send_message({"type": "connection_ack", "payload": ack})
+        self.connection_acknowledged = True
         interval = getattr(self.view, "ping_interval", None)
-        if self.connection_acknowledged and interval and self.keep_alive_task is None:
+        if interval and self.keep_alive_task is None:
             self.keep_alive_task = asyncio.create_task(self._pings(float(interval)))
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and limit is not None
+            and message["id"] not in self.operations  # Strawberry closes with 4409 then
+            and len(self.operations) >= limit
+        ):
+            error = _limit_error(limit)
+            await self.send_message(
+                TransportErrorMessage(id=message["id"], type="error", payload=[error.formatted])
+            )
+            return
+        await super().handle_subscribe(message)
 
     async def _pings(self, interval: float) -> None:
         with contextlib.suppress(Exception):
@@ -349,9 +527,42 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy graphql-ws (subscriptions-transport-ws) protocol."""
 
+    async def handle_message(self, message: OperationMessage) -> None:
+        problem = message_problem(message)
+        if problem is not None:
+            # The legacy protocol has no code for this; graphql-transport-ws's is clear.
+            await self.websocket.close(code=4400, reason=problem)
+            return
+        await super().handle_message(message)
+
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
         _Params.keep(self.context, message.get("payload"))
         await super().handle_connection_init(message)
+
+    async def handle_start(self, message: StartMessage) -> None:
+        operation_id = message["id"]
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and limit is not None
+            and operation_id not in self.tasks  # Strawberry replaces that operation
+            and len(self.tasks) >= limit
+        ):
+            await self.send_message(
+                LegacyErrorMessage(
+                    type="error", id=operation_id, payload=_limit_error(limit).formatted
+                )
+            )
+            return
+        await super().handle_start(message)
+
+
+def _limit_error(limit: int) -> GraphQLError:
+    return coded_error(
+        f"Subscription limit reached: this connection runs {limit} operations, the most it "
+        "may; complete one first.",
+        TOO_MANY_SUBSCRIPTIONS,
+    )
 
 
 class LiveGraphQL(GraphQL[Context, None]):
@@ -370,6 +581,7 @@ class LiveGraphQL(GraphQL[Context, None]):
         init_timeout: float = DEFAULT_INIT_TIMEOUT,
         keep_alive: float | None = DEFAULT_KEEP_ALIVE,
         allowed_origins: tuple[str, ...] = (),
+        max_message_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         super().__init__(
             cast(BaseSchema, _ClassifyingSchema(schema)),
@@ -384,6 +596,7 @@ class LiveGraphQL(GraphQL[Context, None]):
         self.context_factory = context_factory
         self.authenticator = authenticator
         self.ping_interval = keep_alive
+        self.max_message_bytes = max_message_bytes
         self.connections = 0
         self.shared_streams = SharedStreams()
 
@@ -394,36 +607,83 @@ class LiveGraphQL(GraphQL[Context, None]):
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        context.principal = await self.principal_of(context)
+        return _UNSET
+
+    async def principal_of(self, context: Context) -> Principal | None:
+        """The connection's principal (None: anonymous); :class:`Refused` if it has none."""
         params = context.extra.get(PARAMS_KEY)
+        header = context.request.headers.get("authorization") if context.request else None
         try:
-            token = token_of(params if isinstance(params, dict) else None)
+            token = connection_token(header, params if isinstance(params, dict) else None)
         except ValueError as exc:
-            raise ConnectionRejectionError({"message": str(exc)}) from None
+            raise Refused(str(exc), UNAUTHENTICATED) from None
         if token is None:
-            return _UNSET
+            return None
         principal: Principal | None = None
         if self.authenticator is not None:
             try:
                 principal = await self.authenticator(token)
-            except Exception as exc:
+            except (StoreUnavailableError, sa.exc.DBAPIError, OSError, TimeoutError) as exc:
                 log.warning("websocket token lookup failed: %s", exc.__class__.__name__)
-                raise ConnectionRejectionError({"message": "try again later"}) from None
+                raise Refused(
+                    UNAVAILABLE_MESSAGE,
+                    SERVICE_UNAVAILABLE,
+                    close_code=CLOSE_TRY_AGAIN_LATER,
+                    reason="Try again later: the token could not be checked",
+                ) from None
         if principal is None:
-            raise ConnectionRejectionError(
-                {"message": "The token is not valid: it is unknown, expired or revoked."}
-            )
-        context.principal = principal
-        return _UNSET
+            raise Refused(INVALID_TOKEN_MESSAGE, UNAUTHENTICATED)
+        return principal
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             await super().__call__(scope, receive, send)
             return
         self.connections += 1
         try:
-            await super().__call__(scope, receive, send)
+            capped = _SizeCap(receive, send, self.max_message_bytes)
+            await super().__call__(scope, capped.receive, capped.send)
         finally:
             self.connections -= 1
+
+
+class _SizeCap:
+    """An ASGI WebSocket's receive and send, closing with 1009 on a message over ``limit``.
+
+    The message is dropped before anything decodes it, and the app sees a disconnect; what
+    the app sends after that is dropped too, since the connection is closing.
+    """
+
+    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
+        self._receive = receive
+        self._send = send
+        self.limit = limit
+        self.closed = False
+
+    def too_big(self, message: Message) -> bool:
+        data = message.get("bytes")
+        if data is not None:
+            return len(data) > self.limit
+        text = message.get("text") or ""
+        # A character is 1 to 4 bytes in UTF-8: most messages are decided without encoding.
+        if len(text) > self.limit:
+            return True
+        return len(text) * 4 > self.limit and len(text.encode()) > self.limit
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "websocket.receive" and self.too_big(message):
+            del message
+            if not self.closed:
+                self.closed = True
+                await self._send({"type": "websocket.close", **_TOO_BIG})
+            return {"type": "websocket.disconnect", **_TOO_BIG}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if not self.closed:
+            await self._send(message)
 
 
 def build_websocket_app(
@@ -434,6 +694,7 @@ def build_websocket_app(
     max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
     init_timeout: float = DEFAULT_INIT_TIMEOUT,
     keep_alive: float | None = DEFAULT_KEEP_ALIVE,
+    max_message_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> LiveGraphQL:
     """The ASGI app for WebSocket scopes of ``/graphql``."""
     return LiveGraphQL(
@@ -443,7 +704,16 @@ def build_websocket_app(
         max_subscriptions=max_subscriptions,
         init_timeout=init_timeout,
         keep_alive=keep_alive,
+        max_message_bytes=max_message_bytes,
     )
 
 
-__all__ = ["LiveGraphQL", "SharedStreams", "WebSocket", "build_websocket_app", "token_of"]
+__all__ = [
+    "LiveGraphQL",
+    "Refused",
+    "SharedStreams",
+    "WebSocket",
+    "build_websocket_app",
+    "connection_token",
+    "token_of",
+]

@@ -89,15 +89,22 @@ def create_live_app(
         max_subscriptions=max_subscriptions,
         init_timeout=init_timeout,
         keep_alive=keep_alive,
+        max_message_bytes=settings.max_request_bytes,
     )
     graphql = build_graphql_app(
         schema,
         production=settings.production,
         context_factory=context_factory,
         authenticator=authenticate,
+        max_body_bytes=settings.max_request_bytes,
         websocket_app=ws,
     )
-    sse = SSEEndpoint(schema, context_factory=context_factory, authenticator=authenticate)
+    sse = SSEEndpoint(
+        schema,
+        context_factory=context_factory,
+        authenticator=authenticate,
+        max_body_bytes=settings.max_request_bytes,
+    )
     state.ws, state.sse = ws, sse
 
     @contextlib.asynccontextmanager

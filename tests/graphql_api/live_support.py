@@ -1,5 +1,5 @@
-"""Helpers of the live tests: a uvicorn subprocess running tests.graphql_api.live_app, tokens,
-and GraphQL calls over HTTP and graphql-transport-ws."""
+"""Helpers of the live tests: a uvicorn subprocess running tests.graphql_api.live_app, or a
+real ``statements serve``; tokens, and GraphQL calls over HTTP and graphql-transport-ws."""
 
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def live_server(
         )
     server = Server(f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + 20
+        # Generous: start-up is slow on a busy machine; the bound only catches "never".
+        deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"uvicorn exited: {log.read_text()}")
@@ -123,6 +124,55 @@ def live_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def statements_serve(
+    database_url: str, log_dir: Path, *, env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """``statements serve`` in a process of its own (one worker: the server is that process)."""
+    port = free_port()
+    log = log_dir / f"serve-{port}.log"
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    command = [sys.executable, "-m", "graphql_api.cli", "serve", "--db", database_url]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"statements serve exited: {log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(server.url + "/readyz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"statements serve did not get ready: {log.read_text()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """The process's resident memory now (VmRSS) and at its peak (VmHWM), in KiB."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return fields
 
 
 async def gql(

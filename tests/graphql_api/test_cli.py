@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from graphql_api.cli import build_parser, main
-from graphql_api.settings import DEFAULT_DATABASE_URL, DEFAULT_READ_CACHE_ROWS, Settings
+from graphql_api.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_READ_CACHE_ROWS,
+    Settings,
+)
 
 SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
 
@@ -78,3 +83,27 @@ def test_serve_runs_uvicorn_on_asyncios_loop_unless_asked(monkeypatch: pytest.Mo
     assert main(["serve", "--port", "8123"]) == 0
     assert main(["serve", "--loop", "uvloop"]) == 0
     assert [(c["loop"], c["port"]) for c in calls] == [("asyncio", 8123), ("uvloop", 8000)]
+
+
+def test_one_size_cap_for_http_bodies_and_websocket_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings.from_env({}).max_request_bytes == DEFAULT_MAX_REQUEST_BYTES == 1_000_000
+    env = {"STATEMENTS_MAX_REQUEST_BYTES": "65536"}
+    assert Settings.from_env(env).max_request_bytes == 65_536
+    for bad in ("0", "-5", "1MB"):
+        with pytest.raises(ValueError, match="MAX_REQUEST_BYTES must be a whole number >= 1"):
+            Settings.from_env({"STATEMENTS_MAX_REQUEST_BYTES": bad})
+
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    # serve sets these for its workers: monkeypatched, so that they are restored.
+    monkeypatch.setenv("STATEMENTS_DATABASE_URL", "sqlite:///x.db")
+    monkeypatch.setenv("STATEMENTS_PRODUCTION", "")
+    monkeypatch.setenv("STATEMENTS_MAX_REQUEST_BYTES", "65536")
+    assert main(["serve"]) == 0
+    # uvicorn refuses a larger frame from its header; compressed frames would hide their size.
+    assert calls[0]["ws_max_size"] == 65_536
+    assert calls[0]["ws_per_message_deflate"] is False

@@ -114,3 +114,40 @@ def test_dashboard_shows_live_numbers_in_chromium(node: str, setup: tuple[Server
     assert after >= before + 5
     assert chosen >= after + 3
     assert result["chartLines"] == 1
+
+
+def test_graphql_ws_client_gets_coded_errors_and_keeps_its_socket(
+    node: str, setup: tuple[Server, Tokens]
+) -> None:
+    server, tokens = setup
+    _statement(server, tokens)  # an event, for the auditor's stream to start with
+    result = _run(node, "errors.mjs", server.ws_url, tokens.auditor)
+
+    def refused_with(name: str) -> str:
+        outcome = result[name]
+        assert isinstance(outcome, dict) and isinstance(outcome.get("refused"), list), outcome
+        codes = {error["extensions"]["code"] for error in outcome["refused"]}
+        assert len(codes) == 1, outcome
+        return str(codes.pop())
+
+    # graphql-ws rejects the subscription with the `error` message's errors.
+    assert refused_with("syntax") == "GRAPHQL_PARSE_FAILED"
+    assert refused_with("validation") == "GRAPHQL_VALIDATION_FAILED"
+    # ... and the socket stays: one connection served every operation, none was closed.
+    after = result["after"]
+    assert isinstance(after, dict) and "errors" not in after["result"], after
+    assert isinstance(after["result"]["data"]["topViewed"], list)
+    assert result["connected"] == 1 and result["closedBefore"] == []
+    anonymous = result["anonymous"]
+    assert isinstance(anonymous, dict)
+    assert anonymous["result"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    # The handshake's Authorization header authenticates, and a bad one is refused with 4403.
+    auditor = result["auditor"]
+    assert isinstance(auditor, dict)
+    assert auditor["result"]["data"]["eventAppended"]["position"] == 1
+    assert result["badHeader"] == {
+        "refused": {
+            "code": 4403,
+            "reason": "Forbidden: The token is not valid: it is unknown, expired or revoked.",
+        }
+    }
