@@ -86,6 +86,17 @@ def kill_all(namespace: str, timeout: float = 10.0) -> list[int]:
         time.sleep(0.05)
 
 
+def cpu_seconds(namespace: str) -> float:
+    """User and system CPU seconds of the processes now in the namespace."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids_in(namespace):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
