@@ -21,6 +21,7 @@ BENCHMARKS = {
     "subscriptions": "bench.subscriptions",
     "audit": "bench.audit",
     "fanout": "bench.fanout",
+    "failover": "bench.failover",
 }
 
 
