@@ -22,6 +22,7 @@ BENCHMARKS = {
     "audit": "bench.audit",
     "fanout": "bench.fanout",
     "failover": "bench.failover",
+    "scale": "bench.scale",
 }
 
 
@@ -45,12 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help=f"run only this benchmark (repeatable; one of: {', '.join(sorted(BENCHMARKS))})",
     )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the log's size for the scale benchmark (e.g. 20000000; default 2,000,000, "
+        "200,000 with --quick)",
+    )
     args = parser.parse_args(argv)
     names = args.only or list(BENCHMARKS)
     pg_url = os.environ.get(PG_URL_ENV, DEFAULT_PG_URL)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        config = Config(quick=args.quick, full=args.full, pg_url=pg_url, tmp_dir=Path(tmp))
+        config = Config(
+            quick=args.quick, full=args.full, pg_url=pg_url, tmp_dir=Path(tmp), events=args.events
+        )
         for name in names:
             run: Callable[[Config], list[Result]] = importlib.import_module(BENCHMARKS[name]).run
             results = run(config)
