@@ -1,5 +1,6 @@
-"""The multi-host topology as a fixture: built once per module, removed afterwards (also after
-a failure or Ctrl-C; leftovers of a killed run are removed by the next one)."""
+"""The multi-host topology as a fixture: built once per test run, removed afterwards (also after
+a failure or Ctrl-C; leftovers of a killed run are removed by the next one). Each test starts
+again whatever API host an earlier test left dead (``Topology.ensure_running``)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def skip_reason() -> str | None:
     return reason
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     reason = skip_reason()
     if reason is not None:
