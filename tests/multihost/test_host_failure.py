@@ -10,11 +10,13 @@ end at the log's count.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
+from tests.multihost.conftest import skip_reason
 from tests.multihost.failover import Outcome, make_tokens, under_load
-from tests.multihost.topology import REPLICA, Topology
+from tests.multihost.topology import REPLICA, Topology, topology
 
 pytestmark = [pytest.mark.multihost]
 
@@ -100,3 +102,27 @@ def test_a_killed_replica_disturbs_nothing(topo: Topology) -> None:
         time.sleep(0.2)
     primary = topo.sql("SELECT count(*) FROM events")[0][0]
     assert topo.sql("SELECT count(*) FROM events", on=REPLICA)[0][0] == primary
+
+
+@pytest.mark.slow
+def test_repeated_failures_with_two_workers_per_host(tmp_path: Path) -> None:
+    """The long version: hosts of two workers each, more dashboards and writers, and both
+    hosts failing in turn, killed and cut, several times."""
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(f"multi-host tests need network namespaces: {reason}")
+    with topology(tmp_path, workers=2) as topo:
+        for fault in ("kill", "cut", "kill", "cut", "kill", "cut"):
+            topo.ensure_running()
+            tokens = make_tokens(topo, 8)
+            try:
+                outcome = topo.run_client(
+                    lambda fault=fault, tokens=tokens: under_load(  # type: ignore[misc]
+                        topo, tokens, fault, subscribers=20, before=3.0, after=8.0
+                    )
+                )
+            finally:
+                for name in topo.apis:
+                    topo.network.plug(name)
+            topo.apis[outcome.victim].power_off()
+            check_failover(topo, outcome)
