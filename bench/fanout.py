@@ -264,15 +264,17 @@ def _analyse(rate: int, outcome: dict[str, Any], label: str) -> list[Result]:
     ]
     for host, seconds in sorted(outcome["cpu"].items()):
         # CPU per 1,000 views is what a quiet machine's capacity can be computed from.
-        per_k = 1000 * seconds / max(outcome["sent"], 1)
-        rows.append(Result(f"{label}: CPU of {host}", "postgresql", "s/1000 views", per_k, 0))
+        per_k = 1e6 * seconds / max(outcome["sent"], 1)
+        rows.append(
+            Result(f"{label}: CPU of {host}", "postgresql", "ms/1000 views", per_k, float("nan"))
+        )
         rows.append(
             Result(
                 f"{label}: CPU of {host}",
                 "postgresql",
                 "% of a core",
                 100 * seconds / outcome["wall"],
-                0,
+                float("nan"),
             )
         )
     for host, values in sorted(latencies.items()):
