@@ -370,7 +370,10 @@ class Topology:
 
     def leaders(self) -> dict[str, str]:
         """Projection name -> address of the API host whose connection holds its lock."""
-        rows = self.sql(LEADERS, DATABASE)
+        return self.leaders_from(self.sql(LEADERS, DATABASE))
+
+    def leaders_from(self, rows: list[asyncpg.Record]) -> dict[str, str]:
+        """The same from rows of ``LEADERS`` run elsewhere."""
         return {
             self._keys[(int(r[0]), int(r[1]))]: str(r[2])
             for r in rows
