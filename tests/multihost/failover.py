@@ -83,8 +83,7 @@ def make_tokens(topo: Topology, count: int) -> list[str]:
 
 
 def _leaders(topo: Topology, rows: list[asyncpg.Record]) -> dict[str, str]:
-    keys = topo._keys
-    return {keys[(int(r[0]), int(r[1]))]: str(r[2]) for r in rows if (int(r[0]), int(r[1])) in keys}
+    return topo.leaders_from(rows)
 
 
 async def under_load(
