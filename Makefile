@@ -43,8 +43,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# make bench BENCH_ARGS="--only scale --events 20000000" for the large-log figures.
 bench: $(VENV)/.bench
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

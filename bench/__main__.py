@@ -21,6 +21,9 @@ BENCHMARKS = {
     "subscriptions": "bench.subscriptions",
     "audit": "bench.audit",
     "search": "bench.search",
+    "fanout": "bench.fanout",
+    "failover": "bench.failover",
+    "scale": "bench.scale",
 }
 
 
@@ -44,12 +47,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help=f"run only this benchmark (repeatable; one of: {', '.join(sorted(BENCHMARKS))})",
     )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the log's size for the scale benchmark (e.g. 20000000; default 2,000,000, "
+        "200,000 with --quick)",
+    )
     args = parser.parse_args(argv)
-    names = args.only or list(BENCHMARKS)
+    # The scale benchmark fills millions of events (an hour or more): only when asked for.
+    names = args.only or [n for n in BENCHMARKS if n != "scale" or args.events is not None]
     pg_url = os.environ.get(PG_URL_ENV, DEFAULT_PG_URL)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        config = Config(quick=args.quick, full=args.full, pg_url=pg_url, tmp_dir=Path(tmp))
+        config = Config(
+            quick=args.quick, full=args.full, pg_url=pg_url, tmp_dir=Path(tmp), events=args.events
+        )
         for name in names:
             run: Callable[[Config], list[Result]] = importlib.import_module(BENCHMARKS[name]).run
             results = run(config)

@@ -27,6 +27,8 @@ class Config:
     full: bool
     pg_url: str
     tmp_dir: Path
+    #: The log's size for the scale benchmark (``--events``); None for its default.
+    events: int | None = None
 
     @property
     def mode(self) -> str:

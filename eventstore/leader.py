@@ -17,16 +17,12 @@ from collections.abc import AsyncIterator
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from eventstore.urls import PG_KEEPALIVES
+
 log = logging.getLogger(__name__)
 
 _TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = sa.text("SELECT pg_advisory_unlock(:key)")
-_KEEPALIVES = {
-    "tcp_keepalives_idle": 5,
-    "tcp_keepalives_interval": 2,
-    "tcp_keepalives_count": 3,
-    "tcp_user_timeout": 10_000,
-}
 
 
 def advisory_key(namespace: str, schema: str, name: str) -> int:
@@ -41,8 +37,9 @@ async def _dedicated_connection(engine: AsyncEngine) -> tuple[AsyncConnection, s
     try:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         # A process that dies closes its socket and frees its locks at once; a host that
-        # vanishes would hold them until TCP gives up, which keepalives cut to seconds.
-        for setting, value in _KEEPALIVES.items():
+        # vanishes would hold them until TCP gives up, which keepalives cut to seconds. The
+        # engine's connections have them already, unless it was made without create_engine.
+        for setting, value in PG_KEEPALIVES.items():
             await conn.execute(sa.text(f"SET {setting} = {value}"))
         schema = (await conn.execute(sa.text("SELECT current_schema()"))).scalar_one()
     except BaseException:

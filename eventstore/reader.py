@@ -50,6 +50,7 @@ from sqlalchemy.util import await_, greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 
 from eventstore.errors import StoreUnavailableError
+from eventstore.urls import PG_KEEPALIVES
 
 if TYPE_CHECKING:
     import asyncpg
@@ -288,6 +289,7 @@ class PostgresReader(Reader):
             finally:
                 await greenlet_spawn(raw.close)
             options["server_settings"] = {
+                **PG_KEEPALIVES,
                 **dict(options.get("server_settings") or {}),
                 "search_path": str(search_path),
             }

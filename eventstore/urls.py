@@ -12,6 +12,19 @@ from eventstore.sqlite_inline import DRIVER as INLINE_DRIVER  # registers sqlite
 
 Backend = Literal["memory", "sqlite", "postgresql"]
 
+#: Server-side TCP keepalives for every PostgreSQL connection. A process that dies has its
+#: sockets closed by its kernel, but a host that vanishes (power, cable) closes nothing: without
+#: these the server would keep its sessions, their advisory locks and any open transaction's row
+#: locks for the kernel's default two hours. With them a silent peer is dropped after about 5 s
+#: (probes from 2 s of silence, given up once 5 s pass unanswered), and with its session go the
+#: leader locks that let another host take over its projections.
+PG_KEEPALIVES: dict[str, str] = {
+    "tcp_keepalives_idle": "2",
+    "tcp_keepalives_interval": "1",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "5000",
+}
+
 
 def backend_of(url: str) -> Backend:
     """Name the backend of a database URL, or raise ValueError naming what is wrong with it."""
@@ -56,9 +69,10 @@ def create_engine(
     if backend == "memory":
         raise ValueError("the memory backend has no SQL engine")
     connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
-    if backend == "postgresql" and schema is not None:
-        settings = dict(connect_args.get("server_settings", {}))
-        settings["search_path"] = schema
+    if backend == "postgresql":
+        settings = {**PG_KEEPALIVES, **dict(connect_args.get("server_settings", {}))}
+        if schema is not None:
+            settings["search_path"] = schema
         connect_args["server_settings"] = settings
     if backend == "sqlite":
         connect_args.setdefault("timeout", busy_timeout)

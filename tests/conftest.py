@@ -121,11 +121,28 @@ async def store(store_factory: object) -> EventStore:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under CI a skipped PostgreSQL test is a failure: the skip exists only for bare machines."""
-    if not os.environ.get("STATEMENTS_REQUIRE_POSTGRES"):
-        return
+    """Under CI a skipped PostgreSQL or multi-host test is a failure: the skips exist only for
+    bare machines (no server, no root for network namespaces)."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
+        return
+    if os.environ.get("STATEMENTS_REQUIRE_NETNS"):
+        # Only skips for want of namespaces count: a multi-host test may also skip for want of
+        # node, like the other graphql-ws tests.
+        skipped_hosts = [
+            r
+            for r in reporter.stats.get("skipped", [])
+            if "multihost" in getattr(r, "keywords", {})
+            and "network namespaces" in str(getattr(r, "longrepr", ""))
+        ]
+        if skipped_hosts:
+            reporter.write_line(
+                f"ERROR: {len(skipped_hosts)} multi-host test(s) skipped but "
+                "STATEMENTS_REQUIRE_NETNS is set",
+                red=True,
+            )
+            session.exitstatus = 1
+    if not os.environ.get("STATEMENTS_REQUIRE_POSTGRES"):
         return
     skipped = [
         r
