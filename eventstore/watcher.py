@@ -230,6 +230,7 @@ class CheckpointWatcher:
         self._notified = False  # whether the backend sends notifications to this watcher
         self._task: asyncio.Task[None] | None = None
         self._started = False
+        self._stopping = False
         self.reloads = 0  # how many times the whole table was read (for tests and metrics)
         self.scans = 0  # how many times the log was asked for a projection's next event
 
@@ -246,6 +247,7 @@ class CheckpointWatcher:
         from eventstore.projection import setup_checkpoints
 
         self._started = True
+        self._stopping = False
         await setup_checkpoints(self.engine)
         reader = reader_for(self.engine)
         if reader.dialect == "postgresql":
@@ -262,6 +264,11 @@ class CheckpointWatcher:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            # Asked to end rather than cancelled first: cancelling a read that is opening a
+            # connection leaves asyncpg's handshake future unretrieved, and asyncio logs it.
+            self._stopping = True
+            self._kick.set()
+            await asyncio.wait([task], timeout=2.0)
             while not task.done():
                 task.cancel()
                 await asyncio.wait([task], timeout=1.0)
@@ -419,7 +426,7 @@ class CheckpointWatcher:
         loop = asyncio.get_running_loop()
         last_read = loop.time()
         interval = self.fallback_interval if self._notified else self.poll_interval
-        while True:
+        while not self._stopping:
             # Nobody waits: only notifications and reconnections matter until somebody does.
             pause = last_read + interval - loop.time() if self._waited_for() else 3600.0
             if pause > 0:
@@ -427,6 +434,8 @@ class CheckpointWatcher:
                     async with asyncio.timeout(pause):
                         await self._kick.wait()
             self._kick.clear()
+            if self._stopping:
+                return
             try:
                 if self._reload or (self._waited_for() and loop.time() - last_read >= interval):
                     await self._read_rows()
