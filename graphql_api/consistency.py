@@ -49,7 +49,10 @@ class Consistency:
     timeout: float = DEFAULT_WAIT_SECONDS
 
     async def after(self, writes: Writes) -> WaitResult | None:
-        """Wait until the read models affected by ``writes`` show them; None if none are."""
+        """Wait until the read models affected by ``writes`` show them; None if none are, or
+        if waiting is off (a timeout of 0: clients then read with X-Min-Position)."""
+        if self.timeout <= 0:
+            return None
         targets: dict[str, int] = {}
         for type_, position in writes.last_of_each_type().items():
             for name in self.watcher.affected((type_,)):
@@ -109,7 +112,7 @@ def not_reached(result: WaitResult, path: list[str | int] | None = None) -> Grap
 @dataclass(slots=True)
 class Written:
     """What :func:`read_your_writes` saw: the writes, and whether the read models show them
-    (None when nothing was written, or nothing waits in this context)."""
+    (None when nothing was waited for: nothing written, no read model affected, waiting off)."""
 
     writes: Writes = field(default_factory=Writes)
     reached: bool | None = None
@@ -131,8 +134,10 @@ async def read_your_writes(info: Any) -> AsyncIterator[Written]:
     if not isinstance(consistency, Consistency) or writes.position is None:
         return
     result = await consistency.after(writes)
-    written.reached = result is None or result.ok
-    if result is not None and not result.ok:
+    if result is None:
+        return
+    written.reached = result.ok
+    if not result.ok:
         path = list(info.path.as_list()) if info.path is not None else None
         context.extra.setdefault(LATE_ERRORS_KEY, []).append(not_reached(result, path))
 

@@ -85,8 +85,8 @@ class UnlinkRelatedPayload(StatementPayload):
 
 async def _view_count(root: RecordViewPayload, info: strawberry.Info[Context, None]) -> int | None:
     models = info.context.read_models
-    if root.reached is False or root.position is None or models is None:
-        return None
+    if not root.reached or models is None:
+        return None  # the read models may not count this view yet
     statement_id = str(root.statement_id)
     counts: dict[str, int] = await models.view_counts([statement_id])
     return counts.get(statement_id, 0)
@@ -113,7 +113,8 @@ class RecordViewPayload:
     view_count: int | None = strawberry.field(
         resolver=_view_count,
         description="The statement's view count once the read models show this view (so it "
-        "counts it); null, with a POSITION_NOT_REACHED error, if they did not in time.",
+        "counts it); null, with a POSITION_NOT_REACHED error, if they did not in time (and "
+        "when the server is set not to wait).",
     )
     statement: Statement | None = strawberry.field(
         resolver=payload_statement,

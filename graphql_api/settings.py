@@ -75,7 +75,8 @@ class Settings:
     #: (``eventstore.reader``); 0 turns that cache off. PostgreSQL readers never cache.
     read_cache_rows: int = DEFAULT_READ_CACHE_ROWS
     #: How long a mutation waits for the read models to show its write, and a read with
-    #: ``X-Min-Position`` for them to reach that position, before POSITION_NOT_REACHED.
+    #: ``X-Min-Position`` for them to reach that position, before POSITION_NOT_REACHED; 0
+    #: turns the mutations' wait off (reads with X-Min-Position then never wait).
     position_wait_seconds: float = 5.0
     #: ``recordView`` per client without an ``ingest`` token: views per second and burst.
     view_rate: float = 10.0

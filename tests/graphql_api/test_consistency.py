@@ -245,3 +245,12 @@ async def test_waiting_writers_share_one_watcher(db: tuple[str, str | None]) -> 
         assert all(count >= rank for rank, count in enumerate(counts, start=1))
         assert counts[-1] == 50 and len(set(positions)) == 50
         assert watcher.scans == scans
+
+
+async def test_a_wait_of_zero_turns_the_mutations_wait_off(db: tuple[str, str | None]) -> None:
+    async with running(db, position_wait_seconds=0) as it:
+        statement = await publish(it.client, it.editor, "Viewed without waiting", 6)
+        body = await gql(it.client, RECORD_VIEW, {"id": statement}, token=it.ingest)
+        assert "errors" not in body
+        assert body["data"]["recordView"]["position"] > 0
+        assert body["data"]["recordView"]["viewCount"] is None
