@@ -143,9 +143,10 @@ async def read_your_writes(info: Any) -> AsyncIterator[Written]:
 
 
 def late_errors(context: Any) -> list[GraphQLError]:
-    """The errors :func:`read_your_writes` left in a request's context."""
+    """Take the errors :func:`read_your_writes` left in a context (a websocket's context
+    serves many operations: each reports its own)."""
     extra = getattr(context, "extra", None)
     if not isinstance(extra, dict):
         return []
-    errors = extra.get(LATE_ERRORS_KEY)
+    errors = extra.pop(LATE_ERRORS_KEY, None)
     return list(errors) if isinstance(errors, list) else []
