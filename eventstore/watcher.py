@@ -136,16 +136,21 @@ class _Waiters:
                     heapq.heapify(self._heap)
 
 
+#: Where a projection stands before anything is known of it: short of every position, even 0,
+#: since a projection without a checkpoint has no tables yet.
+_NOTHING: Final = -1
+
+
 @dataclass(eq=False)
 class _Tracked:
     name: str
     types: frozenset[str] | None
     #: The checkpoint as last read or notified (its row's position), or reported committed.
-    committed: int = 0
+    committed: int = _NOTHING
     #: Where this process's runner has got: its commits, and what it read past as irrelevant.
-    local: int = 0
+    local: int = _NOTHING
     #: No event of ``types`` lies in (known, clear_to], as the log said.
-    clear_to: int = 0
+    clear_to: int = _NOTHING
     #: The first event of ``types`` after ``clear_to``, if a scan of the log found one.
     next_relevant: int | None = None
     status: str | None = None  # the row's status; None before the row is seen
@@ -327,7 +332,7 @@ class CheckpointWatcher:
     # -- where things stand ----------------------------------------------------------------
 
     def reach(self, name: str) -> int:
-        """The highest position the projection's tables are known to reflect."""
+        """The highest position the projection's tables are known to reflect (-1: no tables)."""
         return self._get(name).reach
 
     def reaches(self) -> dict[str, int]:
@@ -381,7 +386,7 @@ class CheckpointWatcher:
         return WaitResult(
             ok=not behind,
             position=max((p for _t, p in chosen), default=0),
-            reached=min((t.reach for t, _p in behind or chosen), default=0),
+            reached=max(0, min((t.reach for t, _p in behind or chosen), default=0)),
             behind=tuple(t.name for t, _p in behind),
             failed=tuple(t.name for t, _p in behind if t.failed),
         )
@@ -482,7 +487,7 @@ class CheckpointWatcher:
         start = tracked.reach
         if tracked.next_relevant is not None and tracked.next_relevant > tracked.known:
             return  # the projection has to apply that event first: its checkpoint will say
-        if tracked.failed or tracked.status is None:
+        if tracked.failed or tracked.status is None or start < 0:
             return  # no tables, or stopped: nothing to learn from the log
         self.scans += 1
         head = await self.store.head_position()
