@@ -24,6 +24,7 @@ BENCHMARKS = {
     "fanout": "bench.fanout",
     "failover": "bench.failover",
     "scale": "bench.scale",
+    "views": "bench.views",
 }
 
 

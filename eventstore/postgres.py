@@ -161,6 +161,8 @@ class PostgresEventStore(EventStore):
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._listener_task: asyncio.Task[None] | None = None
         self._listener_conn: Any = None
+        #: Other channels followed on the LISTEN connection: (on_payload, on_connect) each.
+        self._channels: dict[str, list[tuple[Callable[[str], None], Callable[[], None]]]] = {}
         self._writer_conn: tuple[AsyncConnection, Any] | None = None
         # What this writer last saw committed; the fast path numbers after it (module docstring).
         self._known_head: tuple[int, bytes] | None = None
@@ -501,6 +503,33 @@ class PostgresEventStore(EventStore):
         conn = self._listener_conn
         return None if conn is None or conn.is_closed() else int(conn.get_server_pid())
 
+    async def listen(
+        self, channel: str, on_payload: Callable[[str], None], on_connect: Callable[[], None]
+    ) -> bool:
+        first = channel not in self._channels
+        self._channels.setdefault(channel, []).append((on_payload, on_connect))
+        conn = self._listener_conn
+        if conn is None:
+            # The (re)connection listens to every registered channel, then calls on_connect.
+            await self._start_listening()
+            return True
+        if first:
+            try:
+                await conn.add_listener(channel, self._dispatch)
+            except Exception as exc:
+                # The connection is going away; its successor listens and calls on_connect.
+                log.warning("event store LISTEN %s failed (%s); will retry", channel, exc)
+                return True
+        on_connect()
+        return True
+
+    def _dispatch(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        for on_payload, _on_connect in tuple(self._channels.get(channel, ())):
+            try:
+                on_payload(payload)
+            except Exception:
+                log.exception("event store: a listener of %s failed", channel)
+
     async def _start_listening(self) -> None:
         if self._listener_task is None and not self._closed:
             ready = asyncio.get_running_loop().create_future()
@@ -543,10 +572,22 @@ class PostgresEventStore(EventStore):
 
             conn.add_termination_listener(on_terminate)
             await conn.add_listener(self._channel, on_notify)
+            listened: set[str] = set()
+            while pending := [c for c in self._channels if c not in listened]:
+                for channel in pending:
+                    await conn.add_listener(channel, self._dispatch)
+                    listened.add(channel)
+            # Set with no await since the last check: listen() now adds to this connection.
             self._listener_conn = conn
             if not ready.done():
                 ready.set_result(None)
             self._notifier.notify()
+            for callbacks in tuple(self._channels.values()):
+                for _on_payload, on_connect in tuple(callbacks):
+                    try:
+                        on_connect()
+                    except Exception:
+                        log.exception("event store: a LISTEN connect callback failed")
             while not lost.done():
                 # Termination callbacks do not fire for every way a socket dies; a cheap
                 # query every few seconds finds a dead connection.

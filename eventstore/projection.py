@@ -43,8 +43,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import heapq
-import itertools
 import logging
 import re
 import secrets
@@ -70,7 +68,14 @@ from eventstore.errors import StoreUnavailableError
 from eventstore.leader import LeaderElection, exclusive, leader_election_for
 from eventstore.records import RecordedEvent, us_to_datetime
 from eventstore.sqlite_lock import sqlite_write_lock
-from eventstore.store import EventStore, Notifier, now_us
+from eventstore.store import EventStore, now_us
+from eventstore.watcher import (
+    LOCAL_FAILED,
+    LOCAL_NONE,
+    LOCAL_RUNNING,
+    LOCAL_STARTING,
+    CheckpointWatcher,
+)
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +225,30 @@ class _LostLeadership(Exception):
 # -- the checkpoint table ------------------------------------------------------------------
 
 
+#: On PostgreSQL every change of a checkpoint row notifies, from its own transaction, so that
+#: the notification arrives once the read models' writes are visible (``eventstore.watcher``).
+#: The channel is named after the table's schema, as ``watcher.notify_channel`` names it.
+_NOTIFY_FUNCTION: Final = """
+CREATE OR REPLACE FUNCTION projection_checkpoints_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(
+        'projection_checkpoints_' || substr(md5(TG_TABLE_SCHEMA), 1, 16),
+        json_build_object('name', NEW.name, 'position', NEW.position, 'status', NEW.status)::text);
+    RETURN NULL;
+END $$
+"""
+_NOTIFY_TRIGGER: Final = """
+CREATE TRIGGER projection_checkpoints_notify
+AFTER INSERT OR UPDATE ON projection_checkpoints
+FOR EACH ROW EXECUTE FUNCTION projection_checkpoints_notify()
+"""
+_HAS_NOTIFY_TRIGGER: Final = """
+SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'projection_checkpoints_notify'
+               AND tgrelid = to_regclass('projection_checkpoints'))
+"""
+
+
 async def setup_checkpoints(engine: AsyncEngine) -> None:
     """Create the checkpoint table if it is missing; safe to call on every start."""
     async with _transaction(engine) as conn:
@@ -227,6 +256,14 @@ async def setup_checkpoints(engine: AsyncEngine) -> None:
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide on PostgreSQL.
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SETUP_KEY})
         await conn.execute(sa.schema.CreateTable(checkpoints, if_not_exists=True))
+        # Created once, not replaced on every start: that would lock the table against the
+        # running leaders' checkpoint updates.
+        if (
+            conn.dialect.name == "postgresql"
+            and not (await conn.exec_driver_sql(_HAS_NOTIFY_TRIGGER)).scalar()
+        ):
+            await conn.exec_driver_sql(_NOTIFY_FUNCTION)
+            await conn.exec_driver_sql(_NOTIFY_TRIGGER)
 
 
 @contextlib.asynccontextmanager
@@ -748,53 +785,6 @@ _OUTDATED: Final = "outdated"  # the tables were built by a newer version of the
 _STOPPED: Final = "stopped"
 
 
-class _Progress:
-    """The read-your-writes waiters of one projection, each woken once its position is reached.
-
-    A waiter for one view used to wake on every commit of every projection to check again; at a
-    thousand views a second that was tens of thousands of wake-ups a second for nothing.
-    """
-
-    def __init__(self) -> None:
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap by position
-        self._order = itertools.count()
-
-    def reached(self, position: int) -> None:
-        """Wake the waiters of every position up to ``position``."""
-        waiters = self._waiters
-        while waiters and waiters[0][0] <= position:
-            future = heapq.heappop(waiters)[2]
-            if not future.done():
-                future.set_result(None)
-
-    def wake_all(self) -> None:
-        """Wake every waiter to look again: the projection failed, stopped or changed hands."""
-        waiters, self._waiters = self._waiters, []
-        for _position, _order, future in waiters:
-            if not future.done():
-                future.set_result(None)
-
-    async def wait(self, position: int, timeout: float) -> None:
-        """Until ``reached`` covers ``position``, ``wake_all`` or the timeout, whichever first."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (position, next(self._order), future))
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await future
-        finally:
-            if not future.done():
-                future.cancel()
-                if len(self._waiters) > _MAX_ABANDONED_WAITERS:
-                    # Waiters that timed out on a stuck projection stay in the heap until their
-                    # position is reached; drop them before they pile up.
-                    self._waiters = [w for w in self._waiters if not w[2].done()]
-                    heapq.heapify(self._waiters)
-
-
-_MAX_ABANDONED_WAITERS: Final = 10_000
-
-
 @dataclass(eq=False)
 class _Worker:
     projection: Projection
@@ -807,17 +797,28 @@ class _Worker:
     state: str = _STARTING
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    progress: _Progress = dataclasses.field(default_factory=_Progress)
+    watcher: CheckpointWatcher | None = None
 
     def set_state(self, state: str) -> None:
         if state != self.state:
             self.state = state
-            self.progress.wake_all()
+            if self.watcher is not None:
+                self.watcher.note_state(self.projection.name, _LOCAL_STATES.get(state, LOCAL_NONE))
 
     def moved(self, seen: int) -> None:
-        """Note that nothing up to ``seen`` is left for this projection, and wake its waiters."""
+        """Note that nothing up to ``seen`` is left for this projection, and tell the watcher."""
         self.seen = max(self.seen, seen)
-        self.progress.reached(max(self.position, self.seen))
+        if self.watcher is not None:
+            self.watcher.note_local(self.projection.name, max(self.position, self.seen))
+
+
+#: How the runner's states look to the watcher: who knows best where the projection stands.
+_LOCAL_STATES: Final = {
+    _RUNNING: LOCAL_RUNNING,
+    FAILED: LOCAL_FAILED,
+    _STARTING: LOCAL_STARTING,
+    REBUILDING: LOCAL_STARTING,
+}
 
 
 class ProjectionRunner:
@@ -835,6 +836,7 @@ class ProjectionRunner:
         lock_retry_interval: float = 1.0,
         failed_poll_interval: float = 1.0,
         error_backoff: tuple[float, float] = (0.5, 10.0),
+        watcher: CheckpointWatcher | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -849,7 +851,14 @@ class ProjectionRunner:
             if projection.name in self._workers:
                 raise ValueError(f"two projections are named {projection.name!r}")
             self._workers[projection.name] = _Worker(projection, TableNames(projection.tables))
-        self._changed = Notifier()  # wakes waiters polling other processes on a state change
+        #: Where every projection stands, whoever runs it; started and stopped with the runner
+        #: unless it was given (then its owner does that).
+        self._owns_watcher = watcher is None
+        self.watcher = (
+            watcher if watcher is not None else CheckpointWatcher(store, engine, self.projections)
+        )
+        for worker in self._workers.values():
+            worker.watcher = self.watcher
         self._started = False
 
     @property
@@ -873,9 +882,14 @@ class ProjectionRunner:
         if self._started:
             return
         await setup_checkpoints(self.engine)
+        if self._owns_watcher:
+            await self.watcher.start()
         self._started = True
         loop = asyncio.get_running_loop()
         for name, worker in self._workers.items():
+            # Until the election says otherwise: a failure on record is about to be retried.
+            worker.state = _STARTING
+            self.watcher.note_state(name, LOCAL_STARTING)
             worker.task = loop.create_task(self._work(worker), name=f"projection-{name}")
 
     async def stop(self) -> None:
@@ -902,6 +916,8 @@ class ProjectionRunner:
             worker.leader = False
             worker.set_state(_STOPPED)
         await self.election.close()
+        if self._owns_watcher:
+            await self.watcher.stop()
         self._started = False
 
     async def __aenter__(self) -> ProjectionRunner:
@@ -954,52 +970,13 @@ class ProjectionRunner:
     ) -> bool:
         """Wait until the projections (or the named ones) have processed up to ``position``.
 
-        Projections this process runs wake the waiter as they commit; those run by another
-        process are polled in the checkpoint table. False on timeout, or as soon as one of them
-        is failed short of the position (a failure this process is about to retry does not count).
+        False on timeout, or as soon as one of them is failed short of the position (a failure
+        this process is about to retry does not count). See :class:`CheckpointWatcher`.
         """
-        workers = [self._worker(n) for n in (names if names is not None else self._workers)]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.01
-        while True:
-            generation = self._changed.generation
-            rows: dict[str, _Checkpoint] | None = None
-            if not all(self._runs(w) for w in workers):
-                rows = await _load_all(self.engine)
-            # Judged after the await: a projection may have changed hands meanwhile.
-            local_behind: list[_Worker] = []
-            remote_behind = False
-            for worker in workers:
-                if self._runs(worker):
-                    if worker.state == FAILED and worker.position < position:
-                        return False
-                    if max(worker.position, worker.seen) < position:
-                        local_behind.append(worker)
-                    continue
-                row = None if rows is None else rows.get(worker.projection.name)
-                if row is None or row.position < position:
-                    # Only the leader's view is final; a starting leader retries failures.
-                    if row is not None and row.status == FAILED and worker.state == _STANDBY:
-                        return False
-                    remote_behind = True
-            if not local_behind and not remote_behind:
-                return True
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            if remote_behind:
-                remaining = min(delay, remaining)
-                delay = min(delay * 2, 0.1)
-            if local_behind:
-                await local_behind[0].progress.wait(position, remaining)
-            else:
-                await self._changed.wait(generation, remaining)
-
-    @staticmethod
-    def _runs(worker: _Worker) -> bool:
-        """Whether this process runs the projection, so its own memory says where it stands."""
-        return worker.leader and worker.state in (_RUNNING, FAILED)
+        chosen = list(names) if names is not None else list(self._workers)
+        for name in chosen:
+            self._worker(name)
+        return (await self.watcher.wait(position, chosen, timeout)).ok
 
     # -- the per-projection task -----------------------------------------------------------
 
@@ -1024,7 +1001,6 @@ class ProjectionRunner:
             finally:
                 worker.leader = False
                 worker.set_state(_STANDBY)
-                self._changed.notify()
             # Someone healthier may take over while we pause.
             await self.election.release(name)
             if error is None:
@@ -1054,10 +1030,9 @@ class ProjectionRunner:
         while self.election.holds(name):
             worker.position = checkpoint.position
             worker.seen = checkpoint.position
+            worker.moved(checkpoint.position)  # committed, whoever moved it
             if checkpoint.status == FAILED:
-                if worker.state != FAILED:
-                    worker.set_state(FAILED)  # read-your-writes waiters give up now
-                    self._changed.notify()
+                worker.set_state(FAILED)  # read-your-writes waiters give up now
                 checkpoint = await self._wait_for_retry(worker)
                 continue
             if checkpoint.version > projection.version:
@@ -1076,7 +1051,6 @@ class ProjectionRunner:
                 checkpoint = await self._auto_rebuild(worker)
                 continue
             worker.set_state(_RUNNING)
-            self._changed.notify()
             try:
                 await self._follow(worker)
             except _Moved:

@@ -498,5 +498,18 @@ class EventStore(abc.ABC):
         """Bumped whenever this process learns that the log grew."""
         return self._notifier.generation
 
+    async def listen(
+        self, channel: str, on_payload: Callable[[str], None], on_connect: Callable[[], None]
+    ) -> bool:
+        """Follow another channel of the backend's notifications, on the store's own LISTEN
+        connection; False when the backend sends none (then poll instead).
+
+        ``on_payload(payload)`` is called for each notification on ``channel``, and
+        ``on_connect()`` each time the channel is listened to afresh (the first time and after
+        every reconnection), once the LISTEN is in place: whatever was sent before may have been
+        missed, so that is the moment to re-read what the notifications describe.
+        """
+        return False
+
     async def _start_listening(self) -> None:
         """Start a cross-process wake-up source, where the backend has one."""

@@ -16,8 +16,11 @@ from starlette.routing import Route, WebSocketRoute
 
 from eventstore.projection import ProjectionRunner, setup_checkpoints
 from eventstore.reader import reader_for
+from eventstore.watcher import CheckpointWatcher
 from graphql_api.apq import persisted_queries
 from graphql_api.auth import Principal, TokenAuthenticator, setup_tokens
+from graphql_api.consistency import CONTEXT_KEY as CONSISTENCY_KEY
+from graphql_api.consistency import Consistency
 from graphql_api.context import Context
 from graphql_api.dashboard import dashboard_routes
 from graphql_api.http import build_graphql_app
@@ -25,7 +28,8 @@ from graphql_api.live import LiveHub
 from graphql_api.loaders import make_loaders
 from graphql_api.metrics import Metrics, count_sql_statements
 from graphql_api.query import QUERY_TYPES, Query
-from graphql_api.ratelimit import ViewRateLimiter
+from graphql_api.ratelimit import CONTEXT_KEY as RATE_LIMITER_KEY
+from graphql_api.ratelimit import ViewRatePolicy
 from graphql_api.schema import build_schema
 from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
@@ -39,8 +43,6 @@ log = logging.getLogger(__name__)
 
 #: A projection this far behind the head is "not caught up" for /readyz.
 READY_LAG_EVENTS = 1000
-#: How long a mutation's payload waits for the read models to show what it wrote.
-WRITE_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -49,6 +51,7 @@ class AppState:
 
     services: Services | None = None
     runner: ProjectionRunner | None = None
+    watcher: CheckpointWatcher | None = None
     read_models: ReadModels | None = None
     authenticator: TokenAuthenticator | None = None
     hub: LiveHub | None = None
@@ -83,7 +86,13 @@ def frozen_heap() -> Iterator[None]:
 def create_app(settings: Settings) -> Starlette:
     """Build the app; nothing connects to a database until it starts."""
     state = AppState()
-    state.extra["rate_limiter"] = ViewRateLimiter()
+    state.extra[RATE_LIMITER_KEY] = ViewRatePolicy(
+        rate=settings.view_rate,
+        burst=settings.view_burst,
+        ingest_rate=settings.ingest_view_rate,
+        ingest_burst=settings.ingest_view_burst,
+        trusted_proxies=settings.trusted_proxies,
+    )
     metrics = Metrics()
     schema = build_schema(
         Query, types=QUERY_TYPES, subscription=Subscription, production=settings.production
@@ -104,17 +113,14 @@ def create_app(settings: Settings) -> Starlette:
             extra={
                 "store": services.store,
                 "registry": services.registry,
-                "wait_for_position": wait_for_position,
                 "live": state.hub,
                 **state.extra,
             },
         )
 
-    async def wait_for_position(position: int) -> bool:
-        # Read-your-writes for mutation payloads: wait (briefly) for the read models.
-        if state.runner is None:
-            return False
-        return await state.runner.wait_for(position, timeout=WRITE_WAIT_SECONDS)
+    def consistency() -> Consistency | None:
+        value = state.extra.get(CONSISTENCY_KEY)
+        return value if isinstance(value, Consistency) else None
 
     async def authenticate(token: str) -> Principal | None:
         if state.authenticator is None:
@@ -144,6 +150,7 @@ def create_app(settings: Settings) -> Starlette:
         metrics=metrics,
         max_body_bytes=settings.max_request_bytes,
         websocket_app=websockets,
+        consistency=consistency,
     )
 
     @contextlib.asynccontextmanager
@@ -157,7 +164,14 @@ def create_app(settings: Settings) -> Starlette:
             reader_for(services.engine).enable_cache(settings.read_cache_rows)
             state.read_models = ReadModels(services.engine)
             state.authenticator = TokenAuthenticator(services.engine)
-            runner = ProjectionRunner(services.store, services.engine, all_projections())
+            projections = all_projections()
+            # One per process, whether or not it runs the projections: read-your-writes and
+            # X-Min-Position wait on it.
+            watcher = CheckpointWatcher(services.store, services.engine, projections)
+            state.watcher = watcher
+            await watcher.start()
+            state.extra[CONSISTENCY_KEY] = Consistency(watcher, settings.position_wait_seconds)
+            runner = ProjectionRunner(services.store, services.engine, projections, watcher=watcher)
             state.runner = runner
             state.extra["runner"] = runner
             if settings.run_projections:
@@ -173,6 +187,8 @@ def create_app(settings: Settings) -> Starlette:
                 await state.hub.stop()
             if state.runner is not None:
                 await state.runner.stop()
+            if state.watcher is not None:
+                await state.watcher.stop()
             await services.close()
 
     async def lag() -> dict[str, float]:

@@ -4,9 +4,10 @@ A token is ``st_`` followed by 43 random URL-safe characters (32 bytes from ``se
 shown once by :func:`create_token` and only its SHA-256 is stored. Lookups go by the hash (an
 index), then compare the stored and computed hashes in constant time. Tokens are never logged.
 
-Roles: ``editor`` may call every mutation, ``auditor`` may read the audit fields; anyone,
-without a token, may query and call ``recordView``. A token's ``name`` is the actor recorded in
-the metadata of the events its requests cause.
+Roles: ``editor`` may call every mutation, ``auditor`` may read the audit fields, ``ingest``
+records views for many readers under a limit of its own (:mod:`graphql_api.ratelimit`);
+anyone, without a token, may query and call ``recordView``. A token's ``name`` is the actor
+recorded in the metadata of the events its requests cause.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from strawberry.permission import BasePermission
 
 from graphql_api.errors import Forbidden, Unauthenticated
 
-Role = Literal["editor", "auditor"]
+Role = Literal["editor", "auditor", "ingest"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 TOKEN_PREFIX: Final = "st_"
 MAX_TOKEN_LENGTH: Final = 200

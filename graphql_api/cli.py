@@ -88,7 +88,13 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="make a token and print it once")
     _add_db(create, settings)
-    create.add_argument("--role", required=True, choices=["editor", "auditor"])
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=["editor", "auditor", "ingest"],
+        help="editor: every mutation; auditor: the audit fields; ingest: recordView for many "
+        "readers, under a per-token limit (STATEMENTS_INGEST_VIEW_RATE/_BURST)",
+    )
     create.add_argument("--name", required=True)
     create.add_argument("--expires-in-days", type=float, default=None, metavar="DAYS")
     revoke = token_sub.add_parser("revoke", help="revoke a token by name or id")
@@ -144,6 +150,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # until the next full garbage collection. Compression also costs zlib state on every
         # connection, and the payloads are small JSON.
         ws_per_message_deflate=False,
+        # The app reads X-Forwarded-For itself, from STATEMENTS_TRUSTED_PROXIES only; uvicorn's
+        # default would believe it from 127.0.0.1, so that any local client could pick its
+        # rate-limit key.
+        proxy_headers=False,
         log_level="info",
     )
     return 0

@@ -9,6 +9,10 @@ Clients get one of these codes in ``errors[].extensions.code``:
 ``UNAUTHENTICATED``           no token where one is needed, or a bad/expired/revoked one
 ``FORBIDDEN``                 the token's role does not allow it
 ``SERVICE_UNAVAILABLE``       the database is unreachable or busy; retry (``retryable``)
+``POSITION_NOT_REACHED``      the read models did not reach the log position in time: a
+                              mutation's payload still comes with it, a read is not run
+                              (``retryable``, ``position`` asked, ``reached``; see
+                              :mod:`graphql_api.consistency`)
 ``INTERNAL_SERVER_ERROR``     a bug; the message says nothing more, the server logs it
 ``BAD_REQUEST``               not a well-formed GraphQL-over-HTTP request
 ``GRAPHQL_PARSE_FAILED``      the document does not parse
@@ -57,6 +61,7 @@ CONFLICT: Final = "CONFLICT"
 UNAUTHENTICATED: Final = "UNAUTHENTICATED"
 FORBIDDEN: Final = "FORBIDDEN"
 SERVICE_UNAVAILABLE: Final = "SERVICE_UNAVAILABLE"
+POSITION_NOT_REACHED: Final = "POSITION_NOT_REACHED"
 INTERNAL_SERVER_ERROR: Final = "INTERNAL_SERVER_ERROR"
 BAD_REQUEST: Final = "BAD_REQUEST"
 GRAPHQL_PARSE_FAILED: Final = "GRAPHQL_PARSE_FAILED"
@@ -82,6 +87,7 @@ CODES: Final = frozenset(
         UNAUTHENTICATED,
         FORBIDDEN,
         SERVICE_UNAVAILABLE,
+        POSITION_NOT_REACHED,
         INTERNAL_SERVER_ERROR,
         BAD_REQUEST,
         GRAPHQL_PARSE_FAILED,

@@ -1,9 +1,12 @@
-"""The domain's EventLog port, implemented over the event store."""
+"""The domain's EventLog port, implemented over the event store; what a request wrote."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 from domain.errors import ConcurrencyConflict, DuplicateEventId
 from domain.ports import Appended
@@ -16,6 +19,43 @@ from eventstore import (
     EventStore,
     ExpectedVersion,
 )
+
+
+@dataclass
+class Writes:
+    """The events appended while :func:`recording_writes` was active: (position, stored type).
+
+    Read-your-writes needs to know which read models a command's events affect, and only the
+    port that serializes them knows their stored type names.
+    """
+
+    events: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def position(self) -> int | None:
+        """The position of the last event written, None if nothing was."""
+        return max((position for position, _type in self.events), default=None)
+
+    def last_of_each_type(self) -> dict[str, int]:
+        """The position of the last event of each type written."""
+        last: dict[str, int] = {}
+        for position, type_ in self.events:
+            last[type_] = max(position, last.get(type_, 0))
+        return last
+
+
+_writes: ContextVar[Writes | None] = ContextVar("statements_writes", default=None)
+
+
+@contextlib.contextmanager
+def recording_writes() -> Iterator[Writes]:
+    """Collect what the block appends through any :class:`StoreEventLog` (in this task)."""
+    writes = Writes()
+    token = _writes.set(writes)
+    try:
+        yield writes
+    finally:
+        _writes.reset(token)
 
 
 class StoreEventLog:
@@ -60,4 +100,9 @@ class StoreEventLog:
             raise ConcurrencyConflict(stream_id, expected_version, exc.actual) from exc
         except DuplicateEventError as exc:
             raise DuplicateEventId(stream_id, exc.reason) from exc
+        writes = _writes.get()
+        if writes is not None:
+            writes.events.extend(
+                (result.first_position + i, event.type) for i, event in enumerate(new_events)
+            )
         return Appended(stream_id, result.last_version, result.last_position)

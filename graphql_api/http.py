@@ -35,6 +35,11 @@ audit):
   anonymous; resolvers check roles (:func:`graphql_api.auth.require_role`).
 * Every response carries ``X-Request-ID`` (the client's, if well-formed, else a new UUID): the
   correlation id of the events the request's commands cause.
+* **Reads at or after a position.** ``X-Min-Position: P`` runs the operation once every read
+  model reflects the log up to P (:mod:`graphql_api.consistency`); past the bound the request
+  gets ``POSITION_NOT_REACHED`` (a request error: 200 with ``application/json``, 503 with
+  ``application/graphql-response+json``, ``Retry-After`` either way) and nothing runs. A value
+  that is not a position gets 400.
 """
 
 from __future__ import annotations
@@ -65,11 +70,18 @@ from strawberry.types.graphql import OperationType
 from eventstore.errors import StoreUnavailableError
 from graphql_api.apq import PersistedQueries, PersistedQueryError, Resolved
 from graphql_api.auth import Principal
+from graphql_api.consistency import (
+    MIN_POSITION_HEADER,
+    Consistency,
+    not_reached,
+    parse_min_position,
+)
 from graphql_api.context import Context
 from graphql_api.errors import (
     BAD_REQUEST,
     INTERNAL_MESSAGE,
     INTERNAL_SERVER_ERROR,
+    POSITION_NOT_REACHED,
     SERVICE_UNAVAILABLE,
     UNAUTHENTICATED,
     UNAVAILABLE_MESSAGE,
@@ -105,6 +117,8 @@ _QUERY_OR_MUTATION: Final = frozenset({OperationType.QUERY, OperationType.MUTATI
 
 ContextFactory = Callable[[Request, Principal | None, str], Context | Awaitable[Context]]
 Authenticator = Callable[[str], Awaitable[Principal | None]]
+#: Where the read models stand, for X-Min-Position (None until the app has started).
+ConsistencySource = Callable[[], Consistency | None]
 
 
 class HTTPError(Exception):
@@ -255,6 +269,7 @@ class GraphQLHTTP:
         graphiql: bool | None = None,
         strict_csrf: bool = False,
         websocket_app: ASGIApp | None = None,
+        consistency: ConsistencySource | None = None,
     ) -> None:
         self.schema = schema
         self.context_factory = context_factory
@@ -266,6 +281,7 @@ class GraphQLHTTP:
         self.graphiql = (not production) if graphiql is None else graphiql
         self.strict_csrf = strict_csrf
         self.websocket_app = websocket_app
+        self.consistency = consistency
         self._graphiql_html = get_graphql_ide_html("graphiql") if self.graphiql else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -342,6 +358,10 @@ class GraphQLHTTP:
                 "This request was refused as a possible cross-site request forgery: send "
                 "Content-Type: application/json, or a GraphQL-Require-Preflight header.",
             )
+        try:
+            min_position = parse_min_position(headers.get(MIN_POSITION_HEADER))
+        except ValueError as exc:
+            raise HTTPError(400, f"{exc}.") from None
 
         if params is not None:
             query, operation_name, _, _ = _parameters(
@@ -364,6 +384,10 @@ class GraphQLHTTP:
         context = self.context_factory(Request(scope), principal, request_id)
         if inspect.isawaitable(context):
             context = await context
+        if min_position is not None:
+            refused = await self._at_least(min_position)
+            if refused is not None:
+                return self._result(refused, media, extra_headers={"retry-after": "1"})
         try:
             result = await self.schema.execute(
                 resolved.query,
@@ -463,6 +487,16 @@ class GraphQLHTTP:
             )
         return principal
 
+    async def _at_least(self, position: int) -> ExecutionResult | None:
+        """None once the read models reach ``position``; else the request error to answer."""
+        consistency = self.consistency() if self.consistency is not None else None
+        if consistency is None:
+            return None  # nothing to wait for: no read models behind this endpoint
+        waited = await consistency.at_least(position)
+        if waited.ok:
+            return None
+        return PreExecutionError(data=None, errors=[not_reached(waited)])
+
     def _result(
         self,
         result: ExecutionResult,
@@ -482,7 +516,7 @@ class GraphQLHTTP:
             codes = set(iter_codes(result.errors))
             status = (
                 503
-                if SERVICE_UNAVAILABLE in codes
+                if SERVICE_UNAVAILABLE in codes or POSITION_NOT_REACHED in codes
                 else 500
                 if INTERNAL_SERVER_ERROR in codes
                 else 400
@@ -536,6 +570,7 @@ def build_graphql_app(
     graphiql: bool | None = None,
     strict_csrf: bool = False,
     websocket_app: ASGIApp | None = None,
+    consistency: ConsistencySource | None = None,
 ) -> GraphQLHTTP:
     """The ``/graphql`` ASGI app: mount it with ``Route("/graphql", app)``.
 
@@ -543,6 +578,7 @@ def build_graphql_app(
     :class:`~graphql_api.context.Context` (or an awaitable of it). ``authenticator(token)``
     returns the token's principal or None (see :class:`graphql_api.auth.TokenAuthenticator`);
     without one, every token is refused. GraphiQL defaults to ``not production``.
+    ``consistency()`` gives what ``X-Min-Position`` waits on; without it the header is ignored.
     """
     return GraphQLHTTP(
         schema,
@@ -555,4 +591,5 @@ def build_graphql_app(
         graphiql=graphiql,
         strict_csrf=strict_csrf,
         websocket_app=websocket_app,
+        consistency=consistency,
     )

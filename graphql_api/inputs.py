@@ -1,8 +1,9 @@
 """The mutations' input types, and their translation into domain commands (no rules here).
 
-Every input has an optional ``expectedVersion``: null lets the command retry on a concurrent
-change, a number makes any other version a CONFLICT. Statements are named by ``statementId``,
-a UUID; a Relay global id of a Statement (base64 of ``Statement:<uuid>``) is accepted too.
+Every input but ``recordView``'s has an optional ``expectedVersion``: null lets the command retry
+on a concurrent change, a number makes any other version a CONFLICT. Statements are named by
+``statementId``, a UUID; a Relay global id of a Statement (base64 of ``Statement:<uuid>``) is
+accepted too.
 """
 
 from __future__ import annotations
@@ -274,14 +275,10 @@ class UnlinkRelatedInput:
 @strawberry.input(description="One view of a statement.")
 class RecordViewInput:
     statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
-    expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
 
     def to_command(self, meta: CommandMetadata) -> RecordView:
-        return RecordView(
-            statement_id=statement_id_of(self.statement_id),
-            meta=meta,
-            expected_version=self.expected_version,
-        )
+        # Views never conflict with edits: they take no expected version.
+        return RecordView(statement_id=statement_id_of(self.statement_id), meta=meta)
 
 
 @strawberry.input(description="A new display name for a topic; its slug stays.")

@@ -4,6 +4,9 @@ No rule lives here: the inputs translate (:mod:`graphql_api.inputs`), the domain
 the role checks come from :mod:`graphql_api.auth`. Errors are reported by
 :mod:`graphql_api.errors` (DomainError -> its code, StoreUnavailableError -> retryable
 SERVICE_UNAVAILABLE).
+
+Every mutation runs its commands inside :func:`graphql_api.consistency.read_your_writes`: it
+answers once the read models show what it wrote, so any query sent after the answer sees it.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from typing import Final, TypeAlias
 
 import strawberry
 
-from domain.commands import PublishStatement, TagStatement
+from domain.commands import Command, PublishStatement, TagStatement
 from domain.handlers import CommandResult
 from domain.statement import INITIAL_STATE, decide, replay
 from graphql_api.auth import require_role
+from graphql_api.consistency import read_your_writes
 from graphql_api.context import Context
 from graphql_api.inputs import (
     LinkRelatedInput,
@@ -65,57 +69,69 @@ async def _publish(context: Context, input: PublishStatementInput) -> CommandRes
     return tagged if tagged.position is not None else published
 
 
+async def _handle(info: Info, command: Command) -> CommandResult:
+    """Run one command; answer once the read models show what it wrote."""
+    async with read_your_writes(info):
+        return await info.context.handlers.handle(command)
+
+
 async def publish_statement(info: Info, input: PublishStatementInput) -> PublishStatementPayload:
     require_role(info, EDITOR)
-    return PublishStatementPayload.from_result(await _publish(info.context, input))
+    async with read_your_writes(info):
+        result = await _publish(info.context, input)
+    return PublishStatementPayload.from_result(result)
 
 
 async def revise_statement(info: Info, input: ReviseStatementInput) -> ReviseStatementPayload:
     require_role(info, EDITOR)
     command = input.to_command(info.context.command_metadata())
-    return ReviseStatementPayload.from_result(await info.context.handlers.handle(command))
+    return ReviseStatementPayload.from_result(await _handle(info, command))
 
 
 async def withdraw_statement(info: Info, input: WithdrawStatementInput) -> WithdrawStatementPayload:
     require_role(info, EDITOR)
     command = input.to_command(info.context.command_metadata())
-    return WithdrawStatementPayload.from_result(await info.context.handlers.handle(command))
+    return WithdrawStatementPayload.from_result(await _handle(info, command))
 
 
 async def tag_statement(info: Info, input: TagStatementInput) -> TagStatementPayload:
     require_role(info, EDITOR)
     command = input.to_command(info.context.command_metadata())
-    return TagStatementPayload.from_result(await info.context.handlers.handle(command))
+    return TagStatementPayload.from_result(await _handle(info, command))
 
 
 async def untag_statement(info: Info, input: UntagStatementInput) -> UntagStatementPayload:
     require_role(info, EDITOR)
     command = input.to_command(info.context.command_metadata())
-    return UntagStatementPayload.from_result(await info.context.handlers.handle(command))
+    return UntagStatementPayload.from_result(await _handle(info, command))
 
 
 async def link_related(info: Info, input: LinkRelatedInput) -> LinkRelatedPayload:
     require_role(info, EDITOR)
     command = input.to_command(info.context.command_metadata())
-    return LinkRelatedPayload.from_result(await info.context.handlers.handle(command))
+    return LinkRelatedPayload.from_result(await _handle(info, command))
 
 
 async def unlink_related(info: Info, input: UnlinkRelatedInput) -> UnlinkRelatedPayload:
     require_role(info, EDITOR)
     command = input.to_command(info.context.command_metadata())
-    return UnlinkRelatedPayload.from_result(await info.context.handlers.handle(command))
+    return UnlinkRelatedPayload.from_result(await _handle(info, command))
 
 
 async def record_view(info: Info, input: RecordViewInput) -> RecordViewPayload:
     check_view_rate(info.context)
     command = input.to_command(info.context.command_metadata())
-    return RecordViewPayload.from_result(await info.context.handlers.handle(command))
+    async with read_your_writes(info) as written:
+        result = await info.context.handlers.handle(command)
+    return RecordViewPayload.from_result(result, reached=written.reached)
 
 
 async def rename_topic(info: Info, input: RenameTopicInput) -> RenameTopicPayload:
     require_role(info, EDITOR)
     command = input.to_command(info.context.command_metadata())
-    return RenameTopicPayload.from_result(await info.context.handlers.rename_topic(command))
+    async with read_your_writes(info):
+        result = await info.context.handlers.rename_topic(command)
+    return RenameTopicPayload.from_result(result)
 
 
 @strawberry.type(description="Changes to statements; each takes one `input` argument.")
@@ -142,7 +158,9 @@ class Mutation:
         resolver=unlink_related, description="Remove a related link (editor)."
     )
     record_view: RecordViewPayload = strawberry.mutation(
-        resolver=record_view, description="Record one view of a statement (anyone)."
+        resolver=record_view,
+        description="Record one view of a statement (anyone; rate-limited per client, see "
+        "the API manual).",
     )
     rename_topic: RenameTopicPayload = strawberry.mutation(
         resolver=rename_topic,

@@ -1,9 +1,11 @@
 """The mutations' payload types: what a command wrote, for read-your-writes.
 
-Every payload has ``statementId``, ``version`` (the version of the stream the command wrote,
-or read when it changed nothing: for ``recordView`` that is the statement's view stream) and
-``position`` (the log position of its last event; null when the command was a no-op). A client
-that then queries can wait until the read models have reached ``position``.
+Every payload has ``statementId`` and ``position`` (the log position of its last event; null
+when the command was a no-op). A mutation answers once the read models show its write, so a
+query sent afterwards sees it; a client whose next read may reach another host sends
+``X-Min-Position: <position>`` with it (:mod:`graphql_api.consistency`). The statement payloads
+also have ``version``, the version of the statement's stream (what ``expectedVersion`` takes);
+``recordView``'s has the statement's new ``viewCount`` instead.
 
 The ``statement`` field (the statement as the read models show it once they have reached
 ``position``) is added by the query layer: give :class:`StatementPayload` a resolver field
@@ -17,6 +19,7 @@ from typing import Self
 import strawberry
 
 from domain.handlers import CommandResult, TopicResult
+from graphql_api.context import Context
 from graphql_api.loaders import Info, loaders_of
 from graphql_api.types.statement import Statement, payload_statement
 from graphql_api.types.topic import Topic
@@ -26,7 +29,8 @@ from graphql_api.types.topic import Topic
 class StatementPayload:
     statement_id: strawberry.ID
     version: int = strawberry.field(
-        description="The version of the stream written (for recordView: the view stream)."
+        description="The version of the statement's stream after the command: what "
+        "`expectedVersion` takes."
     )
     position: int | None = strawberry.field(
         description="The log position of the last event written; null if nothing was written."
@@ -81,15 +85,46 @@ class UnlinkRelatedPayload(StatementPayload):
     pass
 
 
-@strawberry.type
-class RecordViewPayload(StatementPayload):
-    pass
+async def _view_count(root: RecordViewPayload, info: strawberry.Info[Context, None]) -> int | None:
+    models = info.context.read_models
+    if not root.reached or models is None:
+        return None  # the read models may not count this view yet
+    statement_id = str(root.statement_id)
+    counts: dict[str, int] = await models.view_counts([statement_id])
+    return counts.get(statement_id, 0)
+
+
+@strawberry.type(description="What recordView wrote.")
+class RecordViewPayload:
+    statement_id: strawberry.ID
+    position: int | None = strawberry.field(
+        description="The log position of the view: send it as `X-Min-Position` to read at or "
+        "after it elsewhere."
+    )
+    #: Whether the read models showed the view in time (None: nothing waited).
+    reached: strawberry.Private[bool | None] = None
+
+    @classmethod
+    def from_result(cls, result: CommandResult, *, reached: bool | None = None) -> Self:
+        return cls(
+            statement_id=strawberry.ID(result.statement_id),
+            position=result.position,
+            reached=reached,
+        )
+
+    view_count: int | None = strawberry.field(
+        resolver=_view_count,
+        description="The statement's view count once the read models show this view (so it "
+        "counts it); null, with a POSITION_NOT_REACHED error, if they did not in time (and "
+        "when the server is set not to wait).",
+    )
+    statement: Statement | None = strawberry.field(
+        resolver=payload_statement,
+        description="The statement as the read models show it once they reach `position`.",
+    )
 
 
 async def _payload_topic(root: RenameTopicPayload, info: Info) -> Topic | None:
-    wait = info.context.extra.get("wait_for_position")
-    if wait is not None and root.position is not None:
-        await wait(root.position)
     row = await loaders_of(info).topic_by_slug.load(root.topic_slug)
     return Topic.from_row(row) if row is not None else None
 

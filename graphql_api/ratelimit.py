@@ -2,32 +2,38 @@
 
 Policy
 ------
-Anyone may call ``recordView``, but each *client* has one token bucket for all its views,
-whatever statement they are for:
+Anyone may call ``recordView``; every view is taken from a token bucket, chosen by who asks:
 
-* the client is the token's name when the request carries a valid bearer token
-  (``token:NAME``), else the peer address from the ASGI scope (``ip:ADDR``). Behind a reverse
-  proxy that address is the proxy's unless uvicorn is told to trust ``X-Forwarded-For``
-  (``--forwarded-allow-ips``); a client cannot pick its own key by sending headers;
-* the bucket holds ``burst`` views (default 20) and refills at ``rate`` views per second
-  (default 10); a view that finds the bucket empty is refused with a GraphQL error whose
+* a request with a token of the ``ingest`` role (a site or a log shipper that records views
+  for many readers) has one bucket per token (``ingest:NAME``), holding ``ingest_burst`` views
+  (default 2,000) and refilled at ``ingest_rate`` views a second (default 1,000);
+* any other request has one bucket per client, holding ``burst`` views (default 20) and
+  refilled at ``rate`` views a second (default 10). The client is the token's name when the
+  request carries another valid token (``token:NAME``), else its address (``ip:ADDR``);
+* the address is the peer's, from the connection. Behind a reverse proxy that is the proxy's,
+  unless the proxy is listed in ``trusted_proxies`` (``STATEMENTS_TRUSTED_PROXIES``: addresses
+  or CIDR blocks): then ``X-Forwarded-For`` names the client, read from the right, skipping the
+  listed proxies, so the first address no listed proxy vouches for is the client. A peer that
+  is not listed cannot pick its key by sending the header: it is ignored;
+* a view that finds its bucket empty is refused with a GraphQL error whose
   ``extensions.code`` is ``RATE_LIMITED`` (with ``retryable: true`` and ``retryAfter`` in
   seconds), and nothing is written;
-* memory is bounded: at most ``max_clients`` buckets (default 10,000) are kept, the least
-  recently used is forgotten first. A forgotten client starts again with a full bucket, so a
-  client that controls more than ``max_clients`` addresses can get ``burst`` extra views per
-  eviction cycle; that is the price of bounded memory.
+* memory is bounded: at most ``max_clients`` buckets (default 10,000) are kept per kind, the
+  least recently used is forgotten first. A forgotten client starts again with a full bucket,
+  so a client that controls more than ``max_clients`` addresses can get ``burst`` extra views
+  per eviction cycle; that is the price of bounded memory.
 
-One process has one limiter: with ``--workers N`` each worker limits on its own, so a client
-gets at most N times the rate.
+One process has one policy: with ``--workers N`` each worker limits on its own, so a client
+gets at most N times the rate. ``docs/API.md`` says the same for client authors.
 """
 
 from __future__ import annotations
 
 import collections
+import ipaddress
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -40,7 +46,11 @@ CONTEXT_KEY: Final = "rate_limiter"
 
 DEFAULT_RATE: Final = 10.0
 DEFAULT_BURST: Final = 20.0
+DEFAULT_INGEST_RATE: Final = 1000.0
+DEFAULT_INGEST_BURST: Final = 2000.0
 DEFAULT_MAX_CLIENTS: Final = 10_000
+#: The role of tokens that record views for many readers.
+INGEST: Final = "ingest"
 
 
 class RateLimited(ApiError):
@@ -107,17 +117,107 @@ class ViewRateLimiter:
             )
 
 
-def client_key(context: Context) -> str:
-    """Who a request is, for rate limiting: its token's name, else its peer address."""
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address(text: str) -> str | None:
+    """An address from a header entry, normalised; None if it is not one.
+
+    Entries are bare addresses; some proxies add a port (``192.0.2.1:80``, ``[2001:db8::1]:80``).
+    """
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+class TrustedProxies:
+    """The proxies whose ``X-Forwarded-For`` is believed: addresses or CIDR blocks."""
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        self.networks: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(n, strict=False) for n in networks
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def trusts(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def client(self, peer: str | None, forwarded_for: Iterable[str]) -> str | None:
+        """The client's address: the peer's, unless the peer is a trusted proxy; then the
+        right-most ``X-Forwarded-For`` entry that is not a trusted proxy (the left-most if all
+        are). An entry that is not an address ends the walk at the proxy after it."""
+        if peer is None or not self.networks or not self.trusts(peer):
+            return peer
+        client = peer
+        entries = [e for header in forwarded_for for e in header.split(",") if e.strip()]
+        for entry in reversed(entries):
+            address = _address(entry)
+            if address is None:
+                break
+            client = address
+            if not self.trusts(address):
+                break
+        return client
+
+
+def client_key(context: Context, proxies: TrustedProxies | None = None) -> str:
+    """Who a request is, for rate limiting: its token's name, else its client address."""
     if context.principal is not None:
         return f"token:{context.principal.name}"
     request = context.request
     client = request.client if request is not None else None
-    return f"ip:{client.host}" if client is not None else "ip:unknown"
+    peer = client.host if client is not None else None
+    if proxies and request is not None:
+        peer = proxies.client(peer, request.headers.getlist("x-forwarded-for"))
+    return f"ip:{peer}" if peer is not None else "ip:unknown"
+
+
+class ViewRatePolicy:
+    """The module's policy: a bucket per ``ingest`` token, and one per other client."""
+
+    def __init__(
+        self,
+        *,
+        rate: float = DEFAULT_RATE,
+        burst: float = DEFAULT_BURST,
+        ingest_rate: float = DEFAULT_INGEST_RATE,
+        ingest_burst: float = DEFAULT_INGEST_BURST,
+        trusted_proxies: Iterable[str] = (),
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clients = ViewRateLimiter(rate, burst, max_clients, clock)
+        self.ingest = ViewRateLimiter(ingest_rate, ingest_burst, max_clients, clock)
+        self.proxies = TrustedProxies(trusted_proxies)
+
+    def bucket(self, context: Context) -> tuple[ViewRateLimiter, str]:
+        """The limiter and key a request's views are counted under."""
+        principal = context.principal
+        if principal is not None and principal.role == INGEST:
+            return self.ingest, f"ingest:{principal.name}"
+        return self.clients, client_key(context, self.proxies)
+
+    def check(self, context: Context) -> None:
+        limiter, key = self.bucket(context)
+        limiter.check(key)
 
 
 def check_view_rate(context: Context) -> None:
     """Refuse a view over the client's rate; a no-op when the app has no limiter."""
     limiter: Any = context.extra.get(CONTEXT_KEY)
-    if isinstance(limiter, ViewRateLimiter):
+    if isinstance(limiter, ViewRatePolicy):
+        limiter.check(context)
+    elif isinstance(limiter, ViewRateLimiter):
         limiter.check(client_key(context))

@@ -17,7 +17,9 @@ field resolvers. ``ApiSchema.execute`` then gives every error its code and masks
 ones (:func:`graphql_api.errors.classify_result`; with ``production`` "Did you mean"
 suggestions are removed too). It does that after Strawberry returns rather than in an
 extension, because errors raised inside extension hooks (a parse error in ParserCache, a
-token limit) skip the extensions' post-operation code.
+token limit) skip the extensions' post-operation code. It also adds the errors a mutation found
+after its field resolved (read models short of its position, :mod:`graphql_api.consistency`),
+beside the data.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from graphql_api.consistency import late_errors
 from graphql_api.errors import GRAPHQL_VALIDATION_FAILED, classify_result, log_errors, with_code
 from graphql_api.executor import CompiledExecutor
 from graphql_api.identity_cache import IdentityCache
@@ -108,6 +112,9 @@ class ApiSchema(strawberry.Schema):
             allowed_operation_types,
             operation_extensions,
         )
+        late = late_errors(context_value)
+        if late and not isinstance(result, PreExecutionError):
+            result.errors = [*(result.errors or ()), *late]
         return classify_result(result, production=self.production)
 
     def process_errors(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -27,6 +29,36 @@ def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 0) ->
     return value
 
 
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a number >= {minimum:g}, not {text!r}")
+    return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR blocks, each checked and normalised."""
+    networks: list[str] = []
+    for part in env.get(name, "").split(","):
+        text = part.strip()
+        if not text:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ValueError(
+                f"{name} must list IP addresses or CIDR blocks separated by commas; "
+                f"{text!r} is neither"
+            ) from None
+    return tuple(networks)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the app and the CLI need to know about their environment."""
@@ -47,6 +79,18 @@ class Settings:
     #: The largest HTTP request body (``/graphql``, ``/graphql/stream``) and WebSocket message
     #: accepted, in bytes. Both are refused before they are parsed: 413, or close code 1009.
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    #: How long a mutation waits for the read models to show its write, and a read with
+    #: ``X-Min-Position`` for them to reach that position, before POSITION_NOT_REACHED; 0
+    #: turns the mutations' wait off (reads with X-Min-Position then never wait).
+    position_wait_seconds: float = 5.0
+    #: ``recordView`` per client without an ``ingest`` token: views per second and burst.
+    view_rate: float = 10.0
+    view_burst: float = 20.0
+    #: ``recordView`` per ``ingest`` token (a site or log shipper recording many readers).
+    ingest_view_rate: float = 1000.0
+    ingest_view_burst: float = 2000.0
+    #: Proxies (addresses or CIDR blocks) whose ``X-Forwarded-For`` names the client.
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -62,6 +106,14 @@ class Settings:
             max_request_bytes=_count(
                 env, "STATEMENTS_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=1
             ),
+            position_wait_seconds=_number(
+                env, "STATEMENTS_POSITION_WAIT_SECONDS", 5.0, minimum=0.0
+            ),
+            view_rate=_number(env, "STATEMENTS_VIEW_RATE", 10.0, minimum=0.001),
+            view_burst=_number(env, "STATEMENTS_VIEW_BURST", 20.0, minimum=1.0),
+            ingest_view_rate=_number(env, "STATEMENTS_INGEST_VIEW_RATE", 1000.0, minimum=0.001),
+            ingest_view_burst=_number(env, "STATEMENTS_INGEST_VIEW_BURST", 2000.0, minimum=1.0),
+            trusted_proxies=_networks(env, "STATEMENTS_TRUSTED_PROXIES"),
         )
 
     def with_changes(self, **changes: object) -> Self:

@@ -323,15 +323,10 @@ class StatementPayloadLike(Protocol):
 
 
 async def payload_statement(root: StatementPayloadLike, info: Info) -> Statement | None:
-    """Resolver of a mutation payload's ``statement``: the statement once the read models
-    have reached the payload's position.
+    """Resolver of a mutation payload's ``statement``: the statement as the read models show it.
 
-    When ``context.extra["wait_for_position"]`` is set (an async callable taking a position
-    and returning whether the read models reached it in time) it is awaited first; without it
-    the read models are read as they are.
+    The mutation answered once they reached its position (:mod:`graphql_api.consistency`), so
+    they show its write unless a ``POSITION_NOT_REACHED`` error says otherwise.
     """
-    wait = info.context.extra.get("wait_for_position")
-    if wait is not None and root.position is not None:
-        await wait(root.position)
     row = await loaders_of(info).statement_by_id.load(str(root.statement_id))
     return Statement.from_row(row) if row is not None else None

@@ -78,7 +78,7 @@ async def test_apq_over_get(apq_client: httpx.AsyncClient) -> None:
 async def test_a_persisted_mutation_is_still_refused_over_get(
     apq_client: httpx.AsyncClient,
 ) -> None:
-    mutation = 'mutation { recordView(input: {statementId: "x"}) { version } }'
+    mutation = 'mutation { recordView(input: {statementId: "x"}) { position } }'
     sha = document_hash(mutation)
     await post(apq_client, {"query": mutation, "extensions": persisted(sha)})
     response = await apq_client.get("/graphql", params={"extensions": json.dumps(persisted(sha))})

@@ -143,7 +143,7 @@ ALL_MUTATIONS: dict[str, tuple[str, MakeInput]] = {
     **EDITOR_MUTATIONS,
     "recordView": ("RecordViewInput", lambda ids: {"statementId": ids["a"]}),
 }
-CALLERS = ["anonymous", "bad", "malformed", "expired", "revoked", "editor", "auditor"]
+CALLERS = ["anonymous", "bad", "malformed", "expired", "revoked", "editor", "auditor", "ingest"]
 
 
 async def _fixtures(
@@ -183,6 +183,7 @@ async def _fixtures(
     now = datetime.now(UTC)
     editor_token, _ = await create_token(token_engine, "editor", "editor-1")
     auditor_token, _ = await create_token(token_engine, "auditor", "auditor-1")
+    ingest_token, _ = await create_token(token_engine, "ingest", "ingest-1")
     expired_token, _ = await create_token(
         token_engine,
         "editor",
@@ -200,6 +201,7 @@ async def _fixtures(
         "revoked": f"Bearer {revoked_token}",
         "editor": f"Bearer {editor_token}",
         "auditor": f"Bearer {auditor_token}",
+        "ingest": f"Bearer {ingest_token}",
     }
     return ids, headers
 
@@ -224,10 +226,9 @@ async def test_auth_matrix(
 ) -> None:
     ids, headers = await _fixtures(handlers, token_engine)
     input_type, make_input = ALL_MUTATIONS[mutation]
-    query = (
-        f"mutation M($input: {input_type}!) {{ {mutation}(input: $input) "
-        "{ statementId version position } }"
-    )
+    # recordView's payload has no version: views do not change the statement's.
+    fields = "statementId position" if mutation == "recordView" else "statementId version position"
+    query = f"mutation M($input: {input_type}!) {{ {mutation}(input: $input) {{ {fields} }} }}"
     outcomes: dict[str, Any] = {}
     # The editor goes last, so that its change (a withdrawal, say) cannot alter the others.
     for caller in sorted(CALLERS, key=lambda c: c == "editor"):

@@ -185,7 +185,7 @@ async def test_get_runs_queries(client: httpx.AsyncClient) -> None:
 
 
 async def test_get_refuses_mutations_with_405(client: httpx.AsyncClient) -> None:
-    query = 'mutation { recordView(input: {statementId: "x"}) { version } }'
+    query = 'mutation { recordView(input: {statementId: "x"}) { position } }'
     for accept in (JSON, GQL):
         response = await client.get("/graphql", params={"query": query}, headers={"accept": accept})
         assert response.status_code == 405

@@ -356,20 +356,10 @@ class PayloadQuery:
         return payload
 
 
-async def test_payload_statement_reads_the_statement_once_the_models_caught_up(
-    site: Site,
-) -> None:
-    waited: list[int] = []
-
-    async def wait_for_position(position: int) -> bool:
-        waited.append(position)
-        return True
-
+async def test_payload_statement_reads_the_statement_from_the_read_models(site: Site) -> None:
     schema = strawberry.Schema(query=PayloadQuery, types=list(QUERY_TYPES))
     context = site.world.context()
     context.extra["payload"] = Payload(statement_id=strawberry.ID(site.geneva), position=7)
-    context.extra["wait_for_position"] = wait_for_position
     result = await schema.execute("{ payload { statement { title } } }", context_value=context)
     assert result.errors is None
     assert result.data == {"payload": {"statement": {"title": "Comment on the talks in Geneva"}}}
-    assert waited == [7]

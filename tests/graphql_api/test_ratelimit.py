@@ -6,23 +6,27 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
 from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
-from graphql_api.auth import Principal
+from graphql_api.auth import Principal, TokenAuthenticator, create_token
 from graphql_api.context import Context
 from graphql_api.http import build_graphql_app
 from graphql_api.ratelimit import (
     CONTEXT_KEY,
     RATE_LIMITED,
     RateLimited,
+    TrustedProxies,
     ViewRateLimiter,
+    ViewRatePolicy,
     client_key,
 )
 from graphql_api.schema import ApiSchema
+from graphql_api.settings import Settings
 from tests.graphql_api.support import make_schema
 from tests.graphql_api.test_mutations import EDITOR, RECORD_VIEW, publish
 
@@ -171,3 +175,113 @@ async def test_rate_limited_over_http_per_peer_address(
     assert await codes("198.51.100.1") == [None] * 5 + [RATE_LIMITED] * 3
     assert await codes("198.51.100.2") == [None] * 5 + [RATE_LIMITED] * 3
     assert await _views(memory_store) == 10
+
+
+# -- the policy: ingest tokens, and X-Forwarded-For from listed proxies only ----------------
+
+
+def test_forwarded_for_counts_only_from_listed_proxies() -> None:
+    proxies = TrustedProxies(["10.0.0.0/8", "2001:db8::1"])
+    # Not a listed proxy: the header is whatever the client wrote, and is ignored.
+    assert proxies.client("198.51.100.7", ["203.0.113.5"]) == "198.51.100.7"
+    # A listed proxy: the address it vouches for, right-most first, skipping listed proxies.
+    assert proxies.client("10.1.1.1", ["203.0.113.5"]) == "203.0.113.5"
+    assert proxies.client("10.1.1.1", ["1.2.3.4, 203.0.113.5, 10.2.2.2"]) == "203.0.113.5"
+    assert proxies.client("10.1.1.1", ["1.2.3.4", "203.0.113.5,10.2.2.2"]) == "203.0.113.5"
+    assert proxies.client("2001:db8::1", ["[2001:db8::2]:443"]) == "2001:db8::2"
+    assert proxies.client("10.1.1.1", ["203.0.113.5:8080"]) == "203.0.113.5"
+    # Every hop a listed proxy: the left-most is the client.
+    assert proxies.client("10.1.1.1", ["10.3.3.3, 10.2.2.2"]) == "10.3.3.3"
+    # Garbage where a proxy should have written an address: the last good hop is the client.
+    assert proxies.client("10.1.1.1", ["203.0.113.5, not-an-ip"]) == "10.1.1.1"
+    assert proxies.client("10.1.1.1", []) == "10.1.1.1"
+    assert TrustedProxies().client("10.1.1.1", ["203.0.113.5"]) == "10.1.1.1"
+
+
+def test_settings_read_the_policy_and_refuse_bad_values() -> None:
+    settings = Settings.from_env(
+        {
+            "STATEMENTS_TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.1 ,2001:db8::/32",
+            "STATEMENTS_INGEST_VIEW_RATE": "250",
+            "STATEMENTS_INGEST_VIEW_BURST": "500",
+            "STATEMENTS_VIEW_RATE": "2.5",
+            "STATEMENTS_POSITION_WAIT_SECONDS": "1.5",
+        }
+    )
+    assert settings.trusted_proxies == ("10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32")
+    assert (settings.ingest_view_rate, settings.ingest_view_burst) == (250.0, 500.0)
+    assert (settings.view_rate, settings.view_burst) == (2.5, 20.0)
+    assert settings.position_wait_seconds == 1.5
+    for name, value in (
+        ("STATEMENTS_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local"),
+        ("STATEMENTS_INGEST_VIEW_RATE", "0"),
+        ("STATEMENTS_VIEW_BURST", "lots"),
+        ("STATEMENTS_POSITION_WAIT_SECONDS", "-1"),
+        ("STATEMENTS_VIEW_RATE", "nan"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            Settings.from_env({name: value})
+
+
+async def test_an_ingest_token_has_its_own_limit_wherever_it_comes_from(
+    handlers: StatementHandlers, memory_store: MemoryEventStore, token_engine: AsyncEngine
+) -> None:
+    schema = make_schema()
+    statement_id = await publish(schema, handlers)
+    policy = ViewRatePolicy(
+        rate=0.001, burst=2, ingest_rate=0.001, ingest_burst=5, trusted_proxies=["10.0.0.0/8"]
+    )
+    site, _ = await create_token(token_engine, "ingest", "site")
+    other_site, _ = await create_token(token_engine, "ingest", "other-site")
+    editor, _ = await create_token(token_engine, "editor", "desk")
+
+    def context_factory(request: Request, principal: Principal | None, request_id: str) -> Any:
+        return Context(
+            handlers=handlers,
+            principal=principal,
+            request_id=request_id,
+            request=request,
+            extra={CONTEXT_KEY: policy},
+        )
+
+    endpoint = build_graphql_app(
+        schema,
+        production=True,
+        context_factory=context_factory,
+        authenticator=TokenAuthenticator(token_engine, ttl=0.0),
+    )
+    app = Starlette(routes=[Route("/graphql", endpoint)])
+    body = {"query": RECORD_VIEW, "variables": {"id": statement_id}}
+
+    async def codes(peer: str, n: int, token: str | None = None, **headers: str) -> list[Any]:
+        transport = httpx.ASGITransport(app=app, client=(peer, 1234))
+        sent = {k.replace("_", "-"): v for k, v in headers.items()}
+        if token:
+            sent["authorization"] = f"Bearer {token}"
+        out: list[Any] = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(n):
+                errors = (
+                    (await client.post("/graphql", json=body, headers=sent)).json().get("errors")
+                )
+                out.append(errors[0]["extensions"]["code"] if errors else None)
+        return out
+
+    # One bucket per ingest token, whichever address its views come from.
+    assert await codes("198.51.100.1", 3, site) == [None] * 3
+    assert await codes("198.51.100.2", 3, site) == [None, None, RATE_LIMITED]
+    assert await codes("198.51.100.3", 5, other_site) == [None] * 5
+    # Anonymous readers from the same addresses keep their own, smaller, buckets.
+    assert await codes("198.51.100.1", 3) == [None, None, RATE_LIMITED]
+    # Other roles are limited like any client: an editor's token has the client bucket.
+    assert await codes("198.51.100.1", 3, editor) == [None, None, RATE_LIMITED]
+    # Through a listed proxy, X-Forwarded-For names the reader; from anyone else it is ignored.
+    assert await codes("10.0.0.2", 2, x_forwarded_for="203.0.113.1") == [None, None]
+    assert await codes("10.0.0.2", 2, x_forwarded_for="203.0.113.2") == [None, None]
+    assert await codes("198.51.100.9", 3, x_forwarded_for="203.0.113.3") == [
+        None,
+        None,
+        RATE_LIMITED,
+    ]
+    assert await codes("198.51.100.9", 1, x_forwarded_for="203.0.113.4") == [RATE_LIMITED]
+    assert await _views(memory_store) == 3 + 2 + 5 + 2 + 2 + 2 + 2 + 2

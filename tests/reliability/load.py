@@ -19,7 +19,7 @@ mutation($input: PublishStatementInput!) {
 }
 """
 RECORD_VIEW = """
-mutation($id: ID!) { recordView(input: {statementId: $id}) { statementId version position } }
+mutation($id: ID!) { recordView(input: {statementId: $id}) { statementId position viewCount } }
 """
 IDS = "query { statements(first: 50) { edges { node { id } } } }"
 

@@ -61,9 +61,14 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
 
     for kill in range(KILLS):
         server.start()
+        # Mutations answer once the read models show them: load a server whose projections
+        # run, so that the random moment falls among answered writes, not before the first.
+        server.wait_caught_up()
         stop = threading.Event()
         threads = run_load(server.url, token, ids, tally, stop, seed=seed + kill)
-        time.sleep(rng.uniform(0.5, 1.5))  # a random moment under load
+        # A random moment under load, late enough for answers: a mutation answers once the
+        # read models show it, later than its append alone.
+        time.sleep(rng.uniform(1.0, 2.5))
         server.kill()
         stop.set()
         for thread in threads:

@@ -50,9 +50,8 @@ VALID: list[tuple[str, dict[str, Any]]] = [
         {"input": publish_input("Negative case")},
     ),
     (
-        "mutation($id: ID!, $v: Int) {"
-        " recordView(input: {statementId: $id, expectedVersion: $v}) { position } }",
-        {"id": str(uuid.UUID(int=2)), "v": None},
+        "mutation($id: ID!) { recordView(input: {statementId: $id}) { position viewCount } }",
+        {"id": str(uuid.UUID(int=2))},
     ),
     (
         "query($from: Int, $to: Int) { verifyLog(from: $from, to: $to) { ok } }",
