@@ -66,10 +66,9 @@ class ParsedCheckpoint:
 
 def parse_checkpoint(note: str) -> ParsedCheckpoint:
     """Split a checkpoint note into its body and signature lines; ValueError names what is wrong."""
-    body, separator, signed = note.partition("\n\n")
-    if not separator:
-        body, signed = note, ""
-    body += "\n"
+    text, separator, signed = note.partition("\n\n")
+    # The text keeps its final newline; an unsigned note is the text alone.
+    body = text + "\n" if separator else note if note.endswith("\n") else note + "\n"
     lines = body.split("\n")[:-1]
     if len(lines) < 3:
         raise ValueError("a checkpoint needs three lines: origin, tree size and root hash")
@@ -115,7 +114,7 @@ class NoteSigner:
 
     @classmethod
     def from_text(cls, text: str) -> NoteSigner:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 4)  # base64 may hold '+' too
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise ValueError("not a note signing key (PRIVATE+KEY+<name>+<id>+<key>)")
         _, _, name, id_hex, encoded = parts
@@ -161,7 +160,7 @@ class NoteVerifier:
 
     @classmethod
     def from_text(cls, text: str) -> NoteVerifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 may hold '+' too
         if len(parts) != 3:
             raise ValueError("not a note verifier key (<name>+<id>+<key>)")
         name, id_hex, encoded = parts
