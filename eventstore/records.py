@@ -129,6 +129,19 @@ class RecordedEvent:
         return value
 
     @property
+    def raw_data(self) -> str:
+        """The data as the stored JSON text (what the chain and the Merkle leaf hash)."""
+        value = self._data
+        # Once decoded, the canonical encoding gives the stored text back.
+        return value if isinstance(value, str) else canonical_json(value)
+
+    @property
+    def raw_metadata(self) -> str:
+        """The metadata as the stored JSON text."""
+        value = self._metadata
+        return value if isinstance(value, str) else canonical_json(value)
+
+    @property
     def recorded_at(self) -> datetime:
         value = self._recorded_at
         if isinstance(value, int):

@@ -26,6 +26,7 @@ from eventstore.merkle import (
     root_plan,
 )
 from eventstore.planning import Row
+from eventstore.records import RecordedEvent
 
 if TYPE_CHECKING:
     from eventstore.store import EventStore
@@ -33,6 +34,22 @@ if TYPE_CHECKING:
 
 class TreeIncompleteError(EventStoreError):
     """The stored tree lacks nodes it should have (written by a store that kept no tree)."""
+
+
+def row_of(record: RecordedEvent) -> Row:
+    """A read event as the row it was stored as (its JSON as the stored text)."""
+    return Row(
+        record.position,
+        record.stream_id,
+        record.version,
+        str(record.event_id),
+        record.type,
+        record.schema_version,
+        record.raw_data,
+        record.raw_metadata,
+        record.recorded_at_us,
+        record.hash,
+    )
 
 
 def row_leaf(row: Row) -> bytes:

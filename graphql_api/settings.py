@@ -10,6 +10,10 @@ from typing import Self
 DEFAULT_DATABASE_URL = "sqlite:///./statements.db"
 #: About 30 MB at the demo's statement sizes.
 DEFAULT_READ_CACHE_ROWS = 20_000
+#: The log's name in its checkpoints when it has no signing key (a key's name wins).
+DEFAULT_LOG_ORIGIN = "localhost/statements"
+#: Seconds between checkpoints while the log grows (auditors may ask for one at any time).
+DEFAULT_CHECKPOINT_INTERVAL = 60
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
@@ -42,6 +46,11 @@ class Settings:
     #: Rows of recent read-model results kept in memory while the SQLite file is unchanged
     #: (``eventstore.reader``); 0 turns that cache off. PostgreSQL readers never cache.
     read_cache_rows: int = DEFAULT_READ_CACHE_ROWS
+    #: The file of the Ed25519 key that signs the log's checkpoints (``statements keys
+    #: create`` writes it); without one, checkpoints are made unsigned.
+    signing_key_path: str | None = None
+    log_origin: str = DEFAULT_LOG_ORIGIN
+    checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -54,6 +63,11 @@ class Settings:
             run_projections=env.get("STATEMENTS_RUN_PROJECTIONS", "1").lower()
             not in ("0", "false", "no"),
             read_cache_rows=_count(env, "STATEMENTS_READ_CACHE_ROWS", DEFAULT_READ_CACHE_ROWS),
+            signing_key_path=env.get("STATEMENTS_SIGNING_KEY") or None,
+            log_origin=env.get("STATEMENTS_LOG_ORIGIN") or DEFAULT_LOG_ORIGIN,
+            checkpoint_interval=_count(
+                env, "STATEMENTS_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL
+            ),
         )
 
     def with_changes(self, **changes: object) -> Self:
