@@ -13,7 +13,7 @@ from typing import IO, Any, Literal
 
 from eventstore.chain import GENESIS_HASH, record_encoding, record_hash
 from eventstore.errors import EventStoreError
-from eventstore.merkle import append_leaf
+from eventstore.merkle import append_leaf, root_of_frontier
 from eventstore.planning import Row
 from eventstore.store import EventStore
 from eventstore.tree import TreeIncompleteError, frontier_of, frontier_positions
@@ -55,6 +55,8 @@ class Verification:
     position: int | None = None
     problem: Problem | None = None
     detail: str = ""
+    #: The Merkle root of the events up to ``head`` (a sound range from position 1).
+    root: bytes = b""
 
     def describe(self) -> str:
         if self.ok:
@@ -204,7 +206,7 @@ async def verify(
                 "altered",
                 "the hash at the expected head differs from the one trusted",
             )
-    return Verification(True, checked, head)
+    return Verification(True, checked, head, root=root_of_frontier(frontier))
 
 
 def _moved(previous: bytes, rows: list[Row], head: Anchor) -> str | None:
