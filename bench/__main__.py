@@ -20,6 +20,7 @@ BENCHMARKS = {
     "graphql": "bench.graphql",
     "subscriptions": "bench.subscriptions",
     "audit": "bench.audit",
+    "merkle": "bench.merkle",
 }
 
 

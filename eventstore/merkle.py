@@ -293,3 +293,31 @@ def root_of_leaves(leaves: Iterable[bytes]) -> bytes:
     for leaf in leaves:
         builder.add(leaf)
     return builder.root()
+
+
+# -- building in parallel ------------------------------------------------------------------
+
+#: A perfect subtree met while building: (first leaf, level, root).
+Piece = tuple[int, int, bytes]
+
+
+def push_piece(stack: list[Piece], piece: Piece) -> None:
+    """Add the next aligned perfect subtree after those on ``stack``, merging siblings.
+
+    Pushing the aligned pieces of a range in order leaves its coarsest decomposition; pushing
+    the stacks of adjacent ranges, one after the other, leaves that of their union. So ranges
+    can be built apart (in other processes) and joined.
+    """
+    start, level, digest = piece
+    while stack:
+        left_start, left_level, left = stack[-1]
+        if left_level != level or left_start + (1 << level) != start or left_start >> level & 1:
+            break
+        stack.pop()
+        start, level, digest = left_start, level + 1, node_hash(left, digest)
+    stack.append((start, level, digest))
+
+
+def root_of_pieces(stack: Sequence[Piece]) -> bytes:
+    """The root of leaves [0, n) from the coarsest decomposition ``push_piece`` left."""
+    return root_of_frontier([digest for _start, _level, digest in stack])

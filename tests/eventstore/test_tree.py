@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from eventstore import EventStore, NewEvent
+from eventstore.audit import export_file
 from eventstore.checkpoints import Checkpointer, NoteSigner, NoteVerifier, parse_checkpoint
+from eventstore.errors import EventStoreError
 from eventstore.memory import MemoryEventStore
 from eventstore.merkle import (
     EMPTY_ROOT,
@@ -20,7 +23,7 @@ from eventstore.merkle import (
 )
 from eventstore.postgres import PostgresEventStore
 from eventstore.sqlite import SQLiteEventStore
-from eventstore.tree import consistency_proof, inclusion_proof, row_leaf, tree_root
+from eventstore.tree import consistency_proof, export_tree, inclusion_proof, row_leaf, tree_root
 from tests.conftest import _plain_dsn
 
 
@@ -169,3 +172,19 @@ async def test_setup_builds_the_tree_of_older_events(
         await check_tree(store)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_the_tree_of_an_export_is_the_stores(tmp_path: Path, processes: int) -> None:
+    store = MemoryEventStore()
+    for i in range(1000):
+        await store.append(f"s{i % 7}", [ev(i)])
+    export = tmp_path / "log.jsonl"
+    await export_file(store, export)
+    # Split into many parts, so that pieces of every size meet across the parts.
+    size, root = await asyncio.to_thread(export_tree, export, processes)
+    assert (size, root) == (1000, await tree_root(store, 1000))
+    lines = export.read_bytes().splitlines(keepends=True)
+    (tmp_path / "gap.jsonl").write_bytes(b"".join(lines[:500] + lines[501:]))
+    with pytest.raises(EventStoreError, match="501"):
+        await asyncio.to_thread(export_tree, tmp_path / "gap.jsonl", processes)
