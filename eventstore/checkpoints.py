@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from eventstore.merkle import HASH_SIZE, ProofError
+from eventstore.records import Checkpoint
 
 if TYPE_CHECKING:
     from eventstore.store import EventStore
@@ -208,18 +209,6 @@ def load_key_file(path: Path) -> NoteSigner:
         return NoteSigner.from_text(text)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A tree head the store committed to; ``note`` is the signed note, or the bare body."""
-
-    origin: str
-    tree_size: int
-    root_hash: bytes
-    note: str
-    signed: bool
-    created_at_us: int
 
 
 class Checkpointer:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 
 from eventstore.chain import GENESIS_HASH
-from eventstore.checkpoints import Checkpoint
 from eventstore.errors import InvalidAppendError
 from eventstore.merkle import TreeBuilder
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
-from eventstore.records import RecordedEvent
+from eventstore.records import Checkpoint, RecordedEvent
 from eventstore.sql import record_from_row
 from eventstore.store import EventStore, now_us
 

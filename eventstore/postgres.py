@@ -34,12 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventstore import sql
 from eventstore.chain import GENESIS_HASH
-from eventstore.checkpoints import Checkpoint
 from eventstore.errors import InvalidAppendError, SchemaVersionError, StoreUnavailableError
 from eventstore.merkle import TreeBuilder
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Planned, Row, plan_batch
 from eventstore.reader import reader_for
 from eventstore.records import (
+    Checkpoint,
     RecordedEvent,
 )
 from eventstore.store import DirectWrite, EventStore, now_us

@@ -211,3 +211,16 @@ def datetime_to_us(value: datetime) -> int:
 
 def us_to_datetime(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A tree head the store committed to (``eventstore.checkpoints``); ``note`` is the signed
+    note, or the bare checkpoint body when the store has no signing key."""
+
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    note: str
+    signed: bool
+    created_at_us: int

@@ -34,11 +34,10 @@ from sqlalchemy.pool import QueuePool
 
 from eventstore import sql
 from eventstore.chain import GENESIS_HASH
-from eventstore.checkpoints import Checkpoint
 from eventstore.errors import InvalidAppendError, SchemaVersionError, StoreUnavailableError
 from eventstore.merkle import TreeBuilder
 from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Planned, Row, plan_batch
-from eventstore.records import NO_STREAM, RecordedEvent
+from eventstore.records import NO_STREAM, Checkpoint, RecordedEvent
 from eventstore.sqlite_lock import sqlite_write_lock
 from eventstore.store import DirectWrite, EventStore, now_us
 from eventstore.worker import Worker

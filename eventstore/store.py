@@ -12,12 +12,12 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from eventstore.checkpoints import Checkpoint
 from eventstore.errors import ConcurrencyError, InvalidAppendError, StoreUnavailableError
 from eventstore.planning import EncodedEvent, Outcome, PendingAppend, Row, version_matches
 from eventstore.records import (
     ANY,
     AppendResult,
+    Checkpoint,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,

@@ -15,7 +15,8 @@ from typing import Any
 import strawberry
 
 from eventstore import EventStore, RecordedEvent
-from eventstore.checkpoints import Checkpoint, Checkpointer, load_key_file
+from eventstore.checkpoints import Checkpointer, load_key_file
+from eventstore.records import Checkpoint
 from eventstore.tree import InclusionProof as StoreInclusionProof
 from eventstore.tree import consistency_proof, inclusion_proof, row_of
 from graphql_api.asof import history
