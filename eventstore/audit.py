@@ -11,12 +11,15 @@ from hashlib import sha256
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from eventstore.chain import GENESIS_HASH, record_hash
+from eventstore.chain import GENESIS_HASH, record_encoding, record_hash
 from eventstore.errors import EventStoreError
+from eventstore.merkle import append_leaf, root_of_frontier
 from eventstore.planning import Row
 from eventstore.store import EventStore
+from eventstore.tree import TreeIncompleteError, frontier_of, frontier_positions
 
-Problem = Literal["altered", "missing", "reordered", "truncated"]
+#: "tree": the event matches its chain, but the Merkle nodes stored with it do not match it.
+Problem = Literal["altered", "missing", "reordered", "truncated", "tree"]
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,14 @@ class Verification:
     position: int | None = None
     problem: Problem | None = None
     detail: str = ""
+    #: The Merkle root of the events up to ``head`` (a sound range from position 1).
+    root: bytes = b""
 
     def describe(self) -> str:
         if self.ok:
             return f"chain sound: {self.checked:,} events checked, head {self.head}"
-        return f"chain broken at position {self.position}: {self.problem}: {self.detail}"
+        what = "tree" if self.problem == "tree" else "chain"
+        return f"{what} broken at position {self.position}: {self.problem}: {self.detail}"
 
 
 def row_hash(previous: bytes, row: Row) -> bytes:
@@ -94,12 +100,20 @@ async def verify(
     expect_head: Anchor | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Verification:
-    """Recompute the chain over [from_position, to_position]; stop at the first bad record.
+    """Recompute the chain and the Merkle tree over [from_position, to_position]; stop at the
+    first bad record.
 
-    A range that starts after position 1 trusts the hash stored at from_position - 1.
+    A range that starts after position 1 trusts the hash stored at from_position - 1, and the
+    tree's nodes stored before from_position.
     """
     from_position = max(from_position, 1)
     previous = GENESIS_HASH
+    try:
+        size = from_position - 1
+        positions = frontier_positions(size)
+        frontier = frontier_of(size, await store.read_tree_nodes(positions))
+    except TreeIncompleteError as exc:
+        return Verification(False, 0, Anchor(0, GENESIS_HASH), from_position - 1, "tree", str(exc))
     if from_position > 1:
         anchor = [r async for r in store.read_rows(from_position - 2, from_position - 1)]
         if not anchor or anchor[0].position != from_position - 1:
@@ -117,6 +131,7 @@ async def verify(
     head = Anchor(from_position - 1, previous)
     pages = store.read_row_pages(from_position - 1, to_position)
     async for page in pages:
+        trees = await store.read_tree_range(page[0].position, page[-1].position)
         for index, row in enumerate(page):
             if row.position != expected_position:
                 if row.position < expected_position:
@@ -134,24 +149,8 @@ async def verify(
                     "missing",
                     f"position {expected_position} is absent; the next is {row.position}",
                 )
-            # row_hash inlined: this loop is the whole cost of a verification.
-            h = sha256(previous)
-            update = h.update
-            for value in (
-                str(row[0]),
-                row[1],
-                str(row[2]),
-                row[3],
-                row[4],
-                str(row[5]),
-                row[6],
-                row[7],
-                str(row[8]),
-            ):
-                raw = value.encode()
-                update(len(raw).to_bytes(8, "big"))
-                update(raw)
-            digest = h.digest()
+            record = record_encoding(*row[:9])
+            digest = sha256(previous + record).digest()
             if digest != row[9]:
                 # Read a little further: a row that verifies at another position was moved.
                 upcoming = page[index : index + 65]
@@ -169,6 +168,18 @@ async def verify(
                     row.position,
                     "altered",
                     "its stored fields do not hash to its recorded hash",
+                )
+            blob = append_leaf(frontier, expected_position - 1, sha256(b"\x00" + record).digest())
+            stored = trees.get(expected_position)
+            if stored != blob:
+                return _broken(
+                    checked,
+                    Anchor(expected_position - 1, previous),
+                    row.position,
+                    "tree",
+                    "it has no stored Merkle nodes"
+                    if stored is None
+                    else "its stored Merkle nodes do not match its event and those before it",
                 )
             previous = digest
             expected_position += 1
@@ -195,7 +206,7 @@ async def verify(
                 "altered",
                 "the hash at the expected head differs from the one trusted",
             )
-    return Verification(True, checked, head)
+    return Verification(True, checked, head, root=root_of_frontier(frontier))
 
 
 def _moved(previous: bytes, rows: list[Row], head: Anchor) -> str | None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import NamedTuple
 
-from eventstore.chain import record_hash
+from eventstore.chain import record_encoding
 from eventstore.errors import ConcurrencyError, DuplicateEventError
+from eventstore.merkle import append_leaf
 from eventstore.records import (
     ANY,
     NO_STREAM,
@@ -54,6 +56,16 @@ class PendingAppend:
 Outcome = AppendResult | Exception
 
 
+class Planned(NamedTuple):
+    """What a batch writes: rows, one outcome per request and, when the store keeps the Merkle
+    tree, each row's node blob (``eventstore.merkle``) and the tree's frontier after them."""
+
+    rows: list[Row]
+    outcomes: list[Outcome]
+    nodes: list[bytes] | None
+    frontier: list[bytes] | None
+
+
 class NeedsLookup(Exception):
     """Raised by the fast path when a request may be a retry; the backend looks ids up."""
 
@@ -75,8 +87,12 @@ def plan_batch(
     versions: dict[str, int],
     recorded_at_us: int,
     existing: dict[str, Row] | None,
-) -> tuple[list[Row], list[Outcome]]:
+    frontier: list[bytes] | None = None,
+) -> Planned:
     """Return the rows to insert and each request's outcome, in request order.
+
+    ``frontier`` is the Merkle tree's frontier at ``head_position`` (``eventstore.merkle``), or
+    None when the store keeps no tree; it is copied, never changed.
 
     ``existing`` maps event ids already in the store to their rows. ``None`` means "not looked
     up": any request that could be a retry then raises NeedsLookup, so that the common case
@@ -87,6 +103,10 @@ def plan_batch(
     in_batch: dict[str, Row] = {}
     current = dict(versions)
     position, prev = head_position, head_hash
+    nodes: list[bytes] | None = None
+    tip: list[bytes] | None = None
+    if frontier is not None:
+        nodes, tip = [], list(frontier)
     for request in requests:
         stream = request.stream_id
         ids = [e.event_id for e in request.events]
@@ -113,8 +133,7 @@ def plan_batch(
         for event in request.events:
             position += 1
             version += 1
-            digest = record_hash(
-                prev,
+            record = record_encoding(
                 position,
                 stream,
                 version,
@@ -125,6 +144,11 @@ def plan_batch(
                 event.metadata,
                 recorded_at_us,
             )
+            digest = sha256(prev + record).digest()
+            if tip is not None:
+                assert nodes is not None
+                leaf = sha256(b"\x00" + record).digest()
+                nodes.append(append_leaf(tip, position - 1, leaf))
             row = Row(
                 position,
                 stream,
@@ -142,7 +166,7 @@ def plan_batch(
             prev = digest
         current[stream] = version
         outcomes.append(AppendResult(stream, actual + 1, version, first_position, position))
-    return rows, outcomes
+    return Planned(rows, outcomes, nodes, tip)
 
 
 def _replay_outcome(request: PendingAppend, known: dict[str, Row]) -> Outcome:

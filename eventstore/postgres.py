@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -35,12 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from eventstore import sql
 from eventstore.chain import GENESIS_HASH
 from eventstore.errors import InvalidAppendError, SchemaVersionError, StoreUnavailableError
-from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
+from eventstore.merkle import TreeBuilder
+from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Planned, Row, plan_batch
 from eventstore.reader import reader_for
 from eventstore.records import (
+    Checkpoint,
     RecordedEvent,
 )
 from eventstore.store import DirectWrite, EventStore, now_us
+from eventstore.tree import frontier_of, frontier_positions, row_leaf
 from eventstore.urls import create_engine
 
 log = logging.getLogger(__name__)
@@ -65,42 +68,66 @@ BEGIN
 END $$
 """
 
-_INSERT = f"""
-INSERT INTO events ({sql.COLUMNS})
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[],
-                     $6::int[], $7::text[], $8::text[], $9::bigint[], $10::bytea[])
-"""
+_UNNEST = """unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[],
+               $7::text[], $8::text[], $9::bigint[], $10::bytea[]{tree})"""
+_ONE = """$1::bigint, $2::text, $3::bigint, $4::uuid, $5::text, $6::int, $7::text, $8::text,
+           $9::bigint, $10::bytea{tree}"""
 
-_INSERT_AND_NOTIFY = f"""
-WITH inserted AS ({_INSERT} RETURNING 1)
-SELECT pg_notify($11, $12)
-"""
 
-# The fast path (see the module's docstring): lock, insert, notify, in one statement and one
-# implicit transaction. The CTE that takes the lock is volatile, so it is evaluated once and
-# before the first row is inserted.
-_FAST_ONE = f"""
-WITH locked AS (SELECT pg_advisory_xact_lock($11)),
+class _Statements:
+    """The append statements, with or without the Merkle nodes (one more bound value, $11)."""
+
+    def __init__(self, tree: bool) -> None:
+        columns = sql.TREE_COLUMNS if tree else sql.COLUMNS
+        unnest = _UNNEST.format(tree=", $11::bytea[]" if tree else "")
+        one = _ONE.format(tree=", $11::bytea" if tree else "")
+        n = 11 if tree else 10  # values bound before the lock key and the channel
+        self.insert = f"INSERT INTO events ({columns}) SELECT * FROM {unnest}"
+        self.insert_and_notify = f"""
+WITH inserted AS ({self.insert} RETURNING 1)
+SELECT pg_notify(${n + 1}, ${n + 2})
+"""
+        # The fast path (see the module's docstring): lock, insert, notify, in one statement
+        # and one implicit transaction. The CTE that takes the lock is volatile, so it is
+        # evaluated once and before the first row is inserted.
+        fast_one = f"""
+WITH locked AS (SELECT pg_advisory_xact_lock(${n + 1})),
 inserted AS (
-    INSERT INTO events ({sql.COLUMNS})
-    SELECT $1::bigint, $2::text, $3::bigint, $4::uuid, $5::text, $6::int, $7::text, $8::text,
-           $9::bigint, $10::bytea
+    INSERT INTO events ({columns})
+    SELECT {one}
     FROM locked
     RETURNING position)
 """
-_FAST_MANY = f"""
-WITH locked AS (SELECT pg_advisory_xact_lock($11)),
+        fast_many = f"""
+WITH locked AS (SELECT pg_advisory_xact_lock(${n + 1})),
 inserted AS (
-    INSERT INTO events ({sql.COLUMNS})
-    SELECT u.* FROM locked,
-        unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[],
-               $7::text[], $8::text[], $9::bigint[], $10::bytea[]) AS u
+    INSERT INTO events ({columns})
+    SELECT u.* FROM locked, {unnest} AS u
     RETURNING position)
 """
-_FAST_ONE_NOTIFY = f"{_FAST_ONE}SELECT pg_notify($12, $1::text) FROM inserted"
-_FAST_ONE_QUIET = f"{_FAST_ONE}SELECT count(*) FROM inserted"
-_FAST_MANY_NOTIFY = f"{_FAST_MANY}SELECT pg_notify($12, max(position)::text) FROM inserted"
-_FAST_MANY_QUIET = f"{_FAST_MANY}SELECT count(*) FROM inserted"
+        self.fast_one_notify = f"{fast_one}SELECT pg_notify(${n + 2}, $1::text) FROM inserted"
+        self.fast_one_quiet = f"{fast_one}SELECT count(*) FROM inserted"
+        self.fast_many_notify = (
+            f"{fast_many}SELECT pg_notify(${n + 2}, max(position)::text) FROM inserted"
+        )
+        self.fast_many_quiet = f"{fast_many}SELECT count(*) FROM inserted"
+
+
+_WITH_TREE = _Statements(tree=True)
+_WITHOUT_TREE = _Statements(tree=False)
+# An event's Merkle nodes: written with it, or (events older than the tree) beside it.
+_NODES = (
+    "SELECT e.position, COALESCE(e.tree, m.nodes) FROM events e "
+    "LEFT JOIN merkle_nodes m ON m.position = e.position"
+)
+
+
+def _columns(planned: Planned) -> list[list[Any]]:
+    """The batch's values column by column (for unnest), the node blobs last if kept."""
+    columns = [list(c) for c in zip(*planned.rows, strict=True)]
+    if planned.nodes is not None:
+        columns.append(planned.nodes)
+    return columns
 
 
 def _lock_key(schema: str) -> int:
@@ -145,8 +172,12 @@ class PostgresEventStore(EventStore):
         notify: bool = True,
         pool_size: int = 10,
         lock_timeout: float = 10.0,
+        merkle: bool = True,
     ) -> None:
-        super().__init__(poll_interval=poll_interval, max_batch_events=max_batch_events)
+        super().__init__(
+            poll_interval=poll_interval, max_batch_events=max_batch_events, merkle=merkle
+        )
+        self._statements = _WITH_TREE if merkle else _WITHOUT_TREE
         self.schema = schema
         self.engine: AsyncEngine = create_engine(
             url,
@@ -166,6 +197,7 @@ class PostgresEventStore(EventStore):
         self._writer_conn: tuple[AsyncConnection, Any] | None = None
         # What this writer last saw committed; the fast path numbers after it (module docstring).
         self._known_head: tuple[int, bytes] | None = None
+        self._known_frontier: list[bytes] | None = None  # the Merkle tree's, at _known_head
         self._known_versions: dict[str, int] = {}
         self._closed = False
         self._discarding: set[asyncio.Task[None]] = set()
@@ -194,9 +226,66 @@ class PostgresEventStore(EventStore):
                     f"schema {self.schema!r} holds event store schema {version}; this code "
                     f"knows up to {sql.SCHEMA_VERSION}"
                 )
+            elif version < sql.SCHEMA_VERSION:
+                await conn.execute(
+                    sa.text("UPDATE eventstore_schema SET version = :v WHERE component = 'events'"),
+                    {"v": sql.SCHEMA_VERSION},
+                )
+            # A schema-1 database: the column is added (no rewrite), never written into old rows.
+            await self._exec_ddl(conn, "ALTER TABLE events ADD COLUMN IF NOT EXISTS tree bytea")
             await self._exec_ddl(conn, _BEGIN_APPEND)
             for guard in sql.POSTGRES_GUARDS:
                 await self._exec_ddl(conn, guard)
+            if self.merkle:
+                raw = (await conn.get_raw_connection()).driver_connection
+                await self._complete_tree(raw)
+
+    async def _complete_tree(self, conn: Any) -> None:
+        """Build the Merkle nodes of events that have none (an upgrade, or a store that kept
+        no tree), into merkle_nodes: events are never updated."""
+        head = await conn.fetchval("SELECT max(position) FROM events") or 0
+        if head == 0 or await self._nodes(conn, [head]):
+            return
+        first = await conn.fetchval(
+            "SELECT min(e.position) FROM events e LEFT JOIN merkle_nodes m "
+            "ON m.position = e.position WHERE e.tree IS NULL AND m.position IS NULL"
+        )
+        size = first - 1
+        frontier = frontier_of(size, await self._nodes(conn, frontier_positions(size)))
+        builder = TreeBuilder(size, frontier)
+        position = size
+        while True:
+            page = await conn.fetch(
+                f"SELECT {sql.COLUMNS}, tree IS NULL FROM events WHERE position > $1 "
+                "ORDER BY position LIMIT 5000",
+                position,
+            )
+            if not page:
+                break
+            positions: list[int] = []
+            blobs: list[bytes] = []
+            for r in page:
+                row = Row(r[0], r[1], r[2], str(r[3]), r[4], r[5], r[6], r[7], r[8], bytes(r[9]))
+                if row.position != builder.size + 1:
+                    raise StoreUnavailableError(f"the log has a gap before position {row.position}")
+                blob = builder.add(row_leaf(row))
+                if r[10]:
+                    positions.append(row.position)
+                    blobs.append(blob)
+            await conn.execute(
+                "INSERT INTO merkle_nodes (position, nodes) "
+                "SELECT * FROM unnest($1::bigint[], $2::bytea[]) "
+                "ON CONFLICT (position) DO UPDATE SET nodes = excluded.nodes",
+                positions,
+                blobs,
+            )
+            position = page[-1][0]
+        log.info("built the Merkle tree of schema %s up to position %d", self.schema, head)
+
+    @staticmethod
+    async def _nodes(conn: Any, positions: Sequence[int]) -> dict[int, bytes]:
+        rows = await conn.fetch(f"{_NODES} WHERE e.position = ANY($1::bigint[])", list(positions))
+        return {r[0]: bytes(r[1]) for r in rows if r[1] is not None}
 
     @staticmethod
     async def _exec_ddl(conn: AsyncConnection, statement: str) -> None:
@@ -322,44 +411,54 @@ class PostgresEventStore(EventStore):
         if self._known_head is None:
             return None
         head_position, head_hash = self._known_head
+        frontier = self._known_frontier
+        if self.merkle and frontier is None:
+            return None
         known = self._known_versions
         versions = {r.stream_id: known.get(r.stream_id, 0) for r in batch}
         try:
-            rows, outcomes = plan_batch(batch, head_position, head_hash, versions, now_us(), None)
+            planned = plan_batch(
+                batch, head_position, head_hash, versions, now_us(), None, frontier
+            )
         except NeedsLookup:
             return None
+        rows = planned.rows
         if not rows:
             return None
         channel = self._channel if self._notify else None
+        statements = self._statements
         try:
             if len(rows) == 1:
-                statement = _FAST_ONE_NOTIFY if channel else _FAST_ONE_QUIET
+                statement = statements.fast_one_notify if channel else statements.fast_one_quiet
+                values = rows[0] if planned.nodes is None else (*rows[0], planned.nodes[0])
                 await conn.fetchval(
-                    statement, *rows[0], self._lock_key, *([channel] if channel else [])
+                    statement, *values, self._lock_key, *([channel] if channel else [])
                 )
             else:
-                statement = _FAST_MANY_NOTIFY if channel else _FAST_MANY_QUIET
-                columns = [list(c) for c in zip(*rows, strict=True)]
+                statement = statements.fast_many_notify if channel else statements.fast_many_quiet
                 await conn.fetchval(
-                    statement, *columns, self._lock_key, *([channel] if channel else [])
+                    statement, *_columns(planned), self._lock_key, *([channel] if channel else [])
                 )
         except asyncpg.exceptions.UniqueViolationError:
             # The log grew meanwhile, or an id is reused: nothing was written.
             self._forget()
             return None
-        self._remember(rows)
-        return outcomes
+        self._remember(planned)
+        return planned.outcomes
 
     def _forget(self) -> None:
         self._known_head = None
+        self._known_frontier = None
         self._known_versions.clear()
 
-    def _remember(self, rows: list[Row]) -> None:
+    def _remember(self, planned: Planned) -> None:
+        rows = planned.rows
         if len(self._known_versions) > 100_000:
             self._known_versions.clear()
         for row in rows:
             self._known_versions[row.stream_id] = row.version
         self._known_head = (rows[-1].position, rows[-1].hash)
+        self._known_frontier = planned.frontier
 
     async def _write_once(
         self, conn: Any, batch: list[PendingAppend], careful: bool
@@ -377,25 +476,38 @@ class PostgresEventStore(EventStore):
         head_position = head["head_position"] or 0
         head_hash = bytes(head["head_hash"]) if head["head_hash"] is not None else GENESIS_HASH
         versions = dict(zip(streams, head["versions"], strict=True))
+        frontier = None
+        if self.merkle:
+            positions = frontier_positions(head_position)
+            frontier = frontier_of(head_position, await self._nodes(conn, positions))
         self._known_head = (head_position, head_hash)
+        self._known_frontier = frontier
         self._known_versions.update(versions)
         stamp = now_us()
         existing = await self._lookup(conn, batch) if careful else None
         try:
-            rows, outcomes = plan_batch(batch, head_position, head_hash, versions, stamp, existing)
+            planned = plan_batch(
+                batch, head_position, head_hash, versions, stamp, existing, frontier
+            )
         except NeedsLookup:
             existing = await self._lookup(conn, batch)
-            rows, outcomes = plan_batch(batch, head_position, head_hash, versions, stamp, existing)
+            planned = plan_batch(
+                batch, head_position, head_hash, versions, stamp, existing, frontier
+            )
+        rows = planned.rows
         if rows:
-            columns = [list(c) for c in zip(*rows, strict=True)]
+            columns = _columns(planned)
             if self._notify:
                 await conn.fetchval(
-                    _INSERT_AND_NOTIFY, *columns, self._channel, str(rows[-1].position)
+                    self._statements.insert_and_notify,
+                    *columns,
+                    self._channel,
+                    str(rows[-1].position),
                 )
             else:
-                await conn.execute(_INSERT, *columns)
-            self._remember(rows)
-        return outcomes
+                await conn.execute(self._statements.insert, *columns)
+            self._remember(planned)
+        return planned.outcomes
 
     @staticmethod
     async def _lookup(conn: Any, batch: list[PendingAppend]) -> dict[str, Row]:
@@ -433,18 +545,57 @@ class PostgresEventStore(EventStore):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
             if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events)"):
                 raise InvalidAppendError("restore needs an empty log")
+            builder = TreeBuilder() if self.merkle else None
             chunk: list[Row] = []
             for row in rows():
                 chunk.append(row)
                 if len(chunk) >= 5000:
-                    await conn.execute(_INSERT, *[list(c) for c in zip(*chunk, strict=True)])
+                    await self._restore_chunk(conn, chunk, builder)
                     count += len(chunk)
                     chunk.clear()
             if chunk:
-                await conn.execute(_INSERT, *[list(c) for c in zip(*chunk, strict=True)])
+                await self._restore_chunk(conn, chunk, builder)
                 count += len(chunk)
         self._notifier.notify()
         return count
+
+    async def _restore_chunk(
+        self, conn: Any, chunk: list[Row], builder: TreeBuilder | None
+    ) -> None:
+        nodes = None if builder is None else [builder.add(row_leaf(row)) for row in chunk]
+        columns = _columns(Planned(chunk, [], nodes, None))
+        await conn.execute(self._statements.insert, *columns)
+
+    # -- the Merkle tree and checkpoints ---------------------------------------------------
+
+    async def read_tree_nodes(self, positions: Sequence[int]) -> dict[int, bytes]:
+        rows = await self._fetch(f"{_NODES} WHERE e.position = ANY($1::bigint[])", list(positions))
+        return {r[0]: bytes(r[1]) for r in rows if r[1] is not None}
+
+    async def read_tree_range(self, first: int, last: int) -> dict[int, bytes]:
+        rows = await self._fetch(f"{_NODES} WHERE e.position BETWEEN $1 AND $2", first, last)
+        return {r[0]: bytes(r[1]) for r in rows if r[1] is not None}
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.insert(sql.checkpoints).values(
+                    tree_size=checkpoint.tree_size,
+                    root_hash=checkpoint.root_hash,
+                    origin=checkpoint.origin,
+                    note=checkpoint.note,
+                    signed=checkpoint.signed,
+                    created_at=checkpoint.created_at_us,
+                )
+            )
+
+    async def checkpoints_at(self, tree_size: int) -> list[Checkpoint]:
+        rows = await self._fetch(
+            "SELECT origin, tree_size, root_hash, note, signed, created_at "
+            "FROM eventstore_checkpoints WHERE tree_size = $1 ORDER BY id",
+            tree_size,
+        )
+        return [Checkpoint(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5]) for r in rows]
 
     async def _read_rows_page(self, after_position: int, limit: int) -> list[Row]:
         rows = await self._fetch(

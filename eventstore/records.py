@@ -129,6 +129,19 @@ class RecordedEvent:
         return value
 
     @property
+    def raw_data(self) -> str:
+        """The data as the stored JSON text (what the chain and the Merkle leaf hash)."""
+        value = self._data
+        # Once decoded, the canonical encoding gives the stored text back.
+        return value if isinstance(value, str) else canonical_json(value)
+
+    @property
+    def raw_metadata(self) -> str:
+        """The metadata as the stored JSON text."""
+        value = self._metadata
+        return value if isinstance(value, str) else canonical_json(value)
+
+    @property
     def recorded_at(self) -> datetime:
         value = self._recorded_at
         if isinstance(value, int):
@@ -198,3 +211,16 @@ def datetime_to_us(value: datetime) -> int:
 
 def us_to_datetime(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A tree head the store committed to (``eventstore.checkpoints``); ``note`` is the signed
+    note, or the bare checkpoint body when the store has no signing key."""
+
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    note: str
+    signed: bool
+    created_at_us: int

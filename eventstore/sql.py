@@ -10,7 +10,8 @@ from sqlalchemy.dialects import postgresql
 from eventstore.records import RecordedEvent
 
 #: Bumped whenever the tables change; setup() refuses a database with a newer one.
-SCHEMA_VERSION: Final = 1
+#: 2: the Merkle tree (``events.tree``, ``merkle_nodes``) and ``eventstore_checkpoints``.
+SCHEMA_VERSION: Final = 2
 
 metadata = sa.MetaData()
 
@@ -38,8 +39,42 @@ events = sa.Table(
     sa.Column("metadata", sa.Text(), nullable=False),
     sa.Column("recorded_at", sa.BigInteger(), nullable=False),  # microseconds since the epoch, UTC
     sa.Column("hash", sa.LargeBinary(), nullable=False),
+    # The Merkle nodes that end at this event (eventstore.merkle), written with it. Null for
+    # events written before the store kept a tree: theirs are in merkle_nodes, since
+    # triggers refuse any UPDATE of an event.
+    sa.Column("tree", sa.LargeBinary(), nullable=True),
     sa.UniqueConstraint("stream_id", "version", name="events_stream_version"),
     sa.UniqueConstraint("event_id", name="events_event_id"),
+)
+
+merkle_nodes = sa.Table(
+    "merkle_nodes",
+    metadata,
+    sa.Column(
+        "position",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("nodes", sa.LargeBinary(), nullable=False),
+)
+
+#: Every checkpoint the store made, signed or not, so any saved one can be proven later.
+checkpoints = sa.Table(
+    "eventstore_checkpoints",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("tree_size", sa.BigInteger(), nullable=False, index=True),
+    sa.Column("root_hash", sa.LargeBinary(), nullable=False),
+    sa.Column("origin", sa.Text(), nullable=False),
+    sa.Column("note", sa.Text(), nullable=False),  # the signed note, or the bare body
+    sa.Column("signed", sa.Boolean(), nullable=False),
+    sa.Column("created_at", sa.BigInteger(), nullable=False),  # microseconds since the epoch
 )
 
 schema_info = sa.Table(
@@ -53,6 +88,8 @@ COLUMNS: Final = (
     "position, stream_id, version, event_id, type, schema_version, data, metadata, "
     "recorded_at, hash"
 )
+#: What an append writes when the store keeps the Merkle tree.
+TREE_COLUMNS: Final = f"{COLUMNS}, tree"
 
 SQLITE_GUARDS: Final = (
     """CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events

@@ -25,7 +25,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -35,8 +35,9 @@ from sqlalchemy.pool import QueuePool
 from eventstore import sql
 from eventstore.chain import GENESIS_HASH
 from eventstore.errors import InvalidAppendError, SchemaVersionError, StoreUnavailableError
-from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Row, plan_batch
-from eventstore.records import NO_STREAM, RecordedEvent
+from eventstore.merkle import TreeBuilder
+from eventstore.planning import NeedsLookup, Outcome, PendingAppend, Planned, Row, plan_batch
+from eventstore.records import NO_STREAM, Checkpoint, RecordedEvent
 from eventstore.sqlite_lock import sqlite_write_lock
 from eventstore.store import DirectWrite, EventStore, now_us
 from eventstore.worker import Worker
@@ -63,14 +64,41 @@ _PAGE_SIZE = 4096
 _MAX_LOOP_HOLD = 0.001
 
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_TREE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT = f"INSERT INTO events ({sql.COLUMNS}) VALUES {_ROW}"
+_INSERT_TREE = f"INSERT INTO events ({sql.TREE_COLUMNS}) VALUES {_TREE_ROW}"
 _SELECT = f"SELECT {sql.COLUMNS} FROM events"
 _CHUNK = 500  # bound parameters per IN list, well below SQLite's limit
+# An event's Merkle nodes: written with it, or (events older than the tree) beside it.
+_NODES = (
+    "SELECT e.position, COALESCE(e.tree, m.nodes) FROM events e "
+    "LEFT JOIN merkle_nodes m ON m.position = e.position"
+)
 
 
-@functools.lru_cache(maxsize=128)
-def _insert_rows(count: int) -> str:
+@functools.lru_cache(maxsize=256)
+def _insert_rows(count: int, tree: bool = False) -> str:
+    if tree:
+        return f"INSERT INTO events ({sql.TREE_COLUMNS}) VALUES {', '.join([_TREE_ROW] * count)}"
     return f"INSERT INTO events ({sql.COLUMNS}) VALUES {', '.join([_ROW] * count)}"
+
+
+def _with_trees(planned: Planned) -> list[tuple[Any, ...]]:
+    """Each row's values, followed by its Merkle node blob when the store keeps the tree."""
+    if planned.nodes is None:
+        return planned.rows  # type: ignore[return-value]
+    return [(*row, blob) for row, blob in zip(planned.rows, planned.nodes, strict=True)]
+
+
+def _nodes_sync(conn: Any, positions: Sequence[int]) -> dict[int, bytes]:
+    found: dict[int, bytes] = {}
+    for start in range(0, len(positions), _CHUNK):
+        chunk = positions[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for position, blob in conn.execute(f"{_NODES} WHERE e.position IN ({marks})", chunk):
+            if blob is not None:
+                found[position] = bytes(blob)
+    return found
 
 
 def _wal_pages(batch: list[PendingAppend]) -> int:
@@ -110,8 +138,11 @@ class SQLiteEventStore(EventStore):
         poll_interval: float = 0.2,
         max_batch_events: int = 10_000,
         writer: Writer = "auto",
+        merkle: bool = True,
     ) -> None:
-        super().__init__(poll_interval=poll_interval, max_batch_events=max_batch_events)
+        super().__init__(
+            poll_interval=poll_interval, max_batch_events=max_batch_events, merkle=merkle
+        )
         self.path = sqlite_path(url)
         if self.path == ":memory:":
             raise ValueError("the SQLite event store needs a file; use the memory backend instead")
@@ -144,6 +175,8 @@ class SQLiteEventStore(EventStore):
         # PRAGMA data_version says no other connection has committed since.
         self._known_data_version: int | None = None
         self._known_head: tuple[int, bytes] | None = None
+        # The Merkle tree's frontier at _known_head (None: not known, read it with the head).
+        self._known_frontier: list[bytes] | None = None
         self._known_versions: dict[str, int] = {}
         self._reader: Any = None
         # writer="auto": the loop's own connection for lone appends, never waiting for a lock.
@@ -212,10 +245,58 @@ class SQLiteEventStore(EventStore):
                     f"{self.path} holds event store schema {row[0]}; this code knows up to "
                     f"{sql.SCHEMA_VERSION}"
                 )
+            elif row[0] < sql.SCHEMA_VERSION:
+                conn.execute(
+                    "UPDATE eventstore_schema SET version = ? WHERE component = 'events'",
+                    (sql.SCHEMA_VERSION,),
+                )
+            columns = {info[1] for info in conn.execute("PRAGMA table_info(events)")}
+            if "tree" not in columns:
+                # A schema-1 database: the column is added, never written into old rows.
+                conn.execute("ALTER TABLE events ADD COLUMN tree BLOB")
+            if self.merkle:
+                self._complete_tree_sync(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _complete_tree_sync(self, conn: sqlite3.Connection) -> None:
+        """Build the Merkle nodes of events that have none (an upgrade, or a store that kept
+        no tree), into merkle_nodes: events are never updated."""
+        head = conn.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0
+        if head == 0 or _nodes_sync(conn, [head]):
+            return
+        first = conn.execute(
+            "SELECT MIN(e.position) FROM events e LEFT JOIN merkle_nodes m "
+            "ON m.position = e.position WHERE e.tree IS NULL AND m.position IS NULL"
+        ).fetchone()[0]
+        from eventstore.tree import frontier_of, frontier_positions, row_leaf
+
+        size = first - 1
+        builder = TreeBuilder(size, frontier_of(size, _nodes_sync(conn, frontier_positions(size))))
+        position = size
+        while True:
+            page = conn.execute(
+                f"SELECT {sql.COLUMNS}, tree FROM events WHERE position > ? "
+                "ORDER BY position LIMIT 5000",
+                (position,),
+            ).fetchall()
+            if not page:
+                break
+            missing: list[tuple[int, bytes]] = []
+            for values in page:
+                row = Row._make(values[:10])
+                if row.position != builder.size + 1:
+                    raise StoreUnavailableError(f"the log has a gap before position {row.position}")
+                blob = builder.add(row_leaf(row))
+                if values[10] is None:
+                    missing.append((row.position, blob))
+            conn.executemany(
+                "INSERT OR REPLACE INTO merkle_nodes (position, nodes) VALUES (?, ?)", missing
+            )
+            position = page[-1][0]
+        log.info("built the Merkle tree of %s from position %d to %d", self.path, first, head)
 
     def _writer_connection(self) -> sqlite3.Connection:
         if self._writer_sqlite is None:
@@ -430,17 +511,25 @@ class SQLiteEventStore(EventStore):
                 version = 0
             versions.setdefault(request.stream_id, version)
         head_position, head_hash = self._known_head
+        frontier = self._known_frontier
+        if self.merkle and frontier is None:
+            return None
         try:
-            rows, outcomes = plan_batch(batch, head_position, head_hash, versions, now_us(), None)
+            planned = plan_batch(
+                batch, head_position, head_hash, versions, now_us(), None, frontier
+            )
         except NeedsLookup:
             return None
+        rows = planned.rows
         if not rows or len(rows) > _MAX_STATEMENT_ROWS:
             return None
+        tree = planned.nodes is not None
         try:
+            values = _with_trees(planned)
             if len(rows) == 1:
-                conn.execute(_INSERT, rows[0])
+                conn.execute(_INSERT_TREE if tree else _INSERT, values[0])
             else:
-                conn.execute(_insert_rows(len(rows)), [value for row in rows for value in row])
+                conn.execute(_insert_rows(len(rows), tree), [v for row in values for v in row])
         except sqlite3.IntegrityError:
             # Somebody else appended, or an id is reused: read everything afresh.
             self._known_data_version = None
@@ -458,11 +547,13 @@ class SQLiteEventStore(EventStore):
         for row in rows:
             known[row.stream_id] = row.version
         self._known_head = (rows[-1].position, rows[-1].hash)
-        return outcomes
+        self._known_frontier = planned.frontier
+        return planned.outcomes
 
     def _forget(self) -> None:
         self._known_data_version = None
         self._known_head = None
+        self._known_frontier = None
         self._known_versions.clear()
 
     def _write_once(
@@ -490,8 +581,17 @@ class SQLiteEventStore(EventStore):
                 "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
             ).fetchone()
             self._known_head = (row[0], bytes(row[1])) if row else (0, GENESIS_HASH)
+            self._known_frontier = None
             self._known_versions.clear()
         head_position, head_hash = self._known_head
+        frontier = self._known_frontier
+        if self.merkle and frontier is None:
+            from eventstore.tree import frontier_of, frontier_positions
+
+            positions = frontier_positions(head_position)
+            frontier = frontier_of(head_position, _nodes_sync(conn, positions))
+        elif not self.merkle:
+            frontier = None
         known = self._known_versions
         missing = {r.stream_id for r in batch if r.stream_id not in known}
         if missing:
@@ -502,19 +602,29 @@ class SQLiteEventStore(EventStore):
         stamp = now_us()
         existing = self._lookup(conn, batch) if careful else None
         try:
-            rows, outcomes = plan_batch(batch, head_position, head_hash, versions, stamp, existing)
+            planned = plan_batch(
+                batch, head_position, head_hash, versions, stamp, existing, frontier
+            )
         except NeedsLookup:
             existing = self._lookup(conn, batch)
-            rows, outcomes = plan_batch(batch, head_position, head_hash, versions, stamp, existing)
+            planned = plan_batch(
+                batch, head_position, head_hash, versions, stamp, existing, frontier
+            )
+        rows = planned.rows
         if rows:
-            conn.executemany(_INSERT, rows)
+            conn.executemany(
+                _INSERT if planned.nodes is None else _INSERT_TREE, _with_trees(planned)
+            )
             if len(known) > 100_000:
                 known.clear()
             for row in rows:
                 known[row.stream_id] = row.version
             self._known_head = (rows[-1].position, rows[-1].hash)
+            self._known_frontier = planned.frontier
+        else:
+            self._known_frontier = frontier
         self._known_data_version = data_version
-        return outcomes
+        return planned.outcomes
 
     @staticmethod
     def _versions(conn: Any, streams: set[str]) -> dict[str, int]:
@@ -602,14 +712,21 @@ class SQLiteEventStore(EventStore):
             if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None:
                 raise InvalidAppendError("restore needs an empty log")
             count = 0
-            chunk: list[Row] = []
+            builder = TreeBuilder() if self.merkle else None
+            statement = _INSERT if builder is None else _INSERT_TREE
+            chunk: list[tuple[Any, ...]] = []
             for row in rows():
-                chunk.append(row)
+                if builder is None:
+                    chunk.append(row)
+                else:
+                    from eventstore.tree import row_leaf
+
+                    chunk.append((*row, builder.add(row_leaf(row))))
                 if len(chunk) >= 5000:
-                    conn.executemany(_INSERT, chunk)
+                    conn.executemany(statement, chunk)
                     count += len(chunk)
                     chunk.clear()
-            conn.executemany(_INSERT, chunk)
+            conn.executemany(statement, chunk)
             count += len(chunk)
             conn.execute("COMMIT")
         except BaseException:
@@ -641,3 +758,54 @@ class SQLiteEventStore(EventStore):
         statement = f"{_SELECT} WHERE {where} ORDER BY version {order} LIMIT ?"
         params.append(limit)
         return self._decoded(statement, tuple(params))
+
+    # -- the Merkle tree and checkpoints ---------------------------------------------------
+
+    async def read_tree_nodes(self, positions: Sequence[int]) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        for start in range(0, len(positions), _CHUNK):
+            chunk = tuple(positions[start : start + _CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            for position, blob in self._query(f"{_NODES} WHERE e.position IN ({marks})", chunk):
+                if blob is not None:
+                    found[position] = bytes(blob)
+        return found
+
+    async def read_tree_range(self, first: int, last: int) -> dict[int, bytes]:
+        rows = self._query(f"{_NODES} WHERE e.position BETWEEN ? AND ?", (first, last))
+        return {position: bytes(blob) for position, blob in rows if blob is not None}
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        async with self._write_lock():
+            await self._in_writer(self._save_checkpoint_sync, checkpoint)
+
+    def _save_checkpoint_sync(self, checkpoint: Checkpoint) -> None:
+        conn = self._writer_connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO eventstore_checkpoints "
+                "(tree_size, root_hash, origin, note, signed, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    checkpoint.tree_size,
+                    checkpoint.root_hash,
+                    checkpoint.origin,
+                    checkpoint.note,
+                    checkpoint.signed,
+                    checkpoint.created_at_us,
+                ),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def checkpoints_at(self, tree_size: int) -> list[Checkpoint]:
+        rows = self._query(
+            "SELECT origin, tree_size, root_hash, note, signed, created_at "
+            "FROM eventstore_checkpoints WHERE tree_size = ? ORDER BY id",
+            (tree_size,),
+        )
+        return [Checkpoint(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5]) for r in rows]

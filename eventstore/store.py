@@ -17,6 +17,7 @@ from eventstore.planning import EncodedEvent, Outcome, PendingAppend, Row, versi
 from eventstore.records import (
     ANY,
     AppendResult,
+    Checkpoint,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
@@ -249,8 +250,13 @@ class EventStore(abc.ABC):
         poll_interval: float = 1.0,
         max_batch_events: int = 10_000,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+        merkle: bool = True,
     ) -> None:
         self.poll_interval = poll_interval
+        #: Whether appends keep the Merkle tree (eventstore.tree). Off only to measure its
+        #: cost: a store without it serves no proofs, and the next setup with it builds the
+        #: nodes it missed.
+        self.merkle = merkle
         self._notifier = Notifier()
         self._committer = GroupCommitter(
             self._write_batch,
@@ -399,6 +405,24 @@ class EventStore(abc.ABC):
     async def _read_stream_page(
         self, stream_id: str, from_version: int, to_version: int | None, backwards: bool, limit: int
     ) -> list[RecordedEvent]: ...
+
+    # -- the Merkle tree and its checkpoints (eventstore.tree, eventstore.checkpoints) -------
+
+    @abc.abstractmethod
+    async def read_tree_nodes(self, positions: Sequence[int]) -> dict[int, bytes]:
+        """The stored Merkle node blobs of these positions (those that have one)."""
+
+    @abc.abstractmethod
+    async def read_tree_range(self, first: int, last: int) -> dict[int, bytes]:
+        """The stored Merkle node blobs of the positions in [first, last]."""
+
+    @abc.abstractmethod
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Keep a checkpoint for good."""
+
+    @abc.abstractmethod
+    async def checkpoints_at(self, tree_size: int) -> list[Checkpoint]:
+        """The checkpoints made of that size, oldest first."""
 
     async def read_all(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -35,6 +36,7 @@ from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
 from graphql_api.sse import SSEEndpoint
 from graphql_api.subscriptions import Subscription
+from graphql_api.transparency import open_checkpointer
 from graphql_api.ws import build_websocket_app
 from projections import all_projections
 from projections.queries import ReadModels
@@ -180,8 +182,18 @@ def create_app(settings: Settings) -> Starlette:
             # projections.
             state.hub = LiveHub(services.store, services.engine)
             await state.hub.start()
-            with frozen_heap():
-                yield
+            checkpointer = open_checkpointer(settings, services.store)
+            state.extra["checkpointer"] = checkpointer
+            checkpoints = asyncio.get_running_loop().create_task(
+                checkpointer.run(), name="checkpoints"
+            )
+            try:
+                with frozen_heap():
+                    yield
+            finally:
+                checkpoints.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checkpoints
         finally:
             if state.hub is not None:
                 await state.hub.stop()

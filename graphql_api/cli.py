@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from eventstore import EventStore
+from graphql_api import cli_transparency
 from graphql_api.progress import Progress
 from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
@@ -106,6 +107,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import scraped archive pages (files or folders)")
     _add_db(imp, settings)
     imp.add_argument("paths", nargs="+", metavar="PATH")
+
+    cli_transparency.add_parsers(sub, settings, _add_db)
     return parser
 
 
@@ -223,8 +226,22 @@ async def _verify(args: argparse.Namespace, settings: Settings) -> int:
     progress.done(events=result.checked, position=result.head.position)
     print(result.describe())
     if result.ok:
+        print(f"Merkle tree sound: root {result.root.hex()} of {result.head.position:,} events")
+        # Last, alone: scripts take the anchor from the end of the output.
         print(f"head {result.head}")
     return 0 if result.ok else 1
+
+
+async def _with_store(
+    command: Callable[[argparse.Namespace, Settings, EventStore], Coroutine[Any, Any, int]],
+    args: argparse.Namespace,
+    settings: Settings,
+) -> int:
+    store = await _open_store(args, settings)
+    try:
+        return await command(args, settings, store)
+    finally:
+        await store.close()
 
 
 async def _events(args: argparse.Namespace, settings: Settings) -> int:
@@ -340,6 +357,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "init": lambda args, settings: _run(_init(args, settings)),
     "demo": lambda args, settings: _run(_demo(args, settings)),
     "import": lambda args, settings: _run(_import(args, settings)),
+    "keys": cli_transparency.keys,
+    "checkpoint": lambda args, settings: _run(
+        _with_store(cli_transparency.checkpoint, args, settings)
+    ),
+    "prove": lambda args, settings: _run(_with_store(cli_transparency.prove, args, settings)),
 }
 
 

@@ -37,6 +37,14 @@ from graphql_api.loaders import (
     store_of,
 )
 from graphql_api.logview import read_events
+from graphql_api.transparency import (
+    ConsistencyProof,
+    InclusionProof,
+    LogCheckpoint,
+    resolve_consistency_proof,
+    resolve_inclusion_proof,
+    resolve_log_checkpoint,
+)
 from graphql_api.types.archive_month import ArchiveMonth
 from graphql_api.types.audit import LogHead, RawEventConnection, Verification
 from graphql_api.types.connection import Connection, selects_total
@@ -306,4 +314,19 @@ class Query:
         resolver=_events,
         description="Raw events in log order after a cursor (or a position): of the whole log "
         "or one stream, of some types (auditor).",
+    )
+    log_checkpoint: LogCheckpoint = strawberry.field(
+        resolver=resolve_log_checkpoint,
+        description="A checkpoint of the log's Merkle tree (auditor): of that treeSize, or of "
+        "the head if none is given; made (and signed) now if none was made yet.",
+    )
+    inclusion_proof: InclusionProof = strawberry.field(
+        resolver=resolve_inclusion_proof,
+        description="The proof that the event at `position` is in the tree of `treeSize` "
+        "events (auditor; RFC 9162 §2.1.3).",
+    )
+    consistency_proof: ConsistencyProof = strawberry.field(
+        resolver=resolve_consistency_proof,
+        description="The proof that the tree of `fromSize` events is a prefix of that of "
+        "`toSize` (auditor; RFC 9162 §2.1.4).",
     )

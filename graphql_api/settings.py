@@ -14,6 +14,10 @@ DEFAULT_DATABASE_URL = "sqlite:///./statements.db"
 DEFAULT_READ_CACHE_ROWS = 20_000
 #: The largest HTTP request body or WebSocket message accepted: 1 MB.
 DEFAULT_MAX_REQUEST_BYTES = 1_000_000
+#: The log's name in its checkpoints when it has no signing key (a key's name wins).
+DEFAULT_LOG_ORIGIN = "localhost/statements"
+#: Seconds between checkpoints while the log grows (auditors may ask for one at any time).
+DEFAULT_CHECKPOINT_INTERVAL = 60
 
 
 def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -91,6 +95,11 @@ class Settings:
     ingest_view_burst: float = 2000.0
     #: Proxies (addresses or CIDR blocks) whose ``X-Forwarded-For`` names the client.
     trusted_proxies: tuple[str, ...] = ()
+    #: The file of the Ed25519 key that signs the log's checkpoints (``statements keys
+    #: create`` writes it); without one, checkpoints are made unsigned.
+    signing_key_path: str | None = None
+    log_origin: str = DEFAULT_LOG_ORIGIN
+    checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -114,6 +123,11 @@ class Settings:
             ingest_view_rate=_number(env, "STATEMENTS_INGEST_VIEW_RATE", 1000.0, minimum=0.001),
             ingest_view_burst=_number(env, "STATEMENTS_INGEST_VIEW_BURST", 2000.0, minimum=1.0),
             trusted_proxies=_networks(env, "STATEMENTS_TRUSTED_PROXIES"),
+            signing_key_path=env.get("STATEMENTS_SIGNING_KEY") or None,
+            log_origin=env.get("STATEMENTS_LOG_ORIGIN") or DEFAULT_LOG_ORIGIN,
+            checkpoint_interval=_count(
+                env, "STATEMENTS_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL
+            ),
         )
 
     def with_changes(self, **changes: object) -> Self:

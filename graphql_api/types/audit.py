@@ -50,6 +50,7 @@ class VerificationProblem(enum.Enum):
     MISSING = "missing"
     REORDERED = "reordered"
     TRUNCATED = "truncated"
+    TREE = "tree"
 
 
 @strawberry.type(description="The result of recomputing the hash chain over a range.")

@@ -32,6 +32,7 @@ from graphql_api.loaders import (
     registry_of,
     store_of,
 )
+from graphql_api.transparency import StatementProof, resolve_statement_proof
 from graphql_api.types.audit import RawEvent
 from graphql_api.types.connection import Connection
 from graphql_api.types.formatting import body_text, print_version, snippet_html
@@ -246,6 +247,11 @@ class Statement(Node):
         resolver=_history,
         description="Its events from the log, oldest first, with their metadata (auditor; "
         "null with an error for other requests).",
+    )
+    proof: StatementProof | None = strawberry.field(
+        resolver=resolve_statement_proof,
+        description="The events its state was folded from, each with its inclusion proof "
+        "against one checkpoint (auditor; null with an error for other requests).",
     )
 
     @classmethod

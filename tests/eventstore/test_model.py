@@ -25,8 +25,10 @@ from eventstore import (
     NewEvent,
 )
 from eventstore.memory import MemoryEventStore
+from eventstore.merkle import TreeBuilder
 from eventstore.postgres import PostgresEventStore
 from eventstore.sqlite import SQLiteEventStore
+from eventstore.tree import row_leaf, tree_root
 
 STREAMS = ["a", "b", "c"]
 
@@ -109,6 +111,14 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.run(self.store.head_position()) == len(self.log)
         for stream in STREAMS:
             assert self.run(self.store.stream_version(stream)) == self.version(stream)
+        # The Merkle tree the store kept is the one its rows make, whatever path wrote them.
+        assert self.run(self._tree_is_the_rows())
+
+    async def _tree_is_the_rows(self) -> bool:
+        builder = TreeBuilder()
+        async for row in self.store.read_rows():
+            builder.add(row_leaf(row))
+        return await tree_root(self.store, builder.size) == builder.root()
 
     def teardown(self) -> None:
         self.run(self.store.close())

@@ -27,6 +27,8 @@ NOT_READ_MODELS = frozenset(
     {
         "events",
         "eventstore_schema",
+        "eventstore_checkpoints",
+        "merkle_nodes",
         "tokens",
         "projection_checkpoints",
         "search_data",

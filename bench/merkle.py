@@ -1,0 +1,209 @@
+"""The Merkle tree's costs (issue 18's targets), on SQLite and PostgreSQL.
+
+* Appends: the event store's scenarios b (50 concurrent clients, one event per append) and c
+  (100 events per append) with the tree kept, against the same store with ``merkle=False``
+  (the "peer" column): the ratio must stay >= 0.95. Runs alternate on fresh databases; the
+  fastest of each side counts.
+* Proofs: a log of 1,000,000 events (50,000 with ``--quick``), written by ``restore`` (which
+  builds the tree as appends do); inclusion proofs of random positions in random tree sizes,
+  and consistency proofs between random sizes, in process, through the store's reads. The
+  "peer" column is the bound, 5 ms at p99.
+* Building the tree from an export (``statements events export`` of that log, not gzipped):
+  ``eventstore.tree.export_tree``, one process per CPU; the "peer" column is the target,
+  500,000 events/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+from bench.common import BACKENDS, Config, Result, progress, rate
+from bench.eventstore import (
+    B_CLIENTS,
+    C_BATCH,
+    PAYLOAD,
+    SCENARIO_B,
+    SCENARIO_C,
+    Location,
+    fresh,
+    ours_b,
+    ours_c,
+    registry,
+    sizes_for,
+)
+from eventstore import EventRegistry, EventStore, open_store
+from eventstore.audit import export_file
+from eventstore.chain import GENESIS_HASH, record_hash
+from eventstore.ids import uuid7
+from eventstore.planning import Row
+from eventstore.tree import consistency_proof, export_tree, inclusion_proof
+
+PROOF_BOUND_MS = 5.0
+EXPORT_TARGET = 500_000
+PROOFS = 2_000
+
+
+def _open(loc: Location, merkle: bool) -> EventStore:
+    if loc.backend == "sqlite":
+        return open_store(f"sqlite:///{loc.sqlite_path}", merkle=merkle)
+    return open_store(loc.pg_url, schema=loc.pg_schema, merkle=merkle)
+
+
+def _with_store(
+    loc: Location, merkle: bool, body: Callable[[EventStore, EventRegistry], Awaitable[float]]
+) -> float:
+    async def main() -> float:
+        store = _open(loc, merkle)
+        await store.setup()
+        try:
+            return await body(store, registry())
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def append_cost(config: Config, backend: str) -> list[Result]:
+    sizes = sizes_for(config)
+    repeats = 1 if config.quick else 3
+    scenarios: list[tuple[str, Callable[[EventStore, EventRegistry], Awaitable[float]], int]] = [
+        (
+            SCENARIO_B,
+            lambda s, r: ours_b(s, r, sizes.b_per_client),
+            B_CLIENTS * sizes.b_per_client,
+        ),
+        (SCENARIO_C, lambda s, r: ours_c(s, r, sizes.c_appends), C_BATCH * sizes.c_appends),
+    ]
+    results = []
+    for name, body, events in scenarios:
+        with_tree: list[float] = []
+        without: list[float] = []
+        for _ in range(repeats):
+            with fresh(config, backend, "merkle_on") as loc:
+                with_tree.append(_with_store(loc, True, body))
+            with fresh(config, backend, "merkle_off") as loc:
+                without.append(_with_store(loc, False, body))
+        result = Result(
+            f"{name}: with the tree (peer: without it)",
+            backend,
+            "events/s",
+            rate(events, min(with_tree)),
+            rate(events, min(without)),
+        )
+        progress(f"{backend}: {result.scenario}: ratio {result.ratio:.3f}")
+        results.append(result)
+    return results
+
+
+def _rows(count: int) -> Iterator[Row]:
+    """A log of ``count`` events with a sound chain, as an export would restore it."""
+    previous = GENESIS_HASH
+    data = f'{{"p":"{PAYLOAD}"}}'
+    stamp = 1_700_000_000_000_000
+    versions: dict[str, int] = {}
+    for position in range(1, count + 1):
+        stream = f"stream-{position % 5000}"
+        version = versions[stream] = versions.get(stream, 0) + 1
+        event_id = str(uuid7())
+        fields = (stream, version, event_id, "Happened", 1, data, "{}", stamp + position)
+        digest = record_hash(previous, position, *fields)
+        yield Row(position, *fields, digest)
+        previous = digest
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+async def _proofs(store: EventStore, size: int) -> tuple[float, float, float, float]:
+    """(p50, p99) in ms of inclusion proofs, then of consistency proofs."""
+    pick = random.Random(18)
+    inclusion: list[float] = []
+    consistency: list[float] = []
+    for _ in range(PROOFS):
+        tree_size = pick.randint(size // 2, size)
+        position = pick.randint(1, tree_size)
+        started = time.perf_counter()
+        await inclusion_proof(store, position, tree_size)
+        inclusion.append((time.perf_counter() - started) * 1000)
+        new = pick.randint(2, size)
+        old = pick.randint(1, new - 1)
+        started = time.perf_counter()
+        await consistency_proof(store, old, new)
+        consistency.append((time.perf_counter() - started) * 1000)
+    return (*_percentiles(inclusion), *_percentiles(consistency))
+
+
+def proofs_and_export(config: Config, backend: str, events: int) -> list[Result]:
+    results: list[Result] = []
+    with fresh(config, backend, "merkle_proofs") as loc:
+
+        async def main() -> tuple[float, float, float, float, float]:
+            store = _open(loc, True)
+            await store.setup()
+            try:
+                started = time.perf_counter()
+                await store.restore(lambda: _rows(events))
+                progress(
+                    f"{backend}: restored {events:,} events (with their tree) in "
+                    f"{time.perf_counter() - started:.1f}s"
+                )
+                await _proofs(store, events)  # warm-up: caches, prepared statements
+                figures = await _proofs(store, events)
+                export_seconds = 0.0
+                if backend == "sqlite":
+                    export = config.tmp_dir / "merkle-export.jsonl"
+                    await export_file(store, export)
+                    export_seconds = min(_export_seconds(export, events) for _ in range(3))
+                    export.unlink()
+                return (*figures, export_seconds)
+            finally:
+                await store.close()
+
+        inc50, inc99, con50, con99, export_seconds = asyncio.run(main())
+    size = f"{events:,} events"
+    results.append(
+        Result(f"inclusion proof at {size}, p99 (peer: the bound)", backend, "ms", inc99, 5.0)
+    )
+    results.append(Result(f"inclusion proof at {size}, p50", backend, "ms", inc50, 5.0))
+    results.append(
+        Result(f"consistency proof at {size}, p99 (peer: the bound)", backend, "ms", con99, 5.0)
+    )
+    results.append(Result(f"consistency proof at {size}, p50", backend, "ms", con50, 5.0))
+    if export_seconds:
+        results.append(
+            Result(
+                f"tree of an export of {size} (peer: the target)",
+                "file",
+                "events/s",
+                rate(events, export_seconds),
+                EXPORT_TARGET,
+            )
+        )
+    for result in results:
+        progress(f"{backend}: {result.scenario}: {result.ours:,.2f} {result.unit}")
+    return results
+
+
+def _export_seconds(path: Path, events: int) -> float:
+    started = time.perf_counter()
+    size, _root = export_tree(path)
+    seconds = time.perf_counter() - started
+    if size != events:
+        raise AssertionError(f"the export's tree has {size} leaves, not {events}")
+    return seconds
+
+
+def run(config: Config) -> list[Result]:
+    events = 50_000 if config.quick else 1_000_000
+    results: list[Result] = []
+    for backend in BACKENDS:
+        results.extend(append_cost(config, backend))
+        results.extend(proofs_and_export(config, backend, events))
+    return results
