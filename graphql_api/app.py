@@ -19,6 +19,7 @@ from eventstore.reader import reader_for
 from graphql_api.apq import persisted_queries
 from graphql_api.auth import Principal, TokenAuthenticator, setup_tokens
 from graphql_api.context import Context
+from graphql_api.cors import cors_middleware
 from graphql_api.dashboard import dashboard_routes
 from graphql_api.http import build_graphql_app
 from graphql_api.live import LiveHub
@@ -134,6 +135,7 @@ def create_app(settings: Settings) -> Starlette:
             production=settings.production, allow_list_path=settings.allow_list_path
         ),
         metrics=metrics,
+        trusted_origins=settings.cors_origins,
         websocket_app=websockets,
     )
 
@@ -256,6 +258,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
         ],
+        middleware=cors_middleware(settings.cors_origins),
         lifespan=lifespan,
     )
     app.state.statements = state

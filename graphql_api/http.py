@@ -25,8 +25,9 @@ audit):
   cross-site|same-site``, or an ``Origin`` that is not this server's); GETs from non-browser
   clients and same-origin pages pass, because graphql-http's audits (5A70, D6D5, 6A70) send
   header-less GETs and require 200. GETs can only run queries, and credentials are bearer
-  tokens, which browsers never attach by themselves. ``strict_csrf=True`` refuses every GET
-  without a preflight header (Apollo's rule; those three MAY audits then fail).
+  tokens, which browsers never attach by themselves. Pages on ``trusted_origins`` (the CORS
+  origins, :mod:`graphql_api.cors`) pass as same-origin pages do. ``strict_csrf=True`` refuses
+  every GET without a preflight header (Apollo's rule; those three MAY audits then fail).
 * **Batching** is off: a JSON array body gets 400. Each operation has its own cost limit;
   persisted queries and HTTP/2 make batches unnecessary.
 * **Auth.** ``Authorization: Bearer <token>``; a malformed, unknown, expired or revoked token
@@ -43,7 +44,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -162,8 +163,18 @@ def _matches(media: str) -> list[tuple[str, int]]:
     return []
 
 
-def csrf_refused(method: str, headers: Mapping[str, str], *, strict: bool) -> bool:
-    """Whether a request is one a browser may send cross-site without a CORS preflight."""
+def csrf_refused(
+    method: str,
+    headers: Mapping[str, str],
+    *,
+    strict: bool,
+    trusted_origins: frozenset[str] = frozenset(),
+) -> bool:
+    """Whether a request is one a browser may send cross-site without a CORS preflight.
+
+    A GET from a page on one of ``trusted_origins`` (exact ``Origin`` values, which a page
+    cannot forge) is treated as a same-origin one.
+    """
     if any(headers.get(name) for name in PREFLIGHT_HEADERS):
         return False
     if method == "POST":
@@ -171,10 +182,12 @@ def csrf_refused(method: str, headers: Mapping[str, str], *, strict: bool) -> bo
         return media in SIMPLE_CONTENT_TYPES
     if strict:
         return True
+    origin = headers.get("origin")
+    if origin is not None and origin in trusted_origins:
+        return False
     if headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"):
         return True
     # Compared without the scheme: a TLS-terminating proxy may pass https requests as http.
-    origin = headers.get("origin")
     if origin is None:
         return False
     return origin.partition("://")[2].lower() != headers.get("host", "").lower()
@@ -252,6 +265,7 @@ class GraphQLHTTP:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         graphiql: bool | None = None,
         strict_csrf: bool = False,
+        trusted_origins: frozenset[str] = frozenset(),
         websocket_app: ASGIApp | None = None,
     ) -> None:
         self.schema = schema
@@ -263,6 +277,7 @@ class GraphQLHTTP:
         self.max_body_bytes = max_body_bytes
         self.graphiql = (not production) if graphiql is None else graphiql
         self.strict_csrf = strict_csrf
+        self.trusted_origins = trusted_origins
         self.websocket_app = websocket_app
         self._graphiql_html = get_graphql_ide_html("graphiql") if self.graphiql else ""
 
@@ -334,7 +349,9 @@ class GraphQLHTTP:
                 406, f"Accept {GRAPHQL_RESPONSE_JSON} or {JSON}; nothing else is served."
             )
         state["media"] = media
-        if csrf_refused(method, headers, strict=self.strict_csrf):
+        if csrf_refused(
+            method, headers, strict=self.strict_csrf, trusted_origins=self.trusted_origins
+        ):
             raise HTTPError(
                 400,
                 "This request was refused as a possible cross-site request forgery: send "
@@ -533,6 +550,7 @@ def build_graphql_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     graphiql: bool | None = None,
     strict_csrf: bool = False,
+    trusted_origins: Iterable[str] = (),
     websocket_app: ASGIApp | None = None,
 ) -> GraphQLHTTP:
     """The ``/graphql`` ASGI app: mount it with ``Route("/graphql", app)``.
@@ -541,6 +559,8 @@ def build_graphql_app(
     :class:`~graphql_api.context.Context` (or an awaitable of it). ``authenticator(token)``
     returns the token's principal or None (see :class:`graphql_api.auth.TokenAuthenticator`);
     without one, every token is refused. GraphiQL defaults to ``not production``.
+    ``trusted_origins`` are the CORS origins, whose pages pass the CSRF rule for GET as
+    same-origin pages do.
     """
     return GraphQLHTTP(
         schema,
@@ -552,5 +572,6 @@ def build_graphql_app(
         max_body_bytes=max_body_bytes,
         graphiql=graphiql,
         strict_csrf=strict_csrf,
+        trusted_origins=frozenset(trusted_origins),
         websocket_app=websocket_app,
     )
