@@ -21,6 +21,7 @@ from graphql_api.auth import Principal, TokenAuthenticator, setup_tokens
 from graphql_api.context import Context
 from graphql_api.cors import cors_middleware
 from graphql_api.dashboard import dashboard_routes
+from graphql_api.graphiql import graphiql_routes
 from graphql_api.http import build_graphql_app
 from graphql_api.live import LiveHub
 from graphql_api.loaders import make_loaders
@@ -253,6 +254,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/graphql/stream", sse, methods=["GET", "POST"]),
+            *(graphiql_routes() if graphql.graphiql else []),
             *dashboard_routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

@@ -16,7 +16,7 @@ audit):
   ``max_body_bytes``, 1 MB by default), 415 (another content type).
 * **GET** runs queries only (a mutation gets 405 with ``Allow: POST``); ``variables`` and
   ``extensions`` are URL-encoded JSON. Without ``production``, a browser GET without a query
-  gets GraphiQL.
+  gets GraphiQL (:mod:`graphql_api.graphiql`, served from the package).
 * **CSRF.** A POST whose content type is a "simple" one (text/plain, form-urlencoded,
   multipart/form-data, or none) is refused unless it carries a preflight header
   (``GraphQL-Require-Preflight``, ``X-GraphQL-CSRF``, ``Apollo-Require-Preflight`` or
@@ -53,10 +53,9 @@ import sqlalchemy as sa
 from graphql import GraphQLError
 from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
@@ -78,6 +77,7 @@ from graphql_api.errors import (
     is_request_error,
     iter_codes,
 )
+from graphql_api.graphiql import GraphiQLPage
 from graphql_api.metrics import Metrics, sql_statement_scope
 from graphql_api.schema import ApiSchema
 
@@ -279,7 +279,7 @@ class GraphQLHTTP:
         self.strict_csrf = strict_csrf
         self.trusted_origins = trusted_origins
         self.websocket_app = websocket_app
-        self._graphiql_html = get_graphql_ide_html("graphiql") if self.graphiql else ""
+        self._graphiql = GraphiQLPage() if self.graphiql else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -336,13 +336,13 @@ class GraphQLHTTP:
         params = QueryParams(scope.get("query_string", b"")) if method == "GET" else None
         if (
             params is not None
-            and self.graphiql
+            and self._graphiql is not None
             and accept is not None
             and "text/html" in accept
             and "query" not in params
             and "extensions" not in params
         ):
-            return HTMLResponse(self._graphiql_html)
+            return self._graphiql.response()
         media = negotiate(accept)
         if media is None:
             raise HTTPError(
@@ -558,9 +558,9 @@ def build_graphql_app(
     ``context_factory(request, principal, request_id)`` returns the request's
     :class:`~graphql_api.context.Context` (or an awaitable of it). ``authenticator(token)``
     returns the token's principal or None (see :class:`graphql_api.auth.TokenAuthenticator`);
-    without one, every token is refused. GraphiQL defaults to ``not production``.
-    ``trusted_origins`` are the CORS origins, whose pages pass the CSRF rule for GET as
-    same-origin pages do.
+    without one, every token is refused. GraphiQL defaults to ``not production``; its files
+    are mounted apart (:func:`graphql_api.graphiql.graphiql_routes`). ``trusted_origins`` are
+    the CORS origins, whose pages pass the CSRF rule for GET as same-origin pages do.
     """
     return GraphQLHTTP(
         schema,
