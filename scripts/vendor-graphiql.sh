@@ -21,6 +21,7 @@ DEST=graphql_api/static/graphiql/vendor
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Every tarball is checked before any file is replaced, so a mismatch changes nothing.
 for entry in "${PACKAGES[@]}"; do
     read -r name version integrity <<<"$entry"
     packed=$(cd "$tmp" && npm pack --json --loglevel=error "$name@$version")
@@ -29,6 +30,9 @@ for entry in "${PACKAGES[@]}"; do
         echo "vendor-graphiql: $name@$version has integrity $got, not the pinned $integrity" >&2
         exit 1
     fi
+done
+for entry in "${PACKAGES[@]}"; do
+    read -r name version _ <<<"$entry"
     mkdir -p "$tmp/$name"
     tar -xzf "$tmp/$name-$version.tgz" -C "$tmp/$name" --strip-components=1
     rm -rf "${DEST:?}/$name"
