@@ -23,7 +23,9 @@ from graphql_api.auth import Principal, TokenAuthenticator, setup_tokens
 from graphql_api.consistency import CONTEXT_KEY as CONSISTENCY_KEY
 from graphql_api.consistency import Consistency
 from graphql_api.context import Context
+from graphql_api.cors import cors_middleware
 from graphql_api.dashboard import dashboard_routes
+from graphql_api.graphiql import graphiql_routes
 from graphql_api.http import build_graphql_app
 from graphql_api.live import LiveHub
 from graphql_api.loaders import make_loaders
@@ -151,6 +153,7 @@ def create_app(settings: Settings) -> Starlette:
         ),
         metrics=metrics,
         max_body_bytes=settings.max_request_bytes,
+        trusted_origins=settings.cors_origins,
         websocket_app=websockets,
         consistency=consistency,
     )
@@ -288,11 +291,13 @@ def create_app(settings: Settings) -> Starlette:
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/graphql/stream", sse, methods=["GET", "POST"]),
+            *(graphiql_routes() if graphql.graphiql else []),
             *dashboard_routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
         ],
+        middleware=cors_middleware(settings.cors_origins),
         lifespan=lifespan,
     )
     app.state.statements = state

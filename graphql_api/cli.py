@@ -366,7 +366,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"statements: error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser(settings).parse_args(argv)
     try:
         return COMMANDS[args.command](args, settings)

@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+STATIC_DIR: Final = Path(__file__).resolve().parent / "static" / "dashboard"
 _HEADERS: Final = {
     "cache-control": "no-cache",
     "content-security-policy": "default-src 'self'; style-src 'self'; script-src 'self'",

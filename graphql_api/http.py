@@ -17,7 +17,7 @@ audit):
   type).
 * **GET** runs queries only (a mutation gets 405 with ``Allow: POST``); ``variables`` and
   ``extensions`` are URL-encoded JSON. Without ``production``, a browser GET without a query
-  gets GraphiQL.
+  gets GraphiQL (:mod:`graphql_api.graphiql`, served from the package).
 * **CSRF.** A POST whose content type is a "simple" one (text/plain, form-urlencoded,
   multipart/form-data, or none) is refused unless it carries a preflight header
   (``GraphQL-Require-Preflight``, ``X-GraphQL-CSRF``, ``Apollo-Require-Preflight`` or
@@ -26,8 +26,9 @@ audit):
   cross-site|same-site``, or an ``Origin`` that is not this server's); GETs from non-browser
   clients and same-origin pages pass, because graphql-http's audits (5A70, D6D5, 6A70) send
   header-less GETs and require 200. GETs can only run queries, and credentials are bearer
-  tokens, which browsers never attach by themselves. ``strict_csrf=True`` refuses every GET
-  without a preflight header (Apollo's rule; those three MAY audits then fail).
+  tokens, which browsers never attach by themselves. Pages on ``trusted_origins`` (the CORS
+  origins, :mod:`graphql_api.cors`) pass as same-origin pages do. ``strict_csrf=True`` refuses
+  every GET without a preflight header (Apollo's rule; those three MAY audits then fail).
 * **Batching** is off: a JSON array body gets 400. Each operation has its own cost limit;
   persisted queries and HTTP/2 make batches unnecessary.
 * **Auth.** ``Authorization: Bearer <token>``; a malformed, unknown, expired or revoked token
@@ -49,7 +50,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -58,10 +59,9 @@ import sqlalchemy as sa
 from graphql import GraphQLError
 from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
@@ -90,6 +90,7 @@ from graphql_api.errors import (
     is_request_error,
     iter_codes,
 )
+from graphql_api.graphiql import GraphiQLPage
 from graphql_api.metrics import Metrics, sql_statement_scope
 from graphql_api.schema import ApiSchema
 from graphql_api.settings import DEFAULT_MAX_REQUEST_BYTES
@@ -178,8 +179,18 @@ def _matches(media: str) -> list[tuple[str, int]]:
     return []
 
 
-def csrf_refused(method: str, headers: Mapping[str, str], *, strict: bool) -> bool:
-    """Whether a request is one a browser may send cross-site without a CORS preflight."""
+def csrf_refused(
+    method: str,
+    headers: Mapping[str, str],
+    *,
+    strict: bool,
+    trusted_origins: frozenset[str] = frozenset(),
+) -> bool:
+    """Whether a request is one a browser may send cross-site without a CORS preflight.
+
+    A GET from a page on one of ``trusted_origins`` (exact ``Origin`` values, which a page
+    cannot forge) is treated as a same-origin one.
+    """
     if any(headers.get(name) for name in PREFLIGHT_HEADERS):
         return False
     if method == "POST":
@@ -187,10 +198,12 @@ def csrf_refused(method: str, headers: Mapping[str, str], *, strict: bool) -> bo
         return media in SIMPLE_CONTENT_TYPES
     if strict:
         return True
+    origin = headers.get("origin")
+    if origin is not None and origin in trusted_origins:
+        return False
     if headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"):
         return True
     # Compared without the scheme: a TLS-terminating proxy may pass https requests as http.
-    origin = headers.get("origin")
     if origin is None:
         return False
     return origin.partition("://")[2].lower() != headers.get("host", "").lower()
@@ -268,6 +281,7 @@ class GraphQLHTTP:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         graphiql: bool | None = None,
         strict_csrf: bool = False,
+        trusted_origins: frozenset[str] = frozenset(),
         websocket_app: ASGIApp | None = None,
         consistency: ConsistencySource | None = None,
     ) -> None:
@@ -280,9 +294,10 @@ class GraphQLHTTP:
         self.max_body_bytes = max_body_bytes
         self.graphiql = (not production) if graphiql is None else graphiql
         self.strict_csrf = strict_csrf
+        self.trusted_origins = trusted_origins
         self.websocket_app = websocket_app
         self.consistency = consistency
-        self._graphiql_html = get_graphql_ide_html("graphiql") if self.graphiql else ""
+        self._graphiql = GraphiQLPage() if self.graphiql else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -339,20 +354,22 @@ class GraphQLHTTP:
         params = QueryParams(scope.get("query_string", b"")) if method == "GET" else None
         if (
             params is not None
-            and self.graphiql
+            and self._graphiql is not None
             and accept is not None
             and "text/html" in accept
             and "query" not in params
             and "extensions" not in params
         ):
-            return HTMLResponse(self._graphiql_html)
+            return self._graphiql.response()
         media = negotiate(accept)
         if media is None:
             raise HTTPError(
                 406, f"Accept {GRAPHQL_RESPONSE_JSON} or {JSON}; nothing else is served."
             )
         state["media"] = media
-        if csrf_refused(method, headers, strict=self.strict_csrf):
+        if csrf_refused(
+            method, headers, strict=self.strict_csrf, trusted_origins=self.trusted_origins
+        ):
             raise HTTPError(
                 400,
                 "This request was refused as a possible cross-site request forgery: send "
@@ -569,6 +586,7 @@ def build_graphql_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     graphiql: bool | None = None,
     strict_csrf: bool = False,
+    trusted_origins: Iterable[str] = (),
     websocket_app: ASGIApp | None = None,
     consistency: ConsistencySource | None = None,
 ) -> GraphQLHTTP:
@@ -577,7 +595,9 @@ def build_graphql_app(
     ``context_factory(request, principal, request_id)`` returns the request's
     :class:`~graphql_api.context.Context` (or an awaitable of it). ``authenticator(token)``
     returns the token's principal or None (see :class:`graphql_api.auth.TokenAuthenticator`);
-    without one, every token is refused. GraphiQL defaults to ``not production``.
+    without one, every token is refused. GraphiQL defaults to ``not production``; its files
+    are mounted apart (:func:`graphql_api.graphiql.graphiql_routes`). ``trusted_origins`` are
+    the CORS origins, whose pages pass the CSRF rule for GET as same-origin pages do.
     ``consistency()`` gives what ``X-Min-Position`` waits on; without it the header is ignored.
     """
     return GraphQLHTTP(
@@ -590,6 +610,7 @@ def build_graphql_app(
         max_body_bytes=max_body_bytes,
         graphiql=graphiql,
         strict_csrf=strict_csrf,
+        trusted_origins=frozenset(trusted_origins),
         websocket_app=websocket_app,
         consistency=consistency,
     )

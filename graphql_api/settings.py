@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Self
+from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///./statements.db"
 #: About 30 MB at the demo's statement sizes.
@@ -63,6 +64,40 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(name: str, text: str) -> str:
+    """One origin as browsers send it in ``Origin``: lower-case, default port left out."""
+    problem = f"{name}: {text!r} is not an origin such as https://app.example.com"
+    if text in ("*", "null"):
+        raise ValueError(f"{problem}; list each origin that may call the API")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(problem) from None
+    scheme = parts.scheme.lower()
+    if (
+        scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(f"{problem} (a scheme, a host and an optional port; no path)")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    items = (item.strip() for item in env.get(name, "").split(","))
+    return tuple(dict.fromkeys(_origin(name, item) for item in items if item))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the app and the CLI need to know about their environment."""
@@ -100,6 +135,9 @@ class Settings:
     signing_key_path: str | None = None
     log_origin: str = DEFAULT_LOG_ORIGIN
     checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL
+    #: Browser origins (``https://app.example.com``) whose pages may call the API (CORS);
+    #: empty, the default, lets none.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -128,6 +166,7 @@ class Settings:
             checkpoint_interval=_count(
                 env, "STATEMENTS_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL
             ),
+            cors_origins=_origins(env, "STATEMENTS_CORS_ORIGINS"),
         )
 
     def with_changes(self, **changes: object) -> Self:

@@ -73,7 +73,13 @@ def live_server(
     *,
     schema: str | None = None,
     env: Mapping[str, str] | None = None,
+    factory: str = "tests.graphql_api.live_app:app_from_env",
+    ready_path: str = "/debug/live",
 ) -> Iterator[Server]:
+    """A uvicorn subprocess serving ``factory``, once ``ready_path`` answers 200.
+
+    The real app is ``factory="graphql_api.app:app_from_env", ready_path="/readyz"``.
+    """
     port = free_port()
     log = log_dir / f"uvicorn-{port}.log"
     environ = {
@@ -90,7 +96,7 @@ def live_server(
                 "-m",
                 "uvicorn",
                 "--factory",
-                "tests.graphql_api.live_app:app_from_env",
+                factory,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -111,7 +117,7 @@ def live_server(
             if process.poll() is not None:
                 raise RuntimeError(f"uvicorn exited: {log.read_text()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(server.url + "/debug/live", timeout=1).status_code == 200:
+                if httpx.get(server.url + ready_path, timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"uvicorn did not start: {log.read_text()}")

@@ -35,6 +35,17 @@ def test_the_read_cache_size_comes_from_the_environment() -> None:
             Settings.from_env({"STATEMENTS_READ_CACHE_ROWS": bad})
 
 
+def test_a_bad_setting_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STATEMENTS_CORS_ORIGINS", "https://app.example.com/app")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "statements: error: STATEMENTS_CORS_ORIGINS: 'https://app.example.com/app'"
+    )
+
+
 def test_an_unsupported_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["init", "--db", "mysql://h/db"]) == 2
     assert "unsupported database" in capsys.readouterr().err

@@ -1,7 +1,7 @@
-// Headless Chromium on /dashboard: node dashboard.mjs BASE_URL STATEMENT_ID
+// Headless Chromium on /dashboard: node dashboard.mjs BASE_URL STATEMENT_ID [SCREENSHOT]
 import { chromium } from "playwright-core";
 
-const [base, statementId] = process.argv.slice(2);
+const [base, statementId, screenshot] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -40,11 +40,35 @@ try {
   }, [statementId, before + 5], { timeout: 10000 });
   const after = await views(page);
   await page.click(`#top tbody tr[data-id="${statementId}"]`);
+  // The first count of the followed statement, then three views: at least two points.
+  await page.waitForFunction(() => /^\d+$/.test(document.getElementById("chosen-count").textContent),
+    null, { timeout: 10000 });
+  const first = Number(await page.textContent("#chosen-count"));
   await recordViews(3);
-  await page.waitForFunction((n) => Number(document.getElementById("chosen-count").textContent) >= n, after + 3, { timeout: 10000 });
+  await page.waitForFunction((n) => Number(document.getElementById("chosen-count").textContent) >= n, first + 3, { timeout: 10000 });
   const chosen = Number(await page.textContent("#chosen-count"));
-  const bars = await page.locator("#chart path.line").count();
-  console.log(JSON.stringify({ before, after, chosen, chartLines: bars, errors }));
+  // The chart is redrawn on every update: read it once it shows the count above.
+  await page.waitForFunction(() => document.querySelectorAll("#chart .plot rect.bar").length > 0,
+    null, { timeout: 10000 });
+  const chart = await page.evaluate(() => {
+    const texts = (selector) => [...document.querySelectorAll(selector)].map((e) => e.textContent);
+    const axis = (name) => ({
+      ticks: texts(`#chart g.axis.${name} g.tick text`),
+      title: texts(`#chart g.axis.${name} .axis-title`).join(""),
+    });
+    return {
+      lines: document.querySelectorAll("#chart .plot path.line").length,
+      bars: document.querySelectorAll("#chart .plot rect.bar").length,
+      x: axis("x"),
+      y: axis("y"),
+      y2: axis("y2"),
+      legend: texts("#chart g.legend .legend-item text"),
+      legendKeys: [...document.querySelectorAll("#chart g.legend .legend-item")]
+        .map((item) => item.firstElementChild.getAttribute("class")),
+    };
+  });
+  if (screenshot) await page.locator("#chart").screenshot({ path: screenshot });
+  console.log(JSON.stringify({ before, after, chosen, chart, errors }));
 } finally {
   await browser.close();
 }
