@@ -26,7 +26,7 @@ from domain.commands import (
     WithdrawStatement,
 )
 from domain.events import MinisterRef
-from domain.ministers import KNOWN_MINISTERS
+from domain.ministers import DEPUTY_FOREIGN_MINISTER, KNOWN_MINISTERS
 from domain.moscow_time import MOSCOW
 from domain.slugs import slugify, truncate_slug
 
@@ -46,6 +46,26 @@ _MINISTERS: Final = (
     (KNOWN_MINISTERS[5], 2, "Deputy Foreign Minister"),
     (KNOWN_MINISTERS[6], 1, "Deputy Foreign Minister"),
     (KNOWN_MINISTERS[7], 1, "First Deputy Foreign Minister"),
+)
+
+# Titles held before the current one (``KNOWN_MINISTERS`` has the current titles): a statement
+# records the title of its day, so a minister's statements do not all title them alike.
+# (minister id, first day, last day, title, how titles introduce them)
+_EARLIER_TITLES: Final = (
+    (
+        "vladimir-titov",
+        FIRST_DAY,
+        date(2011, 6, 30),
+        DEPUTY_FOREIGN_MINISTER,
+        "Deputy Foreign Minister",
+    ),
+    (
+        "alexander-grushko",
+        date(2012, 1, 1),
+        date(2017, 12, 31),
+        "Permanent Representative of the Russian Federation to NATO",
+        "Permanent Representative to NATO",
+    ),
 )
 
 # Most popular first: weights fall off as 1/rank.
@@ -211,6 +231,7 @@ def _plan(rng: random.Random, index: int) -> _Plan:
     kind, template = _pick_title(rng)
     place = rng.choices([p for p, _ in _PLACES], weights=[w for _, w in _PLACES])[0]
     occurred_on = FIRST_DAY + timedelta(days=rng.randrange((LAST_DAY - FIRST_DAY).days + 1))
+    minister, role = _titled(minister, role, occurred_on)
     published_on = occurred_on + timedelta(days=rng.choice((0, 0, 0, 1, 1, 2, 4)))
     published_at = datetime.combine(
         published_on, time(rng.randrange(8, 22), rng.randrange(60)), tzinfo=MOSCOW
@@ -248,6 +269,14 @@ def _plan(rng: random.Random, index: int) -> _Plan:
 
 def _pick_minister(rng: random.Random) -> tuple[MinisterRef, str]:
     minister, _, role = rng.choices(_MINISTERS, weights=[w for _, w, _ in _MINISTERS])[0]
+    return minister, role
+
+
+def _titled(minister: MinisterRef, role: str, day: date) -> tuple[MinisterRef, str]:
+    """The minister as titled on ``day``, and how a statement's title introduces them."""
+    for minister_id, first, last, title, earlier_role in _EARLIER_TITLES:
+        if minister.id == minister_id and first <= day <= last:
+            return MinisterRef(minister.id, minister.name, title), earlier_role
     return minister, role
 
 

@@ -165,6 +165,12 @@ def domain_message(error: DomainError) -> str:
     return f"{field}: {error.problem}"
 
 
+class NotFound(ApiError):
+    """An argument names an object that does not exist, where null is no answer."""
+
+    code: ClassVar[str] = NOT_FOUND
+
+
 def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
     """A request-level GraphQL error (no path, no location) with ``extensions.code``."""
     return GraphQLError(message, extensions={"code": code, **extensions})

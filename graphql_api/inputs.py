@@ -2,14 +2,12 @@
 
 Every input but ``recordView``'s has an optional ``expectedVersion``: null lets the command retry
 on a concurrent change, a number makes any other version a CONFLICT. Statements are named by
-``statementId``, a UUID; a Relay global id of a Statement (base64 of ``Statement:<uuid>``) is
-accepted too.
+``statementId``, a UUID, or by the Statement's global id (:mod:`graphql_api.ids` parses both
+and refuses anything else).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import uuid
 from datetime import date, datetime
@@ -33,7 +31,7 @@ from domain.events import MinisterRef
 from domain.ministers import FOREIGN_MINISTER, KNOWN_MINISTERS
 from domain.slugs import slugify
 from graphql_api.errors import BadUserInput
-from graphql_api.types.node import TOPIC, local_id
+from graphql_api.ids import minister_id_of, statement_id_of, topic_name_or_slug, topic_slug_of
 
 #: The title a minister gets when the input names none and the minister is not a known one.
 DEFAULT_MINISTER_TITLE: Final = FOREIGN_MINISTER
@@ -44,25 +42,7 @@ EXPECTED_VERSION_DOC: Final = (
     "The statement's version the client last saw; null retries on a concurrent change, a "
     "number makes any other version a CONFLICT."
 )
-STATEMENT_ID_DOC: Final = "The statement's id (a UUID, or its Relay global id)."
-
-
-def statement_id_of(value: str) -> str:
-    """The statement UUID in ``value``: a UUID string, or a Relay global id of a Statement."""
-    text = value.strip()
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return _from_global_id(text)
-
-
-def _from_global_id(text: str) -> str:
-    try:
-        decoded = base64.b64decode(text, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return text
-    type_name, _, node_id = decoded.partition(":")
-    return node_id if type_name == "Statement" and node_id else text
+STATEMENT_ID_DOC: Final = "The statement: its statementId (a UUID) or its id (global id)."
 
 
 def split_paragraphs(body: str) -> tuple[str, ...]:
@@ -79,7 +59,8 @@ def minister_ref(
     A known minister (``domain.ministers``) is found by id or by name; another one gets the
     slug of the name as id and, unless given, the default title.
     """
-    wanted_id = minister_id.strip() if minister_id and minister_id.strip() else None
+    wanted = minister_id.strip() if minister_id else ""
+    wanted_id = minister_id_of(wanted, "ministerId") if wanted else None
     name = " ".join(minister_name.split()) if minister_name else None
     if wanted_id is None and not name:
         return None
@@ -115,7 +96,9 @@ class PublishStatementInput:
         default=None, description="The minister's name; the id is derived from it."
     )
     minister_id: str | None = strawberry.field(
-        default=None, description="The minister's id (a slug), instead of or with the name."
+        default=None,
+        description="The minister's id (a slug, or the Minister's global id), instead of or "
+        "with the name.",
     )
     minister_title: str | None = strawberry.field(
         default=None, description=f"The minister's title (default: {DEFAULT_MINISTER_TITLE})."
@@ -227,7 +210,7 @@ class TagStatementInput:
         )
 
 
-@strawberry.input(description="A topic (by name or slug) to remove from a statement.")
+@strawberry.input(description="A topic (by name, slug or global id) to remove from a statement.")
 class UntagStatementInput:
     statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
     topic: str
@@ -236,7 +219,7 @@ class UntagStatementInput:
     def to_command(self, meta: CommandMetadata) -> UntagStatement:
         return UntagStatement(
             statement_id=statement_id_of(self.statement_id),
-            topic=self.topic,
+            topic=topic_name_or_slug(self.topic),
             meta=meta,
             expected_version=self.expected_version,
         )
@@ -245,13 +228,13 @@ class UntagStatementInput:
 @strawberry.input(description="Link a statement to a related, published statement.")
 class LinkRelatedInput:
     statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
-    related_id: strawberry.ID
+    related_id: strawberry.ID = strawberry.field(description="The related statement, named alike.")
     expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
 
     def to_command(self, meta: CommandMetadata) -> LinkRelated:
         return LinkRelated(
             statement_id=statement_id_of(self.statement_id),
-            related_id=statement_id_of(self.related_id),
+            related_id=statement_id_of(self.related_id, "relatedId"),
             meta=meta,
             expected_version=self.expected_version,
         )
@@ -260,13 +243,13 @@ class LinkRelatedInput:
 @strawberry.input(description="Remove the link from a statement to a related statement.")
 class UnlinkRelatedInput:
     statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
-    related_id: strawberry.ID
+    related_id: strawberry.ID = strawberry.field(description="The related statement, named alike.")
     expected_version: int | None = strawberry.field(default=None, description=EXPECTED_VERSION_DOC)
 
     def to_command(self, meta: CommandMetadata) -> UnlinkRelated:
         return UnlinkRelated(
             statement_id=statement_id_of(self.statement_id),
-            related_id=statement_id_of(self.related_id),
+            related_id=statement_id_of(self.related_id, "relatedId"),
             meta=meta,
             expected_version=self.expected_version,
         )
@@ -290,4 +273,4 @@ class RenameTopicInput:
     )
 
     def to_command(self, meta: CommandMetadata) -> RenameTopic:
-        return RenameTopic(topic=local_id(self.topic, TOPIC), name=self.name, meta=meta)
+        return RenameTopic(topic=topic_slug_of(self.topic, "topic"), name=self.name, meta=meta)

@@ -35,7 +35,7 @@ from eventstore import EventRegistry, EventStore
 from graphql_api.context import Context
 from graphql_api.errors import BadUserInput
 from projections.queries import MAX_IDS, ReadModels
-from projections.rows import DayCount, MinisterRow, Page, StatementRow, TopicRow
+from projections.rows import DayCount, MinisterRow, MinisterTopicRow, Page, StatementRow, TopicRow
 
 Info: TypeAlias = strawberry.Info[Context, None]
 
@@ -173,10 +173,10 @@ class Loaders:
         return _loader(_grouped(days_key, fetch))
 
     @functools.cached_property
-    def minister_topics(self) -> DataLoader[tuple[str, int], list[TopicRow]]:
+    def minister_topics(self) -> DataLoader[tuple[str, int], list[MinisterTopicRow]]:
         models = self._models
 
-        async def fetch(ids: list[str], limit: int) -> Mapping[str, list[TopicRow]]:
+        async def fetch(ids: list[str], limit: int) -> Mapping[str, list[MinisterTopicRow]]:
             return await models.minister_topics(ids, limit)
 
         def topics_key(key: tuple[str, int]) -> tuple[str, int]:
@@ -203,6 +203,21 @@ class Loaders:
             slugs: list[str], page: tuple[int, str | None, bool]
         ) -> Mapping[str, Page[StatementRow]]:
             return await models.statements_for_topics(slugs, page[0], page[1], with_total=page[2])
+
+        return _loader(_grouped(_page_key, fetch))
+
+    @functools.cached_property
+    def minister_topic_statements(
+        self,
+    ) -> DataLoader[PageKey[tuple[str, str]], Page[StatementRow]]:
+        models = self._models
+
+        async def fetch(
+            pairs: list[tuple[str, str]], page: tuple[int, str | None, bool]
+        ) -> Mapping[tuple[str, str], Page[StatementRow]]:
+            return await models.statements_for_minister_topics(
+                pairs, page[0], page[1], with_total=page[2]
+            )
 
         return _loader(_grouped(_page_key, fetch))
 

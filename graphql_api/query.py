@@ -26,7 +26,13 @@ from graphql_api.asof import Moment, statement_as_of, statement_id_for_slug
 from graphql_api.auth import require_role
 from graphql_api.batch import batched, each
 from graphql_api.errors import BadUserInput
-from graphql_api.inputs import statement_id_of
+from graphql_api.ids import (
+    StatementRef,
+    minister_id_of,
+    parse_global_id,
+    statement_ref,
+    topic_slug_of,
+)
 from graphql_api.loaders import (
     Info,
     invalid_input,
@@ -49,8 +55,13 @@ from graphql_api.types.archive_month import ArchiveMonth
 from graphql_api.types.audit import LogHead, RawEventConnection, Verification
 from graphql_api.types.connection import Connection, selects_total
 from graphql_api.types.minister import Minister
-from graphql_api.types.node import MINISTER, STATEMENT, TOPIC, Node, local_id, parse_global_id
-from graphql_api.types.statement import AUDITOR, Statement, statement_connection
+from graphql_api.types.node import MINISTER, STATEMENT, Node
+from graphql_api.types.statement import (
+    AUDITOR,
+    Statement,
+    StatementConnection,
+    statement_connection,
+)
 from graphql_api.types.statement_filter import StatementFilterInput
 from graphql_api.types.statement_order import StatementOrderBy
 from graphql_api.types.topic import Topic
@@ -66,6 +77,13 @@ _VIEW_FIELDS: Final = frozenset({"viewCount", "viewsByDay"})
 # --- statements ------------------------------------------------------------------------------
 
 
+def _named(id: strawberry.ID | None, slug: str | None) -> StatementRef | None:
+    """The statement ``statement(id:, slug:)`` names by id (None when it names it by slug)."""
+    if (id is None) == (slug is None):
+        raise BadUserInput("statement: give exactly one of id and slug")
+    return statement_ref(id, "id") if id is not None else None
+
+
 async def _statement(
     info: Info,
     id: strawberry.ID | None = None,
@@ -73,13 +91,12 @@ async def _statement(
     as_of: datetime | None = None,
     at_position: int | None = None,
 ) -> Statement | None:
-    if (id is None) == (slug is None):
-        raise BadUserInput("statement: give exactly one of id and slug")
-    if as_of is not None or at_position is not None:
-        return await _statement_then(info, id, slug, as_of, at_position)
+    ref = _named(id, slug)
+    if as_of is not None or at_position is not None or (ref is not None and ref.dated):
+        return await _statement_then(info, ref, slug, as_of, at_position)
     loaders = loaders_of(info)
-    if id is not None:
-        row = await loaders.statement_by_id.load(statement_id_of(id))
+    if ref is not None:
+        row = await loaders.statement_by_id.load(ref.statement_id)
     else:
         assert slug is not None
         row = await loaders.statement_by_slug.load(slug)
@@ -96,11 +113,12 @@ async def _statement_batch(
 ) -> Sequence[object]:
     # The root's one statement, read at once: a DataLoader would spend a task and a round of
     # the event loop to batch a single key.
-    if (id is None) == (slug is None) or as_of is not None or at_position is not None:
+    ref = _named(id, slug)
+    if as_of is not None or at_position is not None or (ref is not None and ref.dated):
         return await each(roots, lambda _root: _statement(info, id, slug, as_of, at_position))
     models = read_models_of(info)
-    if id is not None:
-        key = statement_id_of(id)
+    if ref is not None:
+        key = ref.statement_id
         row = (await read(models.statements_by_ids([key]))).get(key)
     else:
         assert slug is not None
@@ -111,19 +129,26 @@ async def _statement_batch(
 
 async def _statement_then(
     info: Info,
-    id: str | None,
+    ref: StatementRef | None,
     slug: str | None,
     as_of: datetime | None,
     at_position: int | None,
 ) -> Statement | None:
     require_role(info, AUDITOR)
+    if ref is not None and ref.dated:
+        if as_of is not None or at_position is not None:
+            raise BadUserInput(
+                "id: names a statement at a past moment already; asOf and atPosition "
+                "cannot be added to it"
+            )
+        as_of, at_position = ref.as_of, ref.at_position
     try:
         moment = Moment.of(at_position, as_of)
     except ValueError as exc:
         raise invalid_input(exc) from exc
     store, registry = store_of(info), registry_of(info)
-    if id is not None:
-        statement_id: str | None = statement_id_of(id)
+    if ref is not None:
+        statement_id: str | None = ref.statement_id
     else:
         assert slug is not None
         statement_id = await statement_id_for_slug(store, registry, slug, moment)
@@ -156,7 +181,7 @@ async def _statements(
     before: str | None = None,
     filter: StatementFilterInput | None = None,
     order_by: StatementOrderBy = StatementOrderBy.PUBLISHED_DESC,
-) -> Connection[Statement]:
+) -> StatementConnection:
     criteria = filter.to_filter() if filter is not None else None
     models = read_models_of(info)
     page = await read(
@@ -184,7 +209,7 @@ async def _most_viewed(
 
 
 async def _minister(info: Info, id: strawberry.ID) -> Minister | None:
-    row = await loaders_of(info).minister_by_id.load(local_id(id, MINISTER))
+    row = await loaders_of(info).minister_by_id.load(minister_id_of(id, "id"))
     return Minister.from_row(row) if row is not None else None
 
 
@@ -193,7 +218,7 @@ async def _ministers(info: Info) -> list[Minister]:
 
 
 async def _topic(info: Info, slug: str) -> Topic | None:
-    row = await loaders_of(info).topic_by_slug.load(local_id(slug, TOPIC))
+    row = await loaders_of(info).topic_by_slug.load(topic_slug_of(slug, "slug"))
     return Topic.from_row(row) if row is not None else None
 
 
@@ -209,18 +234,21 @@ async def _archive(info: Info) -> list[ArchiveMonth]:
 
 
 async def _node(info: Info, id: strawberry.ID) -> Node | None:
-    parsed = parse_global_id(id)
+    parsed = parse_global_id(id.strip())
     if parsed is None:
-        raise BadUserInput("id: not a global id (from the `id` field of a Node)")
-    type_name, own_id = parsed
+        raise BadUserInput("id: not a global id (the `id` of a Statement, Minister or Topic)")
+    type_name = parsed[0]
     loaders = loaders_of(info)
     if type_name == STATEMENT:
-        statement = await loaders.statement_by_id.load(own_id)
+        ref = statement_ref(id, "id")
+        if ref.dated:
+            return await _statement_then(info, ref, None, None, None)
+        statement = await loaders.statement_by_id.load(ref.statement_id)
         return Statement.from_row(statement) if statement is not None else None
     if type_name == MINISTER:
-        minister = await loaders.minister_by_id.load(own_id)
+        minister = await loaders.minister_by_id.load(minister_id_of(id, "id"))
         return Minister.from_row(minister) if minister is not None else None
-    topic = await loaders.topic_by_slug.load(own_id)
+    topic = await loaders.topic_by_slug.load(topic_slug_of(id, "id"))
     return Topic.from_row(topic) if topic is not None else None
 
 
@@ -273,9 +301,10 @@ class Query:
         resolver=_statement,
         metadata=batched(_statement_batch),
         description="A statement by id (its UUID or global id) or by slug; withdrawn ones "
-        "too. With asOf or atPosition (auditor): as it stood then, replayed from the log.",
+        "too. With asOf or atPosition (auditor): as it stood then, replayed from the log, "
+        "with an id of its own (which `node` and `statement(id:)` take back).",
     )
-    statements: Connection[Statement] = strawberry.field(
+    statements: StatementConnection = strawberry.field(
         resolver=_statements,
         description="Statements (not withdrawn) matching the filter, in the order asked "
         "for; first/after page forwards, last/before backwards (at most 100; 20 by default).",
@@ -287,7 +316,9 @@ class Query:
         resolver=_ministers,
         description="Ministers with statements, most statements first, then by name.",
     )
-    topic: Topic | None = strawberry.field(resolver=_topic, description="A topic by slug.")
+    topic: Topic | None = strawberry.field(
+        resolver=_topic, description="A topic by slug (or global id)."
+    )
     topics: Connection[Topic] = strawberry.field(
         resolver=_topics,
         description="Topics with statements, most statements first, then by slug.",

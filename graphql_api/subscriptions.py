@@ -18,10 +18,12 @@ from graphql.execution import Executor
 from strawberry.scalars import JSON
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from domain.streams import statement_stream
 from eventstore import EventStore
 from graphql_api.auth import require_role
 from graphql_api.context import Context
-from graphql_api.errors import BadUserInput, log_errors
+from graphql_api.errors import BadUserInput, NotFound, log_errors
+from graphql_api.ids import statement_global_id, statement_id_of
 from graphql_api.limits import RefusedOperation
 from graphql_api.live import LiveHub, Published, RankedStatement, ViewWindow
 
@@ -35,7 +37,7 @@ ViewWindowEnum = strawberry.enum(
 
 @strawberry.type(description="A statement's exact view count.")
 class ViewCountUpdate:
-    statement_id: strawberry.ID
+    statement_id: strawberry.ID = strawberry.field(description="The statement's UUID.")
     view_count: int
     at: datetime = strawberry.field(
         description="When the last view included in the count was recorded."
@@ -51,9 +53,12 @@ class TopViewedEntry:
     view_count: int
 
 
-@strawberry.type(description="A newly published statement.")
+@strawberry.type(description="A newly published statement, as it was published.")
 class PublishedStatement:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="The statement's global id: `node(id:)` and `statement(id:)` take it."
+    )
+    statement_id: strawberry.ID = strawberry.field(description="The statement's UUID.")
     slug: str
     title: str
     kind: str
@@ -97,7 +102,8 @@ def _ranked(entries: tuple[RankedStatement, ...]) -> list[TopViewedEntry]:
 
 def _published(p: Published) -> PublishedStatement:
     return PublishedStatement(
-        id=strawberry.ID(p.statement_id),
+        id=statement_global_id(p.statement_id),
+        statement_id=strawberry.ID(p.statement_id),
         slug=p.slug,
         title=p.title,
         kind=p.kind,
@@ -107,12 +113,21 @@ def _published(p: Published) -> PublishedStatement:
     )
 
 
+def _store(info: strawberry.Info[Context, None]) -> EventStore:
+    store = info.context.extra.get("store")
+    if not isinstance(store, EventStore):
+        raise RuntimeError("no event store in the context")
+    return store
+
+
 async def view_count(
     info: strawberry.Info[Context, None], statement_id: strawberry.ID
 ) -> AsyncGenerator[ViewCountUpdate, None]:
-    sid = str(statement_id).strip()
-    if not sid or len(sid) > 200:
-        raise BadUserInput("statementId: must be a statement id")
+    sid = statement_id_of(statement_id, "statementId")
+    # The log, not a read model, says whether it exists: a statement published a moment ago
+    # is known there before any projection has caught up with it.
+    if await _store(info).stream_version(statement_stream(sid)) == 0:
+        raise NotFound("statementId: no statement has this id")
     async for update in _hub(info).view_counts(sid):
         yield ViewCountUpdate(
             statement_id=strawberry.ID(update.statement_id),
@@ -145,10 +160,7 @@ async def event_appended(
     require_role(info, "auditor")
     if after_position < 0:
         raise BadUserInput("afterPosition: must be >= 0")
-    store = info.context.extra.get("store")
-    if not isinstance(store, EventStore):
-        raise RuntimeError("no event store in the context")
-    async for record in store.subscribe(after_position):
+    async for record in _store(info).subscribe(after_position):
         yield AppendedEvent(
             position=record.position,
             event_id=strawberry.ID(str(record.event_id)),
@@ -166,7 +178,9 @@ async def event_appended(
 class Subscription:
     view_count = strawberry.subscription(
         resolver=view_count,
-        description="The statement's view count now, then at most once per tick when it changes.",
+        description="The statement's view count now, then at most once per tick when it "
+        "changes. statementId takes its UUID or global id; an unknown statement ends the "
+        "subscription with NOT_FOUND, a malformed id with BAD_USER_INPUT.",
     )
     top_viewed = strawberry.subscription(
         resolver=top_viewed,

@@ -61,6 +61,7 @@ from projections.rows import (
     Cursors,
     DayCount,
     MinisterRow,
+    MinisterTopicRow,
     Page,
     StatementFilter,
     StatementOrder,
@@ -371,19 +372,38 @@ def _numbered(sql: str) -> str:
 @dataclass(frozen=True, slots=True)
 class _NestedSource:
     """Where a kind of nested page reads (parent, key, id) triples of live statements, newest
-    first: a table with an index (parent, withdrawn, key DESC, id DESC)."""
+    first: a table with an index (parent, withdrawn, key DESC, id DESC). A page per pair of
+    parents (a minister's statements on a topic) names a second parent column."""
 
     table: str
     parent: str
     key: str
     id: str
     array_type: str  # of the parents on PostgreSQL
+    parent2: str = ""  # the second parent column (text), or "" for one parent
+    withdrawn: str = "withdrawn"
+
+    @property
+    def width(self) -> int:
+        """The number of parameters that name one parent."""
+        return 2 if self.parent2 else 1
 
 
 _MINISTER_PAGES: Final = _NestedSource("statements", "minister_id", "published_at_us", "id", "text")
 _MONTH_PAGES: Final = _NestedSource("statements", "published_ym", "published_at_us", "id", "int")
 _TOPIC_PAGES: Final = _NestedSource(
     "statement_topics", "topic_slug", "published_at_us", "statement_id", "text"
+)
+# The topic's index range, each entry's statement looked up by its key for the minister: a
+# page reads the topic's statements until it has found enough of the minister's.
+_MINISTER_TOPIC_PAGES: Final = _NestedSource(
+    "statement_topics mt JOIN statements ms ON ms.id = mt.statement_id",
+    "ms.minister_id",
+    "mt.published_at_us",
+    "mt.statement_id",
+    "text",
+    parent2="mt.topic_slug",
+    withdrawn="mt.withdrawn",
 )
 
 
@@ -446,7 +466,8 @@ class _Sql:
             f"SELECT slug, name, statement_count FROM topics WHERE slug {ids}"
         )
         self.minister_topics = self.text(
-            "SELECT r.minister_id, r.topic_slug, r.statement_count, coalesce(t.name, r.topic_slug) "
+            "SELECT r.minister_id, r.topic_slug, r.statement_count, "
+            "coalesce(t.name, r.topic_slug), coalesce(t.statement_count, 0) "
             "FROM (SELECT minister_id, topic_slug, statement_count, row_number() OVER ("
             "PARTITION BY minister_id ORDER BY statement_count DESC, topic_slug) AS rn "
             f"FROM minister_topics WHERE minister_id {ids} AND statement_count > 0) r "
@@ -524,9 +545,10 @@ class _Sql:
         """Pages of live statements for ``parents`` parents, newest first.
 
         Parameters: SQLite ``?1`` the page size + 1, ``?2, ?3`` the cursor (always bound),
-        ``?4...`` the parents; PostgreSQL ``$1`` the parents, ``$2`` the size + 1, ``$3, $4``
-        the cursor. Rows (ordered on PostgreSQL only): the parent's index (from 0), total, head
-        flag, key, id (NULL for a parent without rows in the page), the statement.
+        ``?4...`` the parents (``width`` parameters each); PostgreSQL ``$1`` the parents (one
+        array per parent column), then the size + 1 and the cursor. Rows (ordered on
+        PostgreSQL only): the parent's index (from 0), total, head flag, key, id (NULL for a
+        parent without rows in the page), the statement.
         """
         key = ("nested", source, parents if not self.postgres else 0, after, count)
         sql = self._pages.get(key)
@@ -539,9 +561,12 @@ class _Sql:
         return sql
 
     @staticmethod
-    def _range(source: _NestedSource, parent: str, cursor: str | None, op: str) -> str:
+    def _range(source: _NestedSource, parent: Sequence[str], cursor: str | None, op: str) -> str:
         t = source
-        condition = f"FROM {t.table} WHERE {t.parent} = {parent} AND withdrawn = false"
+        condition = f"FROM {t.table} WHERE {t.parent} = {parent[0]}"
+        if t.parent2:
+            condition += f" AND {t.parent2} = {parent[1]}"
+        condition += f" AND {t.withdrawn} = false"
         if cursor is not None:
             condition += f" AND ({t.key}, {t.id}) {op} {cursor}"
         return condition
@@ -551,9 +576,10 @@ class _Sql:
     ) -> str:
         # SQLite has no LATERAL: one term per parent, each an index range scan with a LIMIT.
         cursor = "(?2, ?3)" if after else None
+        width = source.width
         terms = []
         for i in range(parents):
-            parent = f"?{i + 4}"
+            parent = [f"?{i * width + 4 + j}" for j in range(width)]
             total = f"(SELECT count(*) {self._range(source, parent, None, '')})" if count else "-1"
             probe = self._range(source, parent, cursor, ">=")
             head = f"EXISTS (SELECT 1 {probe} {_probe_order(source, '>=')})" if after else "0"
@@ -580,17 +606,24 @@ class _Sql:
     def _nested_lateral(self, source: _NestedSource, after: bool, count: bool) -> str:
         # The flags in a LATERAL of their own, fenced by OFFSET 0: pulled up into the select
         # list, they would run once per row instead of once per parent.
-        cursor = "($3, $4)" if after else None
-        total = f"(SELECT count(*) {self._range(source, 'q.parent', None, '')})" if count else "-1"
-        probe = self._range(source, "q.parent", cursor, ">=")
+        width = source.width
+        columns = ["parent", "parent2"][:width]
+        parent = [f"q.{column}" for column in columns]
+        size, cursor_at = f"${width + 1}", width + 2
+        cursor = f"(${cursor_at}, ${cursor_at + 1})" if after else None
+        total = f"(SELECT count(*) {self._range(source, parent, None, '')})" if count else "-1"
+        probe = self._range(source, parent, cursor, ">=")
         head = f"EXISTS (SELECT 1 {probe} {_probe_order(source, '>=')})" if after else "false"
-        page = self._range(source, "q.parent", cursor, "<")
+        page = self._range(source, parent, cursor, "<")
+        arrays = ", ".join(
+            f"${i + 1}::{source.array_type if i == 0 else 'text'}[]" for i in range(width)
+        )
         return (
             f"SELECT q.ord - 1, c.x_total, c.x_head, p.k0, p.id, {_STATEMENT_SELECT} "
-            f"FROM unnest($1::{source.array_type}[]) WITH ORDINALITY AS q(parent, ord) "
+            f"FROM unnest({arrays}) WITH ORDINALITY AS q({', '.join(columns)}, ord) "
             f"CROSS JOIN LATERAL (SELECT {total} AS x_total, {head} AS x_head OFFSET 0) c "
             f"LEFT JOIN LATERAL (SELECT {source.key} AS k0, {source.id} AS id {page} "
-            f"ORDER BY {source.key} DESC, {source.id} DESC LIMIT $2) p ON true "
+            f"ORDER BY {source.key} DESC, {source.id} DESC LIMIT {size}) p ON true "
             "LEFT JOIN statements s ON s.id = p.id "
             "LEFT JOIN view_totals v ON v.statement_id = p.id "
             # Ordered here: ids compare in the database's collation, not as Python's str.
@@ -837,16 +870,18 @@ class ReadModels:
 
     async def minister_topics(
         self, minister_ids: Iterable[str], limit: int
-    ) -> dict[str, list[TopicRow]]:
-        """Each minister's ``limit`` most frequent topics; counts are that minister's."""
+    ) -> dict[str, list[MinisterTopicRow]]:
+        """Each minister's ``limit`` most frequent topics: the topic (its own count) and how
+        many of the minister's live statements carry it."""
         wanted = _ids(minister_ids, "minister_ids")
         size = _required_count(limit, "limit")
         if not wanted:
             return {}
         rows = await self._fetch(self._sql.minister_topics, self._sql.ids(wanted), size)
-        result: dict[str, list[TopicRow]] = {i: [] for i in wanted}
-        for minister_id, slug, count, name in rows:
-            result[minister_id].append(TopicRow(slug, name, int(count)))
+        result: dict[str, list[MinisterTopicRow]] = {i: [] for i in wanted}
+        for minister_id, slug, count, name, topic_count in rows:
+            topic = TopicRow(slug, name, int(topic_count))
+            result[minister_id].append(MinisterTopicRow(minister_id, topic, int(count)))
         return result
 
     async def topics_by_slugs(self, slugs: Iterable[str]) -> dict[str, TopicRow]:
@@ -1137,16 +1172,24 @@ class ReadModels:
         Each parent's page is one index range scan that stops after ``first + 1`` entries
         (LATERAL on PostgreSQL, a UNION ALL term per parent on SQLite), instead of ranking
         every statement of every parent. The total is a count over the same index, and
-        "anything before the cursor" an EXISTS probe of one entry.
+        "anything before the cursor" an EXISTS probe of one entry. A source with two parent
+        columns takes (first, second) pairs.
         """
         size = _required_count(first, "first")
         after_key = _decode_cursor(after, "after", _PUBLISHED_TAG, (int, str))
         sql = self._sql.nested(source, len(parents), after_key is not None, with_total)
         params: list[Any]
-        if self._postgres:
-            params = [list(parents), size + 1, *(after_key or ())]
+        if source.parent2:
+            if self._postgres:
+                params = [[p[0] for p in parents], [p[1] for p in parents]]
+            else:
+                params = [value for pair in parents for value in pair]
         else:
-            params = [size + 1, *(after_key or (None, None)), *parents]
+            params = [list(parents)] if self._postgres else list(parents)
+        if self._postgres:
+            params = [*params, size + 1, *(after_key or ())]
+        else:
+            params = [size + 1, *(after_key or (None, None)), *params]
         rows = await self._fetch(sql, *params)
         grouped: list[list[tuple[Any, ...]]] = [[] for _ in parents]
         for r in rows:
@@ -1205,6 +1248,37 @@ class ReadModels:
         if not wanted:
             return {}
         pages = await self._nested(_TOPIC_PAGES, wanted, first, after, with_total)
+        return dict(zip(wanted, pages, strict=True))
+
+    async def statements_for_minister_topics(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        first: int,
+        after: str | None = None,
+        *,
+        with_total: bool = True,
+    ) -> dict[tuple[str, str], Page[StatementRow]]:
+        """Each (minister id, topic slug)'s live statements: the minister's statements tagged
+        with the topic, newest first, at most ``first`` per pair.
+
+        ``with_total``: as in :meth:`statements_for_ministers`.
+        """
+        if isinstance(pairs, tuple):
+            raise ValueError("pairs: must be a list of (minister id, topic slug) pairs")
+        wanted = list(dict.fromkeys(pairs))
+        if len(wanted) > MAX_IDS:
+            raise ValueError(f"pairs: at most {MAX_IDS} values")
+        for pair in wanted:
+            if (
+                not isinstance(pair, tuple)
+                or len(pair) != 2
+                or not all(isinstance(v, str) for v in pair)
+            ):
+                raise ValueError("pairs: each must be a (minister id, topic slug) pair of strings")
+        _required_count(first, "first")
+        if not wanted:
+            return {}
+        pages = await self._nested(_MINISTER_TOPIC_PAGES, wanted, first, after, with_total)
         return dict(zip(wanted, pages, strict=True))
 
     async def statements_for_months(

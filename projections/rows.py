@@ -64,10 +64,20 @@ class MinisterRow:
 
 @value
 class TopicRow:
-    """A topic and a number of live statements (overall, or one minister's, by context)."""
+    """A topic and the number of live statements that carry it."""
 
     slug: str
     name: str
+    statement_count: int
+
+
+@value
+class MinisterTopicRow:
+    """A topic of a minister's: the topic itself (its overall count), and how many of the
+    minister's live statements carry it."""
+
+    minister_id: str
+    topic: TopicRow
     statement_count: int
 
 

@@ -8,15 +8,15 @@ import strawberry
 
 from graphql_api.batch import batched, by_key
 from graphql_api.loaders import Info, loaders_of, read, read_models_of
-from graphql_api.types.connection import Connection, selects_total
-from graphql_api.types.statement import Statement, statement_connection
+from graphql_api.types.connection import selects_total
+from graphql_api.types.statement import StatementConnection, statement_connection
 from projections.queries import DEFAULT_PAGE_SIZE
 from projections.rows import EMPTY_PAGE, ArchiveMonthRow, Page, StatementRow
 
 
 async def _statements(
     root: ArchiveMonth, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
-) -> Connection[Statement]:
+) -> StatementConnection:
     key = ((root.year, root.month), first, after, selects_total(info))
     return statement_connection(await loaders_of(info).month_statements.load(key))
 
@@ -47,7 +47,7 @@ class ArchiveMonth:
     year: int
     month: int
     count: int = strawberry.field(description="How many statements (not withdrawn) it has.")
-    statements: Connection[Statement] = strawberry.field(
+    statements: StatementConnection = strawberry.field(
         resolver=_statements,
         description="Its statements (not withdrawn), newest first.",
         metadata=batched(_statements_batch),

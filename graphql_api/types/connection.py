@@ -1,9 +1,10 @@
 """Relay connections: ``PageInfo``, and ``Connection[T]``/``Edge[T]`` for any node type.
 
-``Connection[Statement]`` is the GraphQL type ``StatementConnection`` (with
-``StatementEdge``), ``Connection[Topic]`` is ``TopicConnection``. Cursors are the read models'
-keyset cursors: opaque strings, valid only for the list (and order) that produced them.
-``nodes`` is a shortcut for ``edges { node }``.
+``Connection[Topic]`` is the GraphQL type ``TopicConnection`` (with ``TopicEdge``); statements
+have a connection of their own (:class:`graphql_api.types.statement.StatementConnection`), whose
+edges also carry a search's snippet and relevance. Cursors are the read models' keyset cursors:
+opaque strings, valid only for the list (and order) that produced them. ``nodes`` is a shortcut
+for ``edges { node }``.
 """
 
 from __future__ import annotations

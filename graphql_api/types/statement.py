@@ -1,15 +1,20 @@
 """The Statement type, built from a read-model row or from a statement replayed from the log.
 
 Plain fields are attributes copied from the row, so they resolve without a resolver call;
-``body``, ``printVersion`` and ``minister`` are derived synchronously from them (the minister's
-``name`` and ``title`` are those the statement records: the minister as of that statement).
-``topics``, ``related`` and ``viewsByDay`` go through the request's loaders; ``history`` reads
-the log (auditor role).
+``body`` and ``printVersion`` are derived synchronously from them. ``ministerName`` and
+``ministerTitle`` are what the statement records (the minister as named when speaking);
+``minister`` is the minister as the ministers read model shows them now, so that a Minister has
+the same fields wherever it appears. ``minister``, ``topics``, ``related`` and ``viewsByDay``
+go through the read models, batched; ``history`` reads the log (auditor role).
 
 A statement answered by time travel (``statement(asOf:|atPosition:)``, see
-:mod:`graphql_api.asof`) carries its snapshot: its fields, ``topics`` and the set of
-``related`` statements are those of that moment, as are ``viewCount``, ``viewsByDay`` and
-``history``. The topics' ``statementCount`` and the related statements themselves are today's.
+:mod:`graphql_api.asof`) carries its snapshot and has an id of its own (see
+:mod:`graphql_api.ids`): its fields, the set of its ``topics`` and ``related`` statements are
+those of that moment, as are ``viewCount``, ``viewsByDay`` and ``history``. The objects it
+links to (its minister, topics, related statements) are today's, with their own ids.
+
+Search results' ``snippet`` and ``relevance`` belong to the list, not to the statement: they are
+fields of :class:`StatementEdge`.
 """
 
 from __future__ import annotations
@@ -34,14 +39,14 @@ from graphql_api.loaders import (
 )
 from graphql_api.transparency import StatementProof, resolve_statement_proof
 from graphql_api.types.audit import RawEvent
-from graphql_api.types.connection import Connection
+from graphql_api.types.connection import PageInfo
 from graphql_api.types.formatting import body_text, print_version, snippet_html
 from graphql_api.types.minister import Minister
-from graphql_api.types.node import MINISTER, STATEMENT, Node, global_id
+from graphql_api.types.node import STATEMENT, Node, global_id, statement_global_id
 from graphql_api.types.topic import Topic
 from graphql_api.types.views import DayCount
 from projections.rows import DayCount as ViewDay
-from projections.rows import Page, StatementRow, TopicRow
+from projections.rows import MinisterRow, Page, StatementRow, TopicRow
 
 AUDITOR = "auditor"
 #: Fields a Statement built from a row reads from it when first asked for.
@@ -59,13 +64,34 @@ def _print_version(root: Statement) -> str:
     return print_version(root.title, root.published_at, root.location, root.paragraphs)
 
 
-def _minister(root: Statement) -> Minister:
-    return Minister(
-        id=global_id(MINISTER, root.minister_id),
-        minister_id=strawberry.ID(root.minister_id),
-        name=root.minister_name,
-        title=root.minister_title,
-    )
+def _minister_of(root: Statement, row: MinisterRow | None) -> Minister:
+    if row is not None:
+        return Minister.from_row(row)
+    # The ministers projection has not reached the statement yet: the minister as the
+    # statement names them, their count read when asked for.
+    return Minister.of(root.minister_id, root.minister_name, root.minister_title)
+
+
+async def _minister(root: Statement, info: Info) -> Minister:
+    return _minister_of(root, await loaders_of(info).minister_by_id.load(root.minister_id))
+
+
+async def _minister_batch(roots: Sequence[Statement], info: Info) -> Sequence[object]:
+    models = read_models_of(info)
+    rows = await read(models.ministers_by_ids(list(dict.fromkeys(_minister_id(r) for r in roots))))
+    # One Minister object per minister: the executor completes a shared value once.
+    made: dict[str, Minister] = {}
+    values: list[Minister] = []
+    for root in roots:
+        minister = made.get(root.minister_id)
+        if minister is None:
+            minister = made[root.minister_id] = _minister_of(root, rows.get(root.minister_id))
+        values.append(minister)
+    return values
+
+
+def _minister_id(root: Statement) -> str:
+    return root.minister_id
 
 
 _NO_TOPICS: Sequence[TopicRow] = ()
@@ -89,6 +115,7 @@ async def _topics(root: Statement, info: Info) -> list[Topic]:
     loaders = loaders_of(info)
     if root.as_of is None:
         return _topic_list(await loaders.topics_of.load(root.statement_id))
+    # The topics it carried then, each as it is now (a Topic is the same object everywhere).
     tagged = root.as_of.state.topics
     current = await loaders.topic_by_slug.load_many([t.slug for t in tagged])
     # A topic is one object with today's name and count, whichever statement reaches it.
@@ -200,19 +227,14 @@ class Statement(Node):
         description="The version of its stream: pass it back as `expectedVersion`."
     )
     withdrawn: bool = strawberry.field(description="Whether it was withdrawn.")
-    snippet: str | None = strawberry.field(
-        description=(
-            "With `filter.search`: the matching excerpt as HTML, the matched words in "
-            "<mark>...</mark> and every other character escaped; otherwise null."
-        )
+    minister_name: str = strawberry.field(
+        description="The minister's name as this statement records it (`minister` is the "
+        "minister as they are now)."
     )
-    relevance: float | None = strawberry.field(
-        description="With `filter.search`: how well it matches (higher is better, "
-        "comparable within one list only); otherwise null."
+    minister_title: str = strawberry.field(
+        description="The title the minister held when speaking, as this statement records it."
     )
     minister_id: strawberry.Private[str]
-    minister_name: strawberry.Private[str]
-    minister_title: strawberry.Private[str]
     as_of: strawberry.Private[StatementAsOf | None] = None
     body: str = strawberry.field(
         resolver=_body, description="The body: the paragraphs separated by blank lines."
@@ -224,7 +246,9 @@ class Statement(Node):
     )
     minister: Minister = strawberry.field(
         resolver=_minister,
-        description="The minister, named and titled as this statement records them.",
+        metadata=batched(_minister_batch),
+        description="The minister who made it, as they are now (their current name and title; "
+        "`ministerName` and `ministerTitle` are those of the statement).",
     )
     topics: list[Topic] = strawberry.field(
         resolver=_topics,
@@ -272,8 +296,6 @@ class Statement(Node):
             view_count=row.view_count,
             version=row.version,
             withdrawn=row.withdrawn,
-            snippet=snippet_html(row.snippet) if row.snippet is not None else None,
-            relevance=row.rank,
             minister_id=row.minister_id,
             minister_name=row.minister_name,
             minister_title=row.minister_title,
@@ -293,9 +315,9 @@ class Statement(Node):
 
     @classmethod
     def from_snapshot(cls, snapshot: StatementAsOf) -> Statement:
-        state = snapshot.state
+        state, moment = snapshot.state, snapshot.moment
         return cls(
-            id=global_id(STATEMENT, state.statement_id),
+            id=statement_global_id(state.statement_id, moment.position, moment.time),
             statement_id=strawberry.ID(state.statement_id),
             slug=state.slug,
             title=state.title,
@@ -309,8 +331,6 @@ class Statement(Node):
             view_count=snapshot.views.total if snapshot.views is not None else 0,
             version=snapshot.version,
             withdrawn=state.withdrawn,
-            snippet=None,
-            relevance=None,
             minister_id=state.minister.id,
             minister_name=state.minister.name,
             minister_title=state.minister.title,
@@ -318,9 +338,57 @@ class Statement(Node):
         )
 
 
-def statement_connection(page: Page[StatementRow]) -> Connection[Statement]:
+@strawberry.type(
+    description="A statement in a list, its cursor, and what a search says of it there."
+)
+class StatementEdge:
+    node: Statement
+    cursors: strawberry.Private[Sequence[str]]
+    index: strawberry.Private[int]
+    snippet: str | None = strawberry.field(
+        description="With `filter.search`: the matching excerpt as HTML, the matched words in "
+        "<mark>...</mark> and every other character escaped; otherwise null."
+    )
+    relevance: float | None = strawberry.field(
+        description="With `filter.search`: how well it matches (higher is better, comparable "
+        "within one list only); otherwise null."
+    )
+
+    @strawberry.field
+    def cursor(self) -> str:
+        return self.cursors[self.index]
+
+
+@strawberry.type(description="A page of a list of statements (Relay connection).")
+class StatementConnection:
+    edges: list[StatementEdge]
+    nodes: list[Statement]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="The number of items in the whole list.")
+
+
+def statement_connection(page: Page[StatementRow]) -> StatementConnection:
     """The connection of a page of statement rows."""
-    return Connection.of(page, Statement.from_row)
+    nodes = [Statement.from_row(row) for row in page.items]
+    cursors = page.cursors
+    if len(cursors) != len(nodes):
+        raise ValueError(f"{len(nodes)} nodes but {len(cursors)} cursors")
+    edges = [
+        StatementEdge(
+            node=node,
+            cursors=cursors,
+            index=i,
+            snippet=snippet_html(row.snippet) if row.snippet is not None else None,
+            relevance=row.rank,
+        )
+        for i, (row, node) in enumerate(zip(page.items, nodes, strict=True))
+    ]
+    return StatementConnection(
+        edges=edges,
+        nodes=nodes,
+        page_info=PageInfo.of(cursors, page.has_next, page.has_previous),
+        total_count=page.total_count,
+    )
 
 
 class StatementPayloadLike(Protocol):

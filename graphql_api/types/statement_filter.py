@@ -6,7 +6,7 @@ from datetime import date
 
 import strawberry
 
-from graphql_api.types.node import MINISTER, TOPIC, local_id
+from graphql_api.ids import minister_id_of, topic_slug_of
 from projections.rows import StatementFilter as Filter
 
 
@@ -33,14 +33,16 @@ class StatementFilterInput:
         description=(
             "Words that must all occur in the title or body, in any form (talk: talks, "
             "talked); a * right after the last word makes it a prefix (nucl*). "
-            "Sets Statement.snippet."
+            "Sets the edges' snippet and relevance."
         ),
     )
 
     def to_filter(self) -> Filter:
         return Filter(
-            minister_id=local_id(self.minister_id, MINISTER) if self.minister_id else None,
-            topic=local_id(self.topic, TOPIC) if self.topic else None,
+            minister_id=(
+                minister_id_of(self.minister_id, "filter.ministerId") if self.minister_id else None
+            ),
+            topic=topic_slug_of(self.topic, "filter.topic") if self.topic else None,
             from_date=self.from_,
             to_date=self.to,
             kind=self.kind,

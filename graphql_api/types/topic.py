@@ -9,18 +9,18 @@ import strawberry
 
 from graphql_api.batch import batched, by_key
 from graphql_api.loaders import Info, loaders_of, read, read_models_of
-from graphql_api.types.connection import Connection, selects_total
+from graphql_api.types.connection import selects_total
 from graphql_api.types.node import TOPIC, Node, global_id
 from projections.queries import DEFAULT_PAGE_SIZE
 from projections.rows import EMPTY_PAGE, Page, StatementRow, TopicRow
 
 if TYPE_CHECKING:
-    from graphql_api.types.statement import Statement
+    from graphql_api.types.statement import StatementConnection
 
 
 async def _statements(
     root: Topic, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
-) -> Connection[Annotated[Statement, strawberry.lazy("graphql_api.types.statement")]]:
+) -> Annotated[StatementConnection, strawberry.lazy("graphql_api.types.statement")]:
     from graphql_api.types.statement import statement_connection
 
     key = (root.slug, first, after, selects_total(info))
@@ -53,7 +53,7 @@ class Topic(Node):
     statement_count: int = strawberry.field(
         description="How many statements (not withdrawn) carry it."
     )
-    statements: Connection[Annotated[Statement, strawberry.lazy("graphql_api.types.statement")]] = (
+    statements: Annotated[StatementConnection, strawberry.lazy("graphql_api.types.statement")] = (
         strawberry.field(
             resolver=_statements,
             description="Its statements (not withdrawn), newest first.",

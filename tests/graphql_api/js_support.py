@@ -53,10 +53,14 @@ def chromium() -> str:
     return path
 
 
-def run_node(node: str, script: str, *args: str, timeout: float = 60) -> Any:
-    """Run live_js/SCRIPT and return the JSON on the last line it prints."""
+def run_node(
+    node: str, script: str, *args: str, timeout: float = 60, stdin: str | None = None
+) -> Any:
+    """Run live_js/SCRIPT (with ``stdin`` as its input) and return the JSON on the last line
+    it prints."""
     completed = subprocess.run(
         [node, str(JS_DIR / script), *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

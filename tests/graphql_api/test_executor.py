@@ -617,13 +617,15 @@ API_DOCUMENTS = [
         topics { slug name statementCount } related { id title slug minister { id name } } } }""",
     """{ statements(first: 20) { totalCount pageInfo { hasNextPage endCursor } edges { cursor
         node { id title minister { id name statementCount statements(first: 5) { edges { node {
-        id title topics { slug name } } } } topics(first: 2) { slug } } } } } }""",
+        id title topics { slug name } } } } topics(first: 2) { statementCount topic { slug }
+        statements(first: 2) { nodes { id minister { id title } } } } } } } } }""",
     "{ archive { year month count statements(first: 3) { nodes { id title } } } }",
     "{ topics(first: 5) { nodes { slug name statementCount"
     " statements(first: 2) { nodes { id } } } } }",
     "{ ministers { id name title statementCount }"
     " mostViewed(first: 5) { views statement { id title } } }",
-    '{ statements(first: 3, filter: {search: "minister"}) { nodes { title snippet relevance } } }',
+    '{ statements(first: 3, filter: {search: "minister"}) { edges { snippet relevance'
+    " node { title ministerTitle minister { title } } } } }",
     '{ statement(id: "nope") { id } statements(first: 1000) { totalCount } }',
     '{ node(id: "nope") { id } }',
 ]

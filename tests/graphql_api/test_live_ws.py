@@ -4,8 +4,10 @@ close codes, limits, keep-alive, slow consumers, abrupt closes, SSE and the lega
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -159,11 +161,16 @@ async def test_statement_published_is_pushed(
     async with _connect(server) as ws:
         client = WsClient(ws)
         await client.init()
-        await client.subscribe("p", "subscription { statementPublished { id title slug } }")
+        await client.subscribe(
+            "p", "subscription { statementPublished { id statementId title slug } }"
+        )
         await asyncio.sleep(0.3)
         sid = await _statement(http, server, tokens)
         message = await client.recv()
-        assert message["payload"]["data"]["statementPublished"]["id"] == sid
+        published = message["payload"]["data"]["statementPublished"]
+        # Its id is the global id, like every other `id`; statementId is the UUID.
+        assert published["statementId"] == sid
+        assert published["id"] == base64.b64encode(f"Statement:{sid}".encode()).decode()
 
 
 async def test_event_appended_replays_then_follows_for_auditors_only(
@@ -404,6 +411,56 @@ async def test_identical_subscriptions_share_one_stream_with_their_own_ids(
             break
         await asyncio.sleep(0.1)
     assert after["subscribers"] == before["subscribers"]
+
+
+def _errors(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The errors of a graphql-transport-ws message that ends a subscription."""
+    if message["type"] == "next":
+        errors: list[dict[str, Any]] = message["payload"]["errors"]
+        return errors
+    assert message["type"] == "error", message
+    payload: list[dict[str, Any]] = message["payload"]
+    return payload
+
+
+async def test_view_count_takes_the_global_id_and_ends_with_a_code_for_a_bad_one(
+    server: Server, tokens: Tokens, http: httpx.AsyncClient
+) -> None:
+    sid = await _statement(http, server, tokens)
+    global_id = base64.b64encode(f"Statement:{sid}".encode()).decode()
+    await _views(http, server, sid, 3)
+    async with _connect(server) as ws:
+        client = WsClient(ws)
+        await client.init()
+        # The id every query hands out counts the statement's views, as its UUID does.
+        await client.subscribe("global", COUNT, {"id": global_id})
+        message = await client.recv()
+        assert message["payload"]["data"]["viewCount"] == {
+            "statementId": sid,
+            "viewCount": 3,
+            "at": message["payload"]["data"]["viewCount"]["at"],
+        }
+        await client.send({"id": "global", "type": "complete"})
+        cases = [
+            ("unknown", str(uuid.uuid4()), "NOT_FOUND"),
+            (
+                "unknown-global",
+                base64.b64encode(f"Statement:{uuid.uuid4()}".encode()).decode(),
+                "NOT_FOUND",
+            ),
+            ("bogus", "bogus", "BAD_USER_INPUT"),
+            ("minister", base64.b64encode(b"Minister:sergey-lavrov").decode(), "BAD_USER_INPUT"),
+        ]
+        for name, value, code in cases:
+            await client.subscribe(name, COUNT, {"id": value})
+            message = await client.recv()
+            assert message["id"] == name
+            [error] = _errors(message)
+            assert error["extensions"]["code"] == code, message
+            assert error["message"].startswith("statementId: "), message
+            if message["type"] == "next":
+                # The error ended the subscription: nothing but its completion follows.
+                assert (await client.recv()) == {"id": name, "type": "complete"}
 
 
 async def test_a_subscription_failing_at_once_is_not_shared(server: Server) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -12,7 +13,7 @@ from eventstore.memory import MemoryEventStore
 from eventstore.records import RecordedEvent
 from graphql_api.auth import Principal
 from graphql_api.errors import BadUserInput
-from graphql_api.inputs import minister_ref, split_paragraphs, statement_id_of
+from graphql_api.inputs import minister_ref, split_paragraphs
 from graphql_api.schema import ApiSchema
 from tests.graphql_api.support import context_of, make_schema
 
@@ -246,16 +247,73 @@ async def test_anonymous_record_view_is_recorded_as_anonymous(
     assert view.metadata["actor"] == "anonymous"
 
 
-def test_statement_ids_accept_uuids_and_relay_ids() -> None:
-    value = "0b5f3c5e-8d4e-4c1a-9a57-3f0e7a3c1d2b"
-    assert statement_id_of(value) == value
-    assert statement_id_of(value.upper()) == value
-    import base64
+def _gid(type_name: str, own_id: str) -> str:
+    return base64.b64encode(f"{type_name}:{own_id}".encode()).decode()
 
-    assert statement_id_of(base64.b64encode(f"Statement:{value}".encode()).decode()) == value
-    assert statement_id_of("whatever") == "whatever"
-    other = base64.b64encode(f"Minister:{value}".encode()).decode()
-    assert statement_id_of(other) == other
+
+# name, input type, the input besides statementId (related: a second statement's id)
+MUTATIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("reviseStatement", "ReviseStatementInput", {"reason": "typo", "title": "Corrected"}),
+    ("withdrawStatement", "WithdrawStatementInput", {"reason": "duplicate"}),
+    ("tagStatement", "TagStatementInput", {"topics": ["Iran"]}),
+    ("untagStatement", "UntagStatementInput", {"topic": _gid("Topic", "syria")}),
+    ("linkRelated", "LinkRelatedInput", {"relatedId": "related"}),
+    ("unlinkRelated", "UnlinkRelatedInput", {"relatedId": "related"}),
+    ("recordView", "RecordViewInput", {}),
+]
+
+
+@pytest.mark.parametrize(("name", "input_type", "extra"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
+async def test_every_mutation_takes_either_id_and_refuses_malformed_ones(
+    schema: ApiSchema,
+    handlers: StatementHandlers,
+    memory_store: MemoryEventStore,
+    name: str,
+    input_type: str,
+    extra: dict[str, Any],
+) -> None:
+    query = f"mutation M($input: {input_type}!) {{ {name}(input: $input) {{ statementId }} }}"
+
+    async def fresh() -> tuple[str, dict[str, Any]]:
+        statement = await publish(schema, handlers, topics=["Syria"], slug=f"s-{uuid.uuid4()}")
+        values = dict(extra)
+        if "relatedId" in values:
+            related = await publish(schema, handlers, slug=f"r-{uuid.uuid4()}")
+            values["relatedId"] = _gid("Statement", related)
+            if name == "unlinkRelated":
+                linked = await run(
+                    schema,
+                    handlers,
+                    "mutation($s: ID!, $r: ID!) { linkRelated(input: {statementId: $s, "
+                    "relatedId: $r}) { position } }",
+                    {"s": statement, "r": related},
+                )
+                assert "errors" not in linked, linked
+        return statement, values
+
+    for form in (str, str.upper, lambda sid: _gid("Statement", sid)):
+        statement, values = await fresh()
+        out = await run(
+            schema, handlers, query, {"input": {"statementId": form(statement), **values}}
+        )
+        assert out["data"] == {name: {"statementId": statement}}, out
+
+    statement, values = await fresh()
+    for argument in ("statementId", "relatedId") if "relatedId" in extra else ("statementId",):
+        for malformed in (
+            "whatever",
+            "",
+            _gid("Statement", "not-a-uuid"),
+            _gid("Minister", statement),
+            _gid("Statement", f"{statement}@12"),  # a past state of it
+        ):
+            written = len(await events(memory_store))
+            given = {"statementId": statement, **values, argument: malformed}
+            out = await run(schema, handlers, query, {"input": given})
+            [error] = out["errors"]
+            assert error["extensions"]["code"] == "BAD_USER_INPUT", (argument, malformed)
+            assert error["message"].startswith(f"{argument}: "), error
+            assert len(await events(memory_store)) == written
 
 
 def test_paragraphs_and_ministers() -> None:

@@ -3,6 +3,7 @@ with escaped snippets, and the argument errors (BAD_USER_INPUT)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,7 @@ query Page($first: Int, $after: String, $last: Int, $before: String,
              filter: $filter, orderBy: $orderBy) {
     totalCount
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-    edges { cursor node { statementId title snippet relevance } }
+    edges { cursor snippet relevance node { statementId title } }
     nodes { statementId }
   }
 }
@@ -158,21 +159,23 @@ async def test_orders(archive: Archive) -> None:
 async def test_relevance_with_escaped_snippets(archive: Archive) -> None:
     w, ids = archive.world, archive.ids
     data = await page(w, filter={"search": "energy"}, orderBy="RELEVANCE")
-    nodes = [e["node"] for e in data["edges"]]
-    assert [n["statementId"] for n in nodes] == [ids[5], ids[4]]  # a title hit ranks higher
-    assert nodes[0]["relevance"] > nodes[1]["relevance"]
-    body_hit = nodes[1]["snippet"]
+    # The snippet and relevance belong to the list's edges: the statement is the same object
+    # in any list, and its excerpt depends on the search.
+    edges = data["edges"]
+    assert [e["node"]["statementId"] for e in edges] == [ids[5], ids[4]]  # title hit first
+    assert edges[0]["relevance"] > edges[1]["relevance"]
+    body_hit = edges[1]["snippet"]
     assert "<mark>energy</mark>" in body_hit
     assert "&amp;" in body_hit
     if w.engine.dialect.name == "sqlite":
         # FTS5 keeps the text as it is; PostgreSQL's ts_headline drops what looks like tags.
         assert "&lt;b&gt;grids&lt;/b&gt;" in body_hit
     assert "<b>" not in body_hit and body_hit.count("<mark>") == body_hit.count("</mark>")
-    title_hit = nodes[0]["snippet"]
+    title_hit = edges[0]["snippet"]
     assert "<mark>Energy</mark>" in title_hit
     # Without a search there is no snippet.
     plain = await page(w, first=1)
-    assert plain["edges"][0]["node"]["snippet"] is None
+    assert plain["edges"][0]["snippet"] is None and plain["edges"][0]["relevance"] is None
 
 
 @pytest.mark.parametrize(
@@ -187,6 +190,10 @@ async def test_relevance_with_escaped_snippets(archive: Archive) -> None:
         ({"filter": {"search": "word " * 200}}, "BAD_USER_INPUT"),
         ({"filter": {"from": "not a date"}}, "BAD_USER_INPUT"),
         ({"orderBy": "SIDEWAYS"}, "BAD_USER_INPUT"),
+        ({"filter": {"ministerId": "Sergey Lavrov"}}, "BAD_USER_INPUT"),  # a name, not an id
+        ({"filter": {"topic": "Syria"}}, "BAD_USER_INPUT"),  # a name, not a slug
+        # the global id of another type
+        ({"filter": {"topic": base64.b64encode(b"Minister:syria").decode()}}, "BAD_USER_INPUT"),
     ],
 )
 async def test_bad_arguments_are_invalid_input(

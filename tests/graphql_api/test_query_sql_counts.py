@@ -43,7 +43,7 @@ query ThreeLevels($first: Int!, $nested: Int!) {
 
 # (name, query, variables, the statements it takes: measured, and at most depth + 1)
 SHAPES = [
-    ("three levels", THREE_LEVELS, {"first": 20, "nested": 5}, 3),
+    ("three levels", THREE_LEVELS, {"first": 20, "nested": 5}, 4),
     (
         "archive, months' statements and their topics",
         "{ archive { year month count statements(first: 5) { nodes { title topics { slug } } } } }",
@@ -54,7 +54,14 @@ SHAPES = [
         "topics, their statements, ministers with counts and topics",
         """{ topics(first: 5) { totalCount nodes { name statementCount
               statements(first: 4) { nodes { title minister { statementCount
-                topics(first: 3) { slug statementCount } } } } } } }""",
+                topics(first: 3) { statementCount topic { slug } } } } } } } }""",
+        None,
+        4,
+    ),
+    (
+        "ministers, their topics, their statements on each and those statements' ministers",
+        """{ ministers { name topics(first: 3) { statementCount topic { name statementCount }
+              statements(first: 2) { totalCount nodes { title minister { title } } } } } }""",
         None,
         4,
     ),
@@ -104,8 +111,9 @@ async def test_the_statement_page(world: World) -> None:
     result = await world.query(STATEMENT_PAGE, {"id": sid})
     page = result.ok()["statement"]
     assert page["topics"] and len(page["related"]) >= 2
-    # statement; topics; related statements (with the links). Ministers come with the rows.
-    assert result.sql == 3 <= depth(STATEMENT_PAGE) + 1
+    # statement; its topics; its minister; related statements (with the links); their
+    # ministers.
+    assert result.sql == 5 <= depth(STATEMENT_PAGE) + 1
 
 
 @pytest.mark.parametrize(("first", "nested"), [(5, 2), (20, 5), (60, 20)])
@@ -120,8 +128,9 @@ async def test_three_levels_cost_the_same_whatever_the_page_sizes(
     assert sum(
         len(s["topics"]) for e in edges for s in e["node"]["minister"]["statements"]["nodes"]
     )
-    # statements page; ministers' pages (one window query); topics of every inner statement.
-    assert result.sql == 3 <= depth(THREE_LEVELS) + 1
+    # statements page; their ministers; ministers' pages (one window query); topics of every
+    # inner statement.
+    assert result.sql == 4 <= depth(THREE_LEVELS) + 1
 
 
 @pytest.mark.parametrize(

@@ -88,12 +88,15 @@ def gid(type_name: str, own_id: str) -> str:
 
 STATEMENT_FIELDS = """
   id statementId slug title kind location occurredOn publishedAt body paragraphs language
-  sourceUrl viewCount version withdrawn printVersion snippet relevance
+  sourceUrl viewCount version withdrawn printVersion ministerName ministerTitle
   viewsByDay { day count }
   march: viewsByDay(from: "2024-03-03", to: "2024-03-31") { day count }
   minister {
     id ministerId name title statementCount
-    topics { slug name statementCount }
+    topics {
+      statementCount topic { slug name statementCount }
+      statements(first: 5) { totalCount nodes { statementId } }
+    }
     statements(first: 1) {
       totalCount pageInfo { hasNextPage hasPreviousPage } nodes { statementId }
     }
@@ -131,8 +134,8 @@ async def test_every_field_of_a_statement(site: Site) -> None:
             "Comment on the talks in Geneva\n01-03-2024, 12:00\nGeneva\n\n"
             "First <b>paragraph</b> & more.\n\nSecond paragraph.\n"
         ),
-        "snippet": None,
-        "relevance": None,
+        "ministerName": "Sergey Lavrov",
+        "ministerTitle": "Minister of Foreign Affairs",
         "viewsByDay": [{"day": "2024-03-02", "count": 2}, {"day": "2024-03-03", "count": 1}],
         "march": [{"day": "2024-03-03", "count": 1}],
         "minister": {
@@ -141,10 +144,24 @@ async def test_every_field_of_a_statement(site: Site) -> None:
             "name": "Sergey Lavrov",
             "title": "Minister of Foreign Affairs",
             "statementCount": 2,  # the withdrawn one is not counted
+            # Each topic with his count on it and his statements there; the topic's own count
+            # is of everyone's statements (Iran: his and Zakharova's).
             "topics": [
-                {"slug": "arms-control", "name": "Arms Control", "statementCount": 1},
-                {"slug": "iran", "name": "Iran", "statementCount": 1},
-                {"slug": "syria", "name": "Syria", "statementCount": 1},
+                {
+                    "statementCount": 1,
+                    "topic": {"slug": "arms-control", "name": "Arms Control", "statementCount": 1},
+                    "statements": {"totalCount": 1, "nodes": [{"statementId": site.arms}]},
+                },
+                {
+                    "statementCount": 1,
+                    "topic": {"slug": "iran", "name": "Iran", "statementCount": 2},
+                    "statements": {"totalCount": 1, "nodes": [{"statementId": site.geneva}]},
+                },
+                {
+                    "statementCount": 1,
+                    "topic": {"slug": "syria", "name": "Syria", "statementCount": 1},
+                    "statements": {"totalCount": 1, "nodes": [{"statementId": site.geneva}]},
+                },
             ],
             "statements": {
                 "totalCount": 2,
@@ -187,7 +204,13 @@ async def test_unknown_statements_are_null_and_the_arguments_are_checked(site: S
     query = "query($id: ID, $slug: String) { statement(id: $id, slug: $slug) { title } }"
     assert (await w.query(query, {"id": str(uuid.uuid4())})).ok() == {"statement": None}
     assert (await w.query(query, {"slug": "no-such-slug"})).ok() == {"statement": None}
-    for variables in ({}, {"id": site.geneva, "slug": "talks-in-geneva"}):
+    for variables in (
+        {},
+        {"id": site.geneva, "slug": "talks-in-geneva"},
+        {"id": "not-an-id"},
+        {"id": gid("Statement", "not-a-uuid")},
+        {"id": gid("Minister", "sergey-lavrov")},
+    ):
         result = await w.query(query, variables)
         assert result.codes == ["BAD_USER_INPUT"] and result.data == {"statement": None}
 
@@ -234,8 +257,10 @@ async def test_node_round_trips_every_node_type(site: Site) -> None:
         assert node == {"id": node_id, **fields}
     unknown = await w.query(query, {"id": gid("Statement", str(uuid.uuid4()))})
     assert unknown.ok() == {"node": None}
-    bad = await w.query(query, {"id": "not-a-global-id"})
-    assert bad.codes == ["BAD_USER_INPUT"]
+    for bad_id in ("not-a-global-id", site.geneva, gid("Statement", "x"), gid("Topic", "Not A")):
+        bad = await w.query(query, {"id": bad_id})
+        assert bad.codes == ["BAD_USER_INPUT"], bad_id
+        assert bad.errors[0]["message"].startswith("id: ")
 
 
 async def test_ministers_and_a_minister_by_either_id(site: Site) -> None:

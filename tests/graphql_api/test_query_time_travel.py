@@ -4,6 +4,7 @@ positions and times)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -226,3 +227,51 @@ async def test_time_travel_needs_the_auditor_role(history: History) -> None:
     assert anonymous.codes == ["UNAUTHENTICATED"] and anonymous.data == {"statement": None}
     editor = await then(h, principal=EDITOR, id=h.statement, atPosition=5)
     assert editor.codes == ["FORBIDDEN"]
+
+
+def gid(own_id: str) -> str:
+    return base64.b64encode(f"Statement:{own_id}".encode()).decode()
+
+
+async def test_a_statement_then_has_an_id_of_its_own_that_node_takes_back(
+    history: History,
+) -> None:
+    h = history
+    query = """query($id: ID!, $at: Int, $asOf: DateTime) {
+        statement(id: $id, atPosition: $at, asOf: $asOf) { id statementId title version } }"""
+    now = (await h.world.query(query, {"id": h.statement}, AUDITOR)).ok()["statement"]
+    at = (await h.world.query(query, {"id": h.statement, "at": 4}, AUDITOR)).ok()["statement"]
+    moment = "2024-03-01T12:30:00+03:00"  # 09:30 UTC
+    as_of = (await h.world.query(query, {"id": h.statement, "asOf": moment}, AUDITOR)).ok()
+    # Today's statement and each past state are different objects, each with its own id.
+    assert now["id"] == gid(h.statement)
+    assert at["id"] == gid(f"{h.statement}@4")
+    assert as_of["statement"]["id"] == gid(f"{h.statement}@2024-03-01T09:30:00+00:00")
+    assert at["statementId"] == now["statementId"] == h.statement
+    assert (at["version"], now["version"]) == (1, 3)
+
+    node = """query($id: ID!) { node(id: $id) { id ... on Statement { title version } } }"""
+    for state in (at, as_of["statement"]):
+        back = (await h.world.query(node, {"id": state["id"]}, AUDITOR)).ok()["node"]
+        assert back == {"id": state["id"], "title": state["title"], "version": state["version"]}
+        again = (await h.world.query(query, {"id": state["id"]}, AUDITOR)).ok()["statement"]
+        assert again == state
+    # The auditor rule holds for such an id too; and it names its moment already.
+    anonymous = await h.world.query(node, {"id": at["id"]})
+    assert anonymous.codes == ["UNAUTHENTICATED"]
+    both = await h.world.query(query, {"id": at["id"], "at": 5}, AUDITOR)
+    assert both.codes == ["BAD_USER_INPUT"]
+
+
+async def test_a_statement_then_links_to_todays_objects(history: History) -> None:
+    h = history
+    query = """query($id: ID!, $at: Int!) { then: statement(id: $id, atPosition: $at) {
+          ministerName ministerTitle minister { id name title statementCount }
+          topics { id slug name statementCount } }
+        now: topic(slug: "syria") { id name statementCount }
+        minister(id: "sergey-lavrov") { id name title statementCount } }"""
+    data = (await h.world.query(query, {"id": h.statement, "at": 5}, AUDITOR)).ok()
+    # Its topic then (Syria) and its minister are today's objects: the same as anywhere else.
+    assert data["then"]["topics"] == [{"slug": "syria", **data["now"]}]
+    assert data["then"]["minister"] == data["minister"]
+    assert data["then"]["ministerName"] == "Sergey Lavrov"

@@ -48,7 +48,7 @@ query($slug: String!) {
   topic(slug: $slug) { name }
   topics(first: 10) { nodes { slug name } }
   statements(first: 10) { nodes { topics { slug name } } }
-  ministers { topics { slug name } }
+  ministers { topics { topic { slug name } } }
 }"""
 
 
@@ -87,7 +87,7 @@ async def names_of(api: Api, slug: str) -> set[str]:
     found = [
         *data["topics"]["nodes"],
         *(t for s in data["statements"]["nodes"] for t in s["topics"]),
-        *(t for m in data["ministers"] for t in m["topics"]),
+        *(t["topic"] for m in data["ministers"] for t in m["topics"]),
     ]
     return names | {t["name"] for t in found if t["slug"] == slug}
 

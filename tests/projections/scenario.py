@@ -12,7 +12,7 @@ from domain import events as E
 from domain.streams import statement_stream, views_stream
 from eventstore import EventStore, RecordedEvent
 from projections.registry import event_registry
-from projections.rows import ArchiveMonthRow, MinisterRow, TopicRow
+from projections.rows import ArchiveMonthRow, MinisterRow, MinisterTopicRow, TopicRow
 from tests.projections.conftest import META
 
 REGISTRY = event_registry()
@@ -111,15 +111,27 @@ class Model:
         ]
         return sorted(rows, key=lambda r: (-r.statement_count, r.name, r.id))
 
-    def minister_topics(self, minister_id: str) -> list[TopicRow]:
+    def minister_topics(self, minister_id: str) -> list[MinisterTopicRow]:
         counts = collections.Counter(
             slug
             for i in self.live()
             if self.statements[i].minister.id == minister_id
             for slug in self.topics[i]
         )
-        rows = [TopicRow(s, self.topic_names[s], n) for s, n in counts.items()]
-        return sorted(rows, key=lambda t: (-t.statement_count, t.slug))
+        overall = self.topic_counts()
+        rows = [
+            MinisterTopicRow(minister_id, TopicRow(s, self.topic_names[s], overall[s]), n)
+            for s, n in counts.items()
+        ]
+        return sorted(rows, key=lambda r: (-r.statement_count, r.topic.slug))
+
+    def minister_topic_statements(self, minister_id: str, slug: str) -> list[str]:
+        """The minister's live statements tagged with the topic, newest first."""
+        return [
+            i
+            for i in self.newest_first()
+            if self.statements[i].minister.id == minister_id and slug in self.topics[i]
+        ]
 
     def related_of(self, statement_id: str) -> list[str]:
         first: dict[str, int] = {}

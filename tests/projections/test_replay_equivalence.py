@@ -34,6 +34,12 @@ async def assert_matches_model(models: ReadModels, model: Model) -> None:
     assert await models.minister_topics(minister_ids, 100) == {
         m: model.minister_topics(m) for m in minister_ids
     }
+    pairs = sorted({(m, slug) for m in minister_ids for slug in model.topic_names})
+    pages = await models.statements_for_minister_topics(pairs, first=100)
+    for pair in pairs:
+        expected = model.minister_topic_statements(*pair)
+        assert [r.id for r in pages[pair].items] == expected, pair
+        assert pages[pair].total_count == len(expected), pair
     ids = list(model.statements)
     if not ids:
         return

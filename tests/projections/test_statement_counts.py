@@ -51,6 +51,9 @@ CALLS: dict[str, Call] = {
         [LAVROV.id, "x"], first=2, after=cursor
     ),
     "statements_for_topics": lambda m, ids, cursor: m.statements_for_topics(["syria"], first=2),
+    "statements_for_minister_topics": lambda m, ids, cursor: m.statements_for_minister_topics(
+        [(LAVROV.id, "syria"), (LAVROV.id, "x"), ("x", "syria")], first=2, after=cursor
+    ),
     "statements_for_months": lambda m, ids, cursor: m.statements_for_months(
         [(2020, 7), (2020, 6)], first=2
     ),
@@ -92,6 +95,7 @@ async def test_empty_batches_issue_no_statement(engine: AsyncEngine, models: Rea
         assert await models.related_statements_of([]) == {}
         assert await models.statements_for_topics([], first=3) == {}
         assert await models.statements_for_months([], first=3) == {}
+        assert await models.statements_for_minister_topics([], first=3) == {}
         assert await models.view_counts([]) == {}
     finally:
         stop()

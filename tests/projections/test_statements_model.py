@@ -6,7 +6,13 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from domain import events as E
 from projections.queries import ReadModels
-from projections.rows import ArchiveMonthRow, MinisterRow, StatementFilter, TopicRow
+from projections.rows import (
+    ArchiveMonthRow,
+    MinisterRow,
+    MinisterTopicRow,
+    StatementFilter,
+    TopicRow,
+)
 from tests.projections.conftest import LAVROV, MSK, RYABKOV, ZAKHAROVA, Log, Project
 
 
@@ -122,8 +128,12 @@ async def test_withdrawal_drops_a_statement_from_every_list(
     assert [t.slug for t in (await models.topics(first=10)).items] == ["peace"]
     assert (await models.ministers_by_ids([LAVROV.id]))[LAVROV.id].statement_count == 1
     assert await models.minister_topics([LAVROV.id], 10) == {
-        LAVROV.id: [TopicRow("peace", "Peace", 1)]
+        LAVROV.id: [MinisterTopicRow(LAVROV.id, TopicRow("peace", "Peace", 1), 1)]
     }
+    his_peace = (await models.statements_for_minister_topics([(LAVROV.id, "peace")], 10))[
+        (LAVROV.id, "peace")
+    ]
+    assert [r.id for r in his_peace.items] == [keep] and his_peace.total_count == 1
     assert [r.id for r in (await models.statements()).items] == [keep]
     assert [r.id for r in (await models.statements(StatementFilter(search="peace"))).items] == [
         keep
@@ -158,15 +168,29 @@ async def test_tag_and_untag(log: Log, project: Project, models: ReadModels) -> 
         a: [TopicRow("syria", "Syria", 3), TopicRow("iran", "Iran", 1)],
         c: [TopicRow("syria", "Syria", 3), TopicRow("arms-control", "Arms Control", 1)],
     }
+    # Each minister's count of a topic, beside the topic's own count (of everyone's).
     assert await models.minister_topics([LAVROV.id, RYABKOV.id, "nobody"], 1) == {
-        LAVROV.id: [TopicRow("syria", "Syria", 2)],
-        RYABKOV.id: [TopicRow("arms-control", "Arms Control", 1)],
+        LAVROV.id: [MinisterTopicRow(LAVROV.id, TopicRow("syria", "Syria", 3), 2)],
+        RYABKOV.id: [MinisterTopicRow(RYABKOV.id, TopicRow("arms-control", "Arms Control", 1), 1)],
         "nobody": [],
     }
     assert (await models.minister_topics([LAVROV.id], 5))[LAVROV.id] == [
-        TopicRow("syria", "Syria", 2),
-        TopicRow("iran", "Iran", 1),
+        MinisterTopicRow(LAVROV.id, TopicRow("syria", "Syria", 3), 2),
+        MinisterTopicRow(LAVROV.id, TopicRow("iran", "Iran", 1), 1),
     ]
+    # A minister's statements on a topic are his only; pages of one, then the rest.
+    pairs = [(LAVROV.id, "syria"), (RYABKOV.id, "syria"), (ZAKHAROVA.id, "syria")]
+    pages = await models.statements_for_minister_topics(pairs, 1)
+    newer, older = sorted([a, b], reverse=True)  # published at the same time: by id
+    assert [r.id for r in pages[pairs[0]].items] == [newer]
+    assert pages[pairs[0]].total_count == 2 and pages[pairs[0]].has_next
+    assert [r.id for r in pages[pairs[1]].items] == [c] and pages[pairs[1]].total_count == 1
+    assert pages[pairs[2]].items == [] and pages[pairs[2]].total_count == 0
+    rest = await models.statements_for_minister_topics(
+        [pairs[0]], 5, pages[pairs[0]].cursors[-1], with_total=False
+    )
+    assert [r.id for r in rest[pairs[0]].items] == [older]
+    assert rest[pairs[0]].has_previous and not rest[pairs[0]].has_next
 
     await log.untag(a, "syria")
     await log.untag(a, "iran")
@@ -178,8 +202,8 @@ async def test_tag_and_untag(log: Log, project: Project, models: ReadModels) -> 
     }
     assert await models.topics_of([a]) == {a: [TopicRow("iran", "Iran", 1)]}
     assert (await models.minister_topics([LAVROV.id], 5))[LAVROV.id] == [
-        TopicRow("iran", "Iran", 1),
-        TopicRow("syria", "Syria", 1),
+        MinisterTopicRow(LAVROV.id, TopicRow("iran", "Iran", 1), 1),
+        MinisterTopicRow(LAVROV.id, TopicRow("syria", "Syria", 2), 1),
     ]
     syria = await models.statements_for_topics(["syria", "none"], 10)
     assert {r.id for r in syria["syria"].items} == {b, c}

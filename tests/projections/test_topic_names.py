@@ -30,8 +30,8 @@ async def names_everywhere(models: ReadModels, statement_ids: list[str], slug: s
     names |= {row.name for row in (await models.topics(first=100)).items if row.slug == slug}
     for rows in (await models.topics_of(statement_ids)).values():
         names |= {row.name for row in rows if row.slug == slug}
-    for rows in (await models.minister_topics([LAVROV.id, RYABKOV.id], 10)).values():
-        names |= {row.name for row in rows if row.slug == slug}
+    for entries in (await models.minister_topics([LAVROV.id, RYABKOV.id], 10)).values():
+        names |= {e.topic.name for e in entries if e.topic.slug == slug}
     return names
 
 
