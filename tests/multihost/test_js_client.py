@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.graphql_api.test_live_js import JS_DIR, node  # noqa: F401 (the fixture)
+from tests.graphql_api.js_support import JS_DIR, node_with_packages
 from tests.multihost.client import ViewWriter, publish
 from tests.multihost.failover import make_tokens
 from tests.multihost.topology import API_HOSTS, Topology
@@ -25,12 +25,17 @@ pytestmark = [pytest.mark.multihost]
 SCRIPT = Path(__file__).with_name("failover_client.mjs")
 
 
+@pytest.fixture(scope="module")
+def node() -> str:
+    return node_with_packages()
+
+
 async def _lines(stream: asyncio.StreamReader, out: list[dict[str, Any]]) -> None:
     while line := await stream.readline():
         out.append(json.loads(line))
 
 
-def test_the_graphql_ws_client_moves_to_the_other_host(topo: Topology, node: str) -> None:  # noqa: F811
+def test_the_graphql_ws_client_moves_to_the_other_host(topo: Topology, node: str) -> None:
     topo.ensure_running()
     tokens = make_tokens(topo, 2)
     by_ws = {topo.apis[name].ws_url: name for name in API_HOSTS}
