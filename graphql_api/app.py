@@ -33,6 +33,8 @@ from graphql_api.metrics import Metrics, count_sql_statements
 from graphql_api.query import QUERY_TYPES, Query
 from graphql_api.ratelimit import CONTEXT_KEY as RATE_LIMITER_KEY
 from graphql_api.ratelimit import ViewRatePolicy
+from graphql_api.replicas import CONTEXT_KEY as REPLICAS_KEY
+from graphql_api.replicas import ReadFromReplicas, open_replicas, replica_metrics
 from graphql_api.schema import build_schema
 from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
@@ -42,6 +44,7 @@ from graphql_api.transparency import open_checkpointer
 from graphql_api.ws import build_websocket_app
 from projections import all_projections
 from projections.queries import ReadModels
+from projections.replicas import ReplicaRouter
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class AppState:
     runner: ProjectionRunner | None = None
     watcher: CheckpointWatcher | None = None
     read_models: ReadModels | None = None
+    replicas: ReplicaRouter | None = None
     authenticator: TokenAuthenticator | None = None
     hub: LiveHub | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -99,7 +103,12 @@ def create_app(settings: Settings) -> Starlette:
     )
     metrics = Metrics()
     schema = build_schema(
-        Query, types=QUERY_TYPES, subscription=Subscription, production=settings.production
+        Query,
+        types=QUERY_TYPES,
+        subscription=Subscription,
+        production=settings.production,
+        # Chooses a query's read models among the primary and its replicas, if there are any.
+        extensions=[ReadFromReplicas] if settings.read_replica_urls else [],
     )
 
     async def context_factory(
@@ -113,7 +122,8 @@ def create_app(settings: Settings) -> Starlette:
             request_id=request_id,
             request=request,
             read_models=state.read_models,
-            loaders=make_loaders(state.read_models),
+            # With replicas, a query's loaders are made once its read models are chosen.
+            loaders=None if state.replicas is not None else make_loaders(state.read_models),
             extra={
                 "store": services.store,
                 "registry": services.registry,
@@ -176,6 +186,11 @@ def create_app(settings: Settings) -> Starlette:
             state.watcher = watcher
             await watcher.start()
             state.extra[CONSISTENCY_KEY] = Consistency(watcher, settings.position_wait_seconds)
+            replicas = open_replicas(settings, state.read_models, watcher)
+            if replicas is not None:
+                state.replicas = replicas
+                state.extra[REPLICAS_KEY] = replicas
+                await replicas.start()
             runner = ProjectionRunner(services.store, services.engine, projections, watcher=watcher)
             state.runner = runner
             state.extra["runner"] = runner
@@ -202,6 +217,8 @@ def create_app(settings: Settings) -> Starlette:
                 await state.hub.stop()
             if state.runner is not None:
                 await state.runner.stop()
+            if state.replicas is not None:
+                await state.replicas.stop()
             if state.watcher is not None:
                 await state.watcher.stop()
             await services.close()
@@ -230,6 +247,8 @@ def create_app(settings: Settings) -> Starlette:
         read_cache,
         label="result",
     )
+
+    replica_metrics(metrics, lambda: state.replicas)
 
     metrics.gauge(
         "statements_open_subscriptions",
