@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventstore.errors import StoreUnavailableError
 from eventstore.reader import reader_for
-from eventstore.watcher import CheckpointWatcher
+from eventstore.watcher import CheckpointWatcher, Standing
 from projections.queries import ReadModels
 
 log = logging.getLogger(__name__)
@@ -172,20 +172,22 @@ class ReplicaRouter:
         candidates = [r for r in self.replicas if r.healthy]
         if candidates and min_position is not None:
             standing = self.watcher.standing()
-            candidates = [
-                r
-                for r in candidates
-                if all(
-                    s.reach_of_copy(r.rows.get(name, -1)) >= min_position
-                    for name, s in standing.items()
-                )
-            ]
+            candidates = [r for r in candidates if self._reaches(r, min_position, standing)]
         if not candidates:
             self.primary_reads += 1
             return self.primary
         chosen = candidates[next(self._turn) % len(candidates)]
         chosen.reads += 1
         return chosen.read_models
+
+    def reaches(self, replica: Replica, position: int) -> bool:
+        """Whether the replica's read models, as its last poll found them, reach ``position``."""
+        return self._reaches(replica, position, self.watcher.standing())
+
+    @staticmethod
+    def _reaches(replica: Replica, position: int, standing: dict[str, Standing]) -> bool:
+        rows = replica.rows
+        return all(s.reach_of_copy(rows.get(name, -1)) >= position for name, s in standing.items())
 
     def reads(self) -> dict[str, int]:
         """Queries sent to each target since start (for metrics)."""
