@@ -1,0 +1,118 @@
+"""The API's side of reads from streaming replicas (``STATEMENTS_READ_REPLICA_URLS``).
+
+:class:`~projections.replicas.ReplicaRouter` decides which copy of the read models answers; this
+module opens it from the settings, and :class:`ReadFromReplicas` asks it once per query
+operation, with the request's ``X-Min-Position``, when the operation's type is known. Mutations
+and subscriptions keep the primary's read models (a mutation's payload reads what the primary's
+read models were waited for), and so does anything served from the event store (proofs,
+``verifyLog``, time travel), which is on the primary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Final
+from urllib.parse import urlsplit
+
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from eventstore.urls import backend_of, create_engine
+from eventstore.watcher import CheckpointWatcher
+from graphql_api.metrics import Metrics, count_sql_statements
+from graphql_api.service_layer.consistency import MIN_POSITION_HEADER, parse_min_position
+from graphql_api.settings import Settings
+from projections.queries import ReadModels
+from projections.replicas import Replica, ReplicaRouter
+
+#: The key of ``Context.extra`` under which the app puts its :class:`ReplicaRouter`.
+CONTEXT_KEY: Final = "replicas"
+
+
+def replica_name(url: str) -> str:
+    """How a replica is named in logs and metrics: host:port/database, no credentials."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path or '/'}"
+
+
+def open_replicas(
+    settings: Settings, primary: ReadModels, watcher: CheckpointWatcher
+) -> ReplicaRouter | None:
+    """The router over the settings' replicas (None without any); nothing connects yet."""
+    if not settings.read_replica_urls:
+        return None
+    if backend_of(settings.database_url) != "postgresql":
+        raise ValueError(
+            "STATEMENTS_READ_REPLICA_URLS: read replicas need a PostgreSQL primary "
+            "(STATEMENTS_DATABASE_URL)"
+        )
+    engines = []
+    for url in settings.read_replica_urls:
+        engine = create_engine(url, schema=settings.database_schema)
+        count_sql_statements(engine)
+        engines.append((replica_name(url), engine))
+    return ReplicaRouter(primary, watcher, engines, max_lag=settings.replica_max_lag)
+
+
+class ReadFromReplicas(SchemaExtension):
+    """Gives a query operation the read models the router chooses for its request.
+
+    The context starts with the primary's read models and no loaders (they are made on first
+    use, from whichever read models the context holds by then).
+    """
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        context = execution.context
+        extra = getattr(context, "extra", None)
+        router = extra.get(CONTEXT_KEY) if isinstance(extra, dict) else None
+        if isinstance(router, ReplicaRouter) and execution.operation_type == OperationType.QUERY:
+            request = getattr(context, "request", None)
+            header = request.headers.get(MIN_POSITION_HEADER) if request is not None else None
+            try:
+                position = parse_min_position(header)
+            except ValueError:
+                position = None  # the HTTP endpoint refuses it before executing anything
+            context.read_models = router.choose(position)
+        yield
+
+
+def replica_metrics(metrics: Metrics, router: Callable[[], ReplicaRouter | None]) -> None:
+    """Reads per target and each replica's lag and health, on /metrics (``router()`` is the
+    app's router once it has started)."""
+
+    def per_replica(value: Callable[[Replica], float]) -> Callable[[], dict[str, float]]:
+        def read() -> dict[str, float]:
+            current = router()
+            return {} if current is None else {r.name: value(r) for r in current.replicas}
+
+        return read
+
+    def reads() -> dict[str, float]:
+        current = router()
+        return {} if current is None else {k: float(v) for k, v in current.reads().items()}
+
+    metrics.gauge(
+        "statements_read_target_queries",
+        "Query operations answered by the primary's or a replica's read models since start",
+        reads,
+        label="target",
+    )
+    metrics.gauge(
+        "statements_replica_lag_seconds",
+        "Seconds since the primary's read models first went past what the replica shows",
+        per_replica(lambda r: r.lag_seconds),
+        label="replica",
+    )
+    metrics.gauge(
+        "statements_replica_lag_positions",
+        "Log positions by which the replica's read models trail the primary's",
+        per_replica(lambda r: float(r.lag_positions)),
+        label="replica",
+    )
+    metrics.gauge(
+        "statements_replica_healthy",
+        "1 while the replica answers queries, 0 while it is left out",
+        per_replica(lambda r: float(r.healthy)),
+        label="replica",
+    )
