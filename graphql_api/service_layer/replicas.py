@@ -2,10 +2,10 @@
 
 :class:`~projections.replicas.ReplicaRouter` decides which copy of the read models answers; this
 module opens it from the settings, and :class:`ReadFromReplicas` asks it once per query
-operation, with the request's ``X-Min-Position``, when the operation's type is known. Mutations
-and subscriptions keep the primary's read models (a mutation's payload reads what the primary's
-read models were waited for), and so does anything served from the event store (proofs,
-``verifyLog``, time travel), which is on the primary.
+operation over HTTP, with the request's ``X-Min-Position``, when the operation's type is known.
+Mutations, subscriptions and whatever a WebSocket carries keep the primary's read models (a
+mutation's payload reads what the primary's read models were waited for), and so does anything
+served from the event store (proofs, ``verifyLog``, time travel), which is on the primary.
 """
 
 from __future__ import annotations
@@ -66,11 +66,17 @@ class ReadFromReplicas(SchemaExtension):
         context = execution.context
         extra = getattr(context, "extra", None)
         router = extra.get(CONTEXT_KEY) if isinstance(extra, dict) else None
-        if isinstance(router, ReplicaRouter) and execution.operation_type == OperationType.QUERY:
-            request = getattr(context, "request", None)
-            header = request.headers.get(MIN_POSITION_HEADER) if request is not None else None
+        request = getattr(context, "request", None)
+        if (
+            isinstance(router, ReplicaRouter)
+            and execution.operation_type == OperationType.QUERY
+            # A context of its own per request: a WebSocket's serves every operation of the
+            # connection, mutations too, so its operations keep the primary.
+            and request is not None
+            and request.scope.get("type") == "http"
+        ):
             try:
-                position = parse_min_position(header)
+                position = parse_min_position(request.headers.get(MIN_POSITION_HEADER))
             except ValueError:
                 position = None  # the HTTP endpoint refuses it before executing anything
             context.read_models = router.choose(position)
