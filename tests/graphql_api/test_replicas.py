@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
+import websockets
 
 from eventstore.urls import create_engine
 from graphql_api.settings import Settings
 from projections.replicas import PRIMARY, ReplicaReadModels, ReplicaRouter
 from tests.conftest import _plain_dsn
 from tests.graphql_api.consistency_support import PUBLISH, gql, ok, statement_input
+from tests.graphql_api.live_support import live_server
 from tests.graphql_api.test_consistency import Running, running
 
 pytestmark = [pytest.mark.postgres]
@@ -232,3 +236,49 @@ async def _drop(url: str, schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+async def test_websocket_operations_keep_the_primary(
+    pg_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    """A WebSocket's one context serves every operation of the connection, mutations too: its
+    queries are not routed; the same query over HTTP is."""
+    url, schema = pg_schema
+    env = {"STATEMENTS_READ_REPLICA_URLS": url}
+    query = "{ statements(first: 1) { totalCount } }"
+    with live_server(
+        url,
+        tmp_path,
+        schema=schema,
+        env=env,
+        factory="graphql_api.app:app_from_env",
+        ready_path="/readyz",
+    ) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+
+            async def reads() -> tuple[str, str]:
+                text = (await http.get("/metrics")).text
+                found = re.findall(r"^statements_read_target_queries\{[^}]+\} (\S+)$", text, re.M)
+                healthy = re.findall(r"^statements_replica_healthy\{[^}]+\} (\S+)$", text, re.M)
+                return ",".join(found), ",".join(healthy)
+
+            for _ in range(300):
+                if (await reads())[1] == "1":
+                    break
+                await asyncio.sleep(0.05)
+            async with websockets.connect(
+                server.ws_url,
+                subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+            ) as ws:
+                await ws.send(json.dumps({"type": "connection_init"}))
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+                await ws.send(
+                    json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}})
+                )
+                message = json.loads(await ws.recv())
+                assert message["type"] == "next" and "errors" not in message["payload"], message
+            # Sorted by target: the replica's host:port/database, then "primary".
+            assert await reads() == ("0,0", "1")
+            body = (await http.post("/graphql", json={"query": query})).json()
+            assert "errors" not in body, body
+            assert await reads() == ("1,0", "1")
