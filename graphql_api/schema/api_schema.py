@@ -38,8 +38,7 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from graphql_api.errors import GRAPHQL_VALIDATION_FAILED, classify_result, log_errors, with_code
-from graphql_api.execution.executor import CompiledExecutor
-from graphql_api.execution.identity_cache import IdentityCache
+from graphql_api.execution import CompiledExecutor, IdentityCache
 from graphql_api.schema.mutations import Mutation
 from graphql_api.security.query_limits import Limits, operation_limits
 from graphql_api.service_layer.consistency import late_errors
