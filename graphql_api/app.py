@@ -18,7 +18,7 @@ from starlette.routing import Route, WebSocketRoute
 from eventstore.projection import ProjectionRunner, setup_checkpoints
 from eventstore.reader import reader_for
 from eventstore.watcher import CheckpointWatcher
-from graphql_api.bootstrap import Services, open_services
+from graphql_api.bootstrap import Services, open_services, start_execution
 from graphql_api.context import Context
 from graphql_api.metrics import Metrics, count_sql_statements
 from graphql_api.schema.api_schema import build_schema
@@ -98,6 +98,7 @@ def create_app(settings: Settings) -> Starlette:
         trusted_proxies=settings.trusted_proxies,
     )
     metrics = Metrics()
+    start_execution(settings)
     schema = build_schema(
         Query, types=QUERY_TYPES, subscription=Subscription, production=settings.production
     )

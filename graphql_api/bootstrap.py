@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.handlers import StatementHandlers
 from eventstore import EventRegistry, EventStore, open_store
 from eventstore.urls import backend_of, create_engine
+from graphql_api import execution
 from graphql_api.service_layer.eventlog import StoreEventLog
 from graphql_api.settings import Settings
 from projections.queries import ReadModels
@@ -67,3 +68,11 @@ async def open_services(settings: Settings) -> Services:
     topics = ReadModelTopics(ReadModels(engine))
     handlers = StatementHandlers(StoreEventLog(store, registry), topics=topics)
     return Services(settings, store, registry, handlers, engine)
+
+
+def start_execution(settings: Settings) -> None:
+    """Choose the executor before any schema is built: the compiled one unless the settings
+    switch it off, and only if its start-up check finds every private hook it relies on."""
+    if not settings.compiled_executor:
+        execution.switch_off()
+    execution.check()

@@ -59,27 +59,31 @@ from graphql import (
     Undefined,
     located_error,
 )
-from graphql.execution.collect_fields import (
-    FieldDetailsList,
-    collect_fields,
-    collect_subfields,
-)
-from graphql.execution.executor import CollectedErrors
-from graphql.execution.values import get_argument_values
+from graphql.execution import get_argument_values
 from graphql.language import Visitor, visit
 from graphql.pyutils import Path, inspect
 from graphql.type import is_leaf_type, is_non_null_type, is_object_type
-from strawberry.execution.is_awaitable import optimized_is_awaitable as isawaitable
-from strawberry.relay.types import GlobalID
-from strawberry.scalars import is_scalar
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.types.arguments import convert_argument
-from strawberry.types.base import StrawberryMaybe, StrawberryOptional
-from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
-from strawberry.types.enum import StrawberryEnumDefinition
-from strawberry.types.lazy_type import LazyType
+from strawberry.relay import GlobalID
 
 from graphql_api.execution.batch import BATCH
+from graphql_api.execution.fence import (
+    TYPE_CAST_ATTRIBUTE,
+    CollectedErrors,
+    FieldDetailsList,
+    LazyType,
+    StrawberryEnumDefinition,
+    StrawberryGraphQLCoreExecutionContext,
+    StrawberryMaybe,
+    StrawberryOptional,
+    collect_fields,
+    collect_subfields,
+    convert_argument,
+    is_basic_getattr,
+    is_scalar,
+    is_strawberry_resolver,
+    strawberry_schema_of,
+)
+from graphql_api.execution.fence import optimized_is_awaitable as isawaitable
 from graphql_api.execution.identity_cache import IdentityCache
 
 #: How many compiled operations are kept (the parser and validation caches keep as many).
@@ -293,14 +297,14 @@ class _Compiler:
         """
         definition = (field_def.extensions or {}).get(_DEFINITION)
         resolver = getattr(definition, "base_resolver", None)
-        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        strawberry_schema = strawberry_schema_of(self.schema)
         if (
             resolver is None
             or definition is None
             or definition.extensions
             or strawberry_schema is None
             or getattr(strawberry_schema, "exception_handlers", ())
-            or getattr(fp.resolve, "__name__", "") not in ("_resolver", "_async_resolver")
+            or not is_strawberry_resolver(fp.resolve)
         ):
             return None, None
         return definition, strawberry_schema
@@ -351,7 +355,7 @@ class _Compiler:
         if (
             resolve is None
             or definition is None
-            or getattr(resolve, "__name__", "") != "_get_basic_result"
+            or not is_basic_getattr(resolve)
             or not definition.is_basic_field
             or definition.default_resolver is not getattr
         ):

@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 from hypothesis_graphql import queries
 from strawberry.dataloader import DataLoader
 
-from graphql_api.execution import CompiledExecutor, PlanCache, batched
+from graphql_api.execution import batched
+from graphql_api.execution.executor import CompiledExecutor, PlanCache
 from graphql_api.schema.api_schema import ApiSchema, build_schema
 from graphql_api.schema.query import QUERY_TYPES, Query
 from tests.graphql_api.query_support import World, open_world
