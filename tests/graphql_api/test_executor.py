@@ -407,9 +407,9 @@ def test_errors_below_an_abandoned_position_are_not_reported() -> None:
     # theirs are not reported, wherever they land; the propagating one, at items[1], is.
     from graphql.pyutils import Path
 
-    from graphql_api.execution.executor import _Run
+    from graphql_api.execution.run import Run
 
-    run = _Run.__new__(_Run)
+    run = Run.__new__(Run)
     run.abandoned = None
     items = Path(None, "items", "Query")
     one, two = Path(items, 1, None), Path(items, 2, None)
@@ -515,11 +515,11 @@ def test_the_plan_cache_is_bounded() -> None:
     cache = PlanCache(size=2)
     from graphql import parse
 
-    from graphql_api.execution.executor import _Compiled
+    from graphql_api.execution.plan import Compiled
 
     documents = [parse("{ a }"), parse("{ b }"), parse("{ c }")]
     for document in documents:
-        cache.put((document,), None, _Compiled(None, "x"))
+        cache.put((document,), None, Compiled(None, "x"))
     assert len(cache) == 2
     assert cache.get((documents[0],), None) is None
     assert cache.get((documents[2],), None) is not None
