@@ -1,10 +1,10 @@
 """The Subscription type: live view counts, rankings, new statements and the raw log for auditors.
 
 Every subscription but ``eventAppended`` is served by the process's
-:class:`~graphql_api.service_layer.live_hub.LiveHub` (``info.context.extra["live"]``), so
+:class:`~graphql_api.service_layer.live_hub.LiveHub` (``info.context.live``), so
 subscribers with the same arguments share one computation. ``eventAppended`` is a cursor over the
 log (``store.subscribe`` from the given position: no gaps, no duplicates);
-``info.context.extra["store"]`` is the store.
+``info.context.store`` is the store.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ class AppendedEvent:
 
 
 def _hub(info: strawberry.Info[Context, None]) -> LiveHub:
-    hub = info.context.extra.get("live")
-    if not isinstance(hub, LiveHub):
+    hub = info.context.live
+    if hub is None:
         raise RuntimeError("no live hub in the context")
     return hub
 
@@ -116,8 +116,8 @@ def _published(p: Published) -> PublishedStatement:
 
 
 def _store(info: strawberry.Info[Context, None]) -> EventStore:
-    store = info.context.extra.get("store")
-    if not isinstance(store, EventStore):
+    store = info.context.store
+    if store is None:
         raise RuntimeError("no event store in the context")
     return store
 
