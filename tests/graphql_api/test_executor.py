@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import queries
 from strawberry.dataloader import DataLoader
 
-from graphql_api.execution import batched
+from graphql_api.execution import batched, fence
 from graphql_api.execution.executor import CompiledExecutor, PlanCache
 from graphql_api.schema.api_schema import ApiSchema, build_schema
 from graphql_api.schema.query import QUERY_TYPES, Query
@@ -527,10 +527,21 @@ def test_the_plan_cache_is_bounded() -> None:
 
 # --- the API's schema over generated queries -------------------------------------------------
 
-API = {
-    True: build_schema(Query, types=QUERY_TYPES),
-    False: build_schema(Query, types=QUERY_TYPES, compiled=False),
-}
+
+def _api_schema(compiled: bool) -> ApiSchema:
+    """The API's schema on one executor or the other: this module compares the two, so it
+    builds the compiled one even where STATEMENTS_COMPILED_EXECUTOR=0 switched it off."""
+    switched_off = fence.STATE.switched_off
+    fence.STATE.switched_off = False
+    try:
+        schema = build_schema(Query, types=QUERY_TYPES, compiled=compiled)
+    finally:
+        fence.STATE.switched_off = switched_off
+    assert (schema.execution_context_class is CompiledExecutor) is compiled
+    return schema
+
+
+API = {True: _api_schema(True), False: _api_schema(False)}
 
 
 @pytest.fixture(scope="module")
