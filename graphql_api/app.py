@@ -33,7 +33,7 @@ from graphql_api.metrics import Metrics, count_sql_statements
 from graphql_api.query import QUERY_TYPES, Query
 from graphql_api.ratelimit import CONTEXT_KEY as RATE_LIMITER_KEY
 from graphql_api.ratelimit import ViewRatePolicy
-from graphql_api.schema import build_schema
+from graphql_api.schema import ApiSchema, build_schema
 from graphql_api.services import Services, open_services
 from graphql_api.settings import Settings
 from graphql_api.sse import SSEEndpoint
@@ -87,6 +87,11 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+def api_schema(*, production: bool = False) -> ApiSchema:
+    """The schema the app serves; ``statements schema`` prints it for client code generators."""
+    return build_schema(Query, types=QUERY_TYPES, subscription=Subscription, production=production)
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the app; nothing connects to a database until it starts."""
     state = AppState()
@@ -98,9 +103,7 @@ def create_app(settings: Settings) -> Starlette:
         trusted_proxies=settings.trusted_proxies,
     )
     metrics = Metrics()
-    schema = build_schema(
-        Query, types=QUERY_TYPES, subscription=Subscription, production=settings.production
-    )
+    schema = api_schema(production=settings.production)
 
     async def context_factory(
         request: Any, principal: Principal | None, request_id: str
