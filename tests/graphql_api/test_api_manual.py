@@ -353,7 +353,7 @@ async def test_every_root_field_has_an_example(demo: Demo) -> None:
             None,
         )
     schema = result["data"]["__schema"]
-    missing = []
+    missing: list[str] = []
     for operation in ("query", "mutation", "subscription"):
         served = {field["name"] for field in schema[f"{operation}Type"]["fields"]}
         shown = {
