@@ -36,8 +36,8 @@ from graphql import (
 )
 
 from eventstore.urls import create_engine
-from graphql_api.auth import ROLES, create_token, setup_tokens
 from graphql_api.errors import CODES
+from graphql_api.security.auth import ROLES, create_token, setup_tokens
 from tests.conftest import run_pg
 from tests.graphql_api.live_support import ROOT, TRANSPORT_WS, Server, WsClient, live_server
 

@@ -13,7 +13,7 @@ from graphql import (
     print_schema,
 )
 
-from graphql_api.cli import main
+from graphql_api.cli.main import main
 from tests.graphql_api.app_client import running_app
 
 
