@@ -39,6 +39,7 @@ from eventstore.urls import create_engine
 from graphql_api.errors import CODES
 from graphql_api.security.auth import ROLES, create_token, setup_tokens
 from tests.conftest import run_pg
+from tests.graphql_api.js_support import JS_DIR, node_with_packages
 from tests.graphql_api.live_support import ROOT, TRANSPORT_WS, Server, WsClient, live_server
 
 MANUAL = ROOT / "docs" / "API.md"
@@ -49,6 +50,15 @@ DEMO_STATEMENT = "cd613e30-d8f1-4adf-91b7-584a2265b1f5"
 
 _FENCE = re.compile(r"^```([\w-]*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 _ROLE = re.compile(r"\A#\s*role:\s*(\S+)\s*$", re.MULTILINE)
+
+#: What the JavaScript examples assume of a browser, for Node 20 (which has no WebSocket).
+BROWSER_GLOBALS = 'import WebSocket from "ws";\nglobalThis.WebSocket ??= WebSocket;\n'
+#: The addresses the JavaScript examples connect to, all made the demo server's.
+JS_ADDRESSES = (
+    "ws://localhost:8000/graphql",
+    "wss://api1.example/graphql",
+    "wss://api2.example/graphql",
+)
 
 RECORD_VIEW = "mutation($id: ID!) { recordView(input: {statementId: $id}) { position } }"
 PUBLISH = """mutation($input: PublishStatementInput!) {
@@ -112,6 +122,15 @@ def manual_examples(text: str) -> list[Example]:
             )
         )
     return examples
+
+
+def js_examples(text: str) -> list[tuple[int, str]]:
+    """Every ```js block and its line."""
+    return [
+        (text.count("\n", 0, block.start()) + 1, block.group(2))
+        for block in _FENCE.finditer(text)
+        if block.group(1) == "js"
+    ]
 
 
 def error_table_codes(text: str) -> set[str]:
@@ -364,6 +383,52 @@ async def test_every_root_field_has_an_example(demo: Demo) -> None:
         }
         missing.extend(f"{operation} {name}" for name in sorted(served - shown))
     assert not missing, f"docs/API.md has no example of: {', '.join(missing)}"
+
+
+async def test_the_javascript_examples_run(demo: Demo) -> None:
+    """Each ```js example is valid; those with graphql-ws's createClient, run with Node against
+    the demo server, print a view count (the subscription's first value)."""
+    node = node_with_packages()
+    blocks = js_examples(MANUAL_TEXT)
+    assert any("createClient" in source for _, source in blocks)
+    for line, source in blocks:
+        for address in JS_ADDRESSES:
+            source = source.replace(address, demo.server.ws_url)
+        source = source.replace('"st_..."', json.dumps(demo.tokens["auditor"]))
+        # In live_js/, so that its node_modules resolve the imports.
+        script = JS_DIR / f"manual-{os.getpid()}-{line}.mjs"
+        script.write_text(BROWSER_GLOBALS + source, encoding="utf-8")
+        try:
+            checked = await asyncio.create_subprocess_exec(
+                node, "--check", str(script), stderr=asyncio.subprocess.PIPE
+            )
+            _, errors = await checked.communicate()
+            assert checked.returncode == 0, f"docs/API.md:{line}: {errors.decode()}"
+            if "createClient" in source:
+                printed = await _first_line(node, script)
+                assert printed.isdigit(), f"docs/API.md:{line} printed {printed!r}"
+        finally:
+            script.unlink()
+
+
+async def _first_line(node: str, script: Path) -> str:
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(script),
+        cwd=JS_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        if not line:
+            raise AssertionError((await process.stderr.read()).decode())
+        return line.decode().strip()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
 
 
 def test_the_error_table_lists_every_code_and_no_other() -> None:
