@@ -439,6 +439,22 @@ def test_the_error_table_lists_every_code_and_no_other() -> None:
     )
 
 
+def heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings: lower case, punctuation dropped, spaces to -."""
+    text = _FENCE.sub("", text)
+    return {
+        re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        for heading in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)
+    }
+
+
+def test_every_link_within_the_manual_has_its_heading() -> None:
+    anchors = heading_anchors(MANUAL_TEXT)
+    links = set(re.findall(r"\]\(#([^)]+)\)", MANUAL_TEXT))
+    assert links, "the manual links its sections"
+    assert not links - anchors, f"links to no heading: {sorted(links - anchors)}"
+
+
 def test_the_manual_parser_finds_examples_variables_and_roles() -> None:
     text = (
         "```graphql\n# role: auditor\n"
@@ -453,6 +469,10 @@ def test_the_manual_parser_finds_examples_variables_and_roles() -> None:
     assert first.variables == {"id": "x"}
     assert (second.line, second.role, second.variables) == (11, None, None)
     assert second.operation == "subscription"
+    assert heading_anchors("## Consistency: reading your own writes\n### Time travel\n") == {
+        "consistency-reading-your-own-writes",
+        "time-travel",
+    }
     assert nothing_in({"edges": []}) == "no edges"
     assert nothing_in([]) == "an empty list"
     assert nothing_in({"position": None, "topic": {"name": "x"}}) is None
