@@ -448,11 +448,13 @@ def heading_anchors(text: str) -> set[str]:
     }
 
 
-def test_every_link_within_the_manual_has_its_heading() -> None:
+def test_every_link_of_the_manual_reaches_its_heading_or_file() -> None:
     anchors = heading_anchors(MANUAL_TEXT)
     links = set(re.findall(r"\]\(#([^)]+)\)", MANUAL_TEXT))
     assert links, "the manual links its sections"
     assert not links - anchors, f"links to no heading: {sorted(links - anchors)}"
+    files = set(re.findall(r"\]\(([\w./-]+\.md)\)", MANUAL_TEXT))
+    assert not {name for name in files if not (MANUAL.parent / name).is_file()}, files
 
 
 def test_the_manual_parser_finds_examples_variables_and_roles() -> None:
