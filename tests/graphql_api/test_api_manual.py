@@ -191,13 +191,15 @@ def _tokens(url: str, schema: str | None) -> dict[str, str]:
 def demo_server(url: str, log_dir: Path, schema: str | None = None) -> Iterator[Demo]:
     env = {"STATEMENTS_DATABASE_SCHEMA": schema} if schema else {}
     # As a reader loads it: the command line, in a process of its own.
-    subprocess.run(
+    loaded = subprocess.run(
         [sys.executable, "-m", "graphql_api.cli", "demo", "--db", url, *DEMO_ARGS],
         cwd=ROOT,
         env={**_environ(), **env},
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
     )
+    assert loaded.returncode == 0, f"statements demo failed: {loaded.stderr[-3000:]}"
     tokens = _tokens(url, schema)
     with live_server(
         url, log_dir, schema=schema, factory="graphql_api.app:app_from_env", ready_path="/readyz"
