@@ -1,12 +1,13 @@
 """docs/API.md is a tested manual: every GraphQL example in it runs against the demo data.
 
 A server (``graphql_api.app`` under uvicorn, as ``statements serve`` runs it) is started on a
-database loaded by ``statements demo``: the same 1,000 statements as the default, with fewer
-views, so the ids and dates the examples use exist. The examples run in the order of the
-manual (the mutations change a statement the first one publishes), each with the token its
-``# role:`` line names: queries and mutations over HTTP, subscriptions over
-graphql-transport-ws and over SSE. An example fails when it errors or a root field returns
-nothing (null, an empty list, a connection without nodes).
+database loaded by ``statements demo`` with 300 statements and fewer views: the demo draws
+its statements one after another from the seed, so these are the first 300 of the default's
+1,000 (ids, titles, dates, topics), and the ids the examples use exist in both. The examples
+run in the order of the manual (the mutations change a statement the first one publishes),
+each with the token its ``# role:`` line names: queries and mutations over HTTP,
+subscriptions over graphql-transport-ws and over SSE. An example fails when it errors or a
+root field returns nothing (null, an empty list, a connection without nodes).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tests.graphql_api.js_support import JS_DIR, node_with_packages
 from tests.graphql_api.live_support import ROOT, TRANSPORT_WS, Server, WsClient, live_server
 
 MANUAL = ROOT / "docs" / "API.md"
-#: The default demo's statements (their ids, dates, topics and links), with fewer views.
+#: The first 300 of the default demo's statements, and fewer views: quick to load.
 DEMO_ARGS = ("--statements", "300", "--views", "1000", "--seed", "1")
 #: A statement of the demo data the examples use.
 DEMO_STATEMENT = "cd613e30-d8f1-4adf-91b7-584a2265b1f5"
