@@ -21,7 +21,7 @@ from eventstore.watcher import CheckpointWatcher
 from graphql_api.bootstrap import Services, serving, start_execution
 from graphql_api.context import Context
 from graphql_api.metrics import Metrics
-from graphql_api.schema.api_schema import build_schema
+from graphql_api.schema.api_schema import ApiSchema, build_schema
 from graphql_api.schema.loaders import make_loaders
 from graphql_api.schema.query import QUERY_TYPES, Query
 from graphql_api.schema.subscriptions import Subscription
@@ -83,6 +83,11 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+def api_schema(*, production: bool = False) -> ApiSchema:
+    """The schema the app serves; ``statements schema`` prints it for client code generators."""
+    return build_schema(Query, types=QUERY_TYPES, subscription=Subscription, production=production)
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the app; nothing connects to a database until it starts."""
     state = AppState(
@@ -96,9 +101,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     metrics = Metrics()
     start_execution(settings)
-    schema = build_schema(
-        Query, types=QUERY_TYPES, subscription=Subscription, production=settings.production
-    )
+    schema = api_schema(production=settings.production)
 
     async def context_factory(
         request: Any, principal: Principal | None, request_id: str
