@@ -49,6 +49,17 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {text!r}")
+
+
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated addresses or CIDR blocks, each checked and normalised."""
     networks: list[str] = []
@@ -164,6 +175,10 @@ class Settings:
     #: Seconds a replica's read models may trail the primary's before it is left out (until it
     #: is back within the bound).
     replica_max_lag: float = DEFAULT_REPLICA_MAX_LAG
+    #: Query operations run on the compiled executor (``graphql_api.execution``);
+    #: ``STATEMENTS_COMPILED_EXECUTOR=0`` runs them on graphql-core's, which gives the same
+    #: answers at a higher cost per field.
+    compiled_executor: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -197,6 +212,7 @@ class Settings:
             replica_max_lag=_number(
                 env, "STATEMENTS_REPLICA_MAX_LAG", DEFAULT_REPLICA_MAX_LAG, minimum=0.1
             ),
+            compiled_executor=_switch(env, "STATEMENTS_COMPILED_EXECUTOR", True),
         )
 
     def with_changes(self, **changes: object) -> Self:

@@ -1,32 +1,21 @@
-"""The API's side of reads from streaming replicas (``STATEMENTS_READ_REPLICA_URLS``).
+"""Reads from streaming replicas (``STATEMENTS_READ_REPLICA_URLS``): opening the router.
 
 :class:`~projections.replicas.ReplicaRouter` decides which copy of the read models answers; this
-module opens it from the settings, and :class:`ReadFromReplicas` asks it once per query
-operation over HTTP, with the request's ``X-Min-Position``, when the operation's type is known.
-Mutations, subscriptions and whatever a WebSocket carries keep the primary's read models (a
-mutation's payload reads what the primary's read models were waited for), and so does anything
-served from the event store (proofs, ``verifyLog``, time travel), which is on the primary.
+module opens it from the settings and shows it on ``/metrics``. The schema asks it once per
+query operation (:class:`graphql_api.schema.replicas.ReadFromReplicas`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Final
+from collections.abc import Callable
 from urllib.parse import urlsplit
-
-from strawberry.extensions import SchemaExtension
-from strawberry.types.graphql import OperationType
 
 from eventstore.urls import backend_of, create_engine
 from eventstore.watcher import CheckpointWatcher
 from graphql_api.metrics import Metrics, count_sql_statements
-from graphql_api.service_layer.consistency import MIN_POSITION_HEADER, parse_min_position
 from graphql_api.settings import Settings
 from projections.queries import ReadModels
 from projections.replicas import Replica, ReplicaRouter
-
-#: The key of ``Context.extra`` under which the app puts its :class:`ReplicaRouter`.
-CONTEXT_KEY: Final = "replicas"
 
 
 def replica_name(url: str) -> str:
@@ -52,35 +41,6 @@ def open_replicas(
         count_sql_statements(engine)
         engines.append((replica_name(url), engine))
     return ReplicaRouter(primary, watcher, engines, max_lag=settings.replica_max_lag)
-
-
-class ReadFromReplicas(SchemaExtension):
-    """Gives a query operation the read models the router chooses for its request.
-
-    The context starts with the primary's read models and no loaders (they are made on first
-    use, from whichever read models the context holds by then).
-    """
-
-    def on_execute(self) -> Iterator[None]:
-        execution = self.execution_context
-        context = execution.context
-        extra = getattr(context, "extra", None)
-        router = extra.get(CONTEXT_KEY) if isinstance(extra, dict) else None
-        request = getattr(context, "request", None)
-        if (
-            isinstance(router, ReplicaRouter)
-            and execution.operation_type == OperationType.QUERY
-            # A context of its own per request: a WebSocket's serves every operation of the
-            # connection, mutations too, so its operations keep the primary.
-            and request is not None
-            and request.scope.get("type") == "http"
-        ):
-            try:
-                position = parse_min_position(request.headers.get(MIN_POSITION_HEADER))
-            except ValueError:
-                position = None  # the HTTP endpoint refuses it before executing anything
-            context.read_models = router.choose(position)
-        yield
 
 
 def replica_metrics(metrics: Metrics, router: Callable[[], ReplicaRouter | None]) -> None:
