@@ -91,7 +91,7 @@ def append_cost(config: Config, backend: str) -> list[Result]:
         ),
         (SCENARIO_C, lambda s, r: ours_c(s, r, sizes.c_appends), C_BATCH * sizes.c_appends),
     ]
-    results = []
+    results: list[Result] = []
     for name, body, events in scenarios:
         with_tree: list[tuple[float, float]] = []
         without: list[tuple[float, float]] = []
