@@ -25,7 +25,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 
 from graphql_api.app import create_app
-from graphql_api.cli.main import main
+from graphql_api.cli import main
 from graphql_api.settings import Settings
 from tests.graphql_api.live_support import PUBLISH, ROOT, free_port, make_tokens, publish
 from tests.graphql_api.tampering_support import forge, read_rows, run_sql, swap

@@ -16,7 +16,7 @@ from eventstore.checkpoints import NoteVerifier, parse_checkpoint
 from eventstore.merkle import ProofError, verify_inclusion
 from eventstore.planning import Row
 from eventstore.tree import inclusion_proof, row_leaf
-from graphql_api.cli.main import main
+from graphql_api.cli import main
 from tests.graphql_api.tampering_support import Statement, forge, read_rows, run_sql, swap
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
