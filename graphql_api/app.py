@@ -190,13 +190,16 @@ def create_app(settings: Settings) -> Starlette:
             checkpoints = asyncio.get_running_loop().create_task(
                 checkpointer.run(), name="checkpoints"
             )
+            gauges = asyncio.get_running_loop().create_task(metrics.keep_fresh(), name="gauges")
             try:
                 with frozen_heap():
                     yield
             finally:
-                checkpoints.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await checkpoints
+                for task in (checkpoints, gauges):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                metrics.close()
         finally:
             if state.hub is not None:
                 await state.hub.stop()
@@ -216,6 +219,7 @@ def create_app(settings: Settings) -> Starlette:
         "Events between a projection and the head",
         lag,
         label="projection",
+        mode="mostrecent",  # read from the database: every worker sees the same lag
     )
 
     def read_cache() -> dict[str, float]:

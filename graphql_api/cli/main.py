@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,11 +131,29 @@ async def _init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from graphql_api.metrics import MULTIPROC_DIR
 
     # Workers are separate processes: they rebuild Settings from the environment we set here.
     os.environ["STATEMENTS_DATABASE_URL"] = args.db
     os.environ["STATEMENTS_PRODUCTION"] = "1" if args.production else ""
+    if args.workers <= 1:
+        _run_uvicorn(args, settings)
+        return 0
+    # Each worker writes its metrics into this directory and a scrape adds them all up
+    # (graphql_api/metrics.py); a private, new one, so nothing of another run is counted.
+    metrics_dir = tempfile.mkdtemp(prefix="statements-metrics-")
+    os.environ[MULTIPROC_DIR] = metrics_dir
+    try:
+        _run_uvicorn(args, settings)
+    finally:
+        os.environ.pop(MULTIPROC_DIR, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         "graphql_api.app:app_from_env",
         factory=True,
@@ -159,7 +179,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         proxy_headers=False,
         log_level="info",
     )
-    return 0
 
 
 async def _open(args: argparse.Namespace, settings: Settings) -> Services:

@@ -1,0 +1,60 @@
+"""``statements serve --workers 2``: a scrape of /metrics adds up the requests of both workers."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+
+from graphql_api.cli.main import main
+from tests.graphql_api.live_support import statements_serve
+
+_REQUESTS = re.compile(r'^graphql_requests_total\{operation="Hello",status="200"\} (\S+)$', re.M)
+
+
+def _workers(supervisor: int) -> list[int]:
+    """The worker processes uvicorn spawned (not multiprocessing's resource tracker)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+def _metrics_dir(pid: int) -> Path:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    for entry in environ:
+        name, _, value = entry.partition(b"=")
+        if name == b"PROMETHEUS_MULTIPROC_DIR":
+            return Path(value.decode())
+    raise AssertionError(f"process {pid} has no PROMETHEUS_MULTIPROC_DIR")
+
+
+def test_every_scrape_counts_the_requests_of_every_worker(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    assert main(["init", "--db", url]) == 0
+    with statements_serve(url, tmp_path, workers=2) as server:
+        workers = _workers(server.process.pid)
+        assert len(workers) == 2, workers
+        directory = _metrics_dir(workers[0])
+        assert _metrics_dir(workers[1]) == directory
+        assert directory.is_dir() and directory.name.startswith("statements-metrics-")
+        sent = 0
+        deadline = time.monotonic() + 60
+        # A new connection per request: the kernel hands each to whichever worker accepts
+        # first, so both get some once both are up.
+        while sent < 60 or not all((directory / f"counter_{pid}.db").exists() for pid in workers):
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                response = client.post("/graphql", json={"query": "query Hello { __typename }"})
+            assert response.status_code == 200, response.text
+            sent += 1
+            assert time.monotonic() < deadline, f"one worker got no request in {sent}"
+        for _ in range(6):
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                text = client.get("/metrics").text
+            counted = _REQUESTS.findall(text)
+            assert counted and float(counted[0]) == sent, (sent, counted)
+    assert not directory.exists(), "the metrics directory outlived the server"
