@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -15,7 +16,7 @@ def test_ids_are_version_7_increasing_and_carry_the_time() -> None:
     after = time.time_ns() // 1_000_000
     assert all(isinstance(i, uuid.UUID) for i in ids)
     assert {(i.version, i.variant) for i in ids} == {(7, uuid.RFC_4122)}
-    assert all(a.int < b.int for a, b in zip(ids, ids[1:], strict=False))
+    assert all(a.int < b.int for a, b in itertools.pairwise(ids))
     assert before <= ids[0].int >> 80 <= ids[-1].int >> 80 <= after + 1
 
 
@@ -31,7 +32,7 @@ def test_ids_made_by_several_threads_are_unique() -> None:
     for thread in threads:
         thread.join()
     assert len({i for out in made for i in out}) == 40_000
-    assert all(all(a.int < b.int for a, b in zip(out, out[1:], strict=False)) for out in made)
+    assert all(all(a.int < b.int for a, b in itertools.pairwise(out)) for out in made)
 
 
 def test_ids_round_trip_through_text_and_int() -> None:
