@@ -9,10 +9,10 @@ compiled) once by the caller:
   runs each statement synchronously on the calling (event loop's) thread: in WAL mode a reader
   never waits for the write lock, and a page-cache lookup costs less than a thread hop (the
   same reasoning as :mod:`eventstore.sqlite_inline`);
-* on PostgreSQL, it keeps an asyncpg pool of its own, its connections opened with the engine's
-  connection parameters and ``search_path``, and uses asyncpg's prepared-statement cache. The
-  pool's reset on return is a no-op: its default costs a round trip per statement, and a reader
-  runs single statements outside any transaction and sets nothing;
+* on PostgreSQL, it keeps a small pool of its own asyncpg connections, opened with the engine's
+  connection parameters and ``search_path``, and uses asyncpg's prepared-statement cache.
+  asyncpg's own pool resets every connection it takes back (a round trip); nothing here needs
+  that, because a reader runs single statements outside any transaction and sets nothing;
 * anything else (a ``:memory:`` SQLite database, which only the engine's own connection can
   see) goes through the engine as before.
 
@@ -259,22 +259,21 @@ class SQLiteReader(Reader):
             conn.close()
 
 
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """A pool's reset that sends nothing: a reader runs single statements outside any
-    transaction and sets nothing, so asyncpg's default ``RESET ALL``-and-more round trip on
-    every return would reset nothing and double the round trips of a one-row lookup."""
-
-
 class PostgresReader(Reader):
-    """Reads PostgreSQL through an asyncpg pool of its own."""
+    """Reads PostgreSQL through a small pool of asyncpg connections of its own."""
 
     def __init__(self, engine: AsyncEngine, *, max_size: int = 10) -> None:
         super().__init__("postgresql")
         self._engine = engine
         self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._idle: list[asyncpg.Connection] = []
         self._options: dict[str, Any] | None = None
+        # Bumped by close(): connections of an older generation are closed when returned.
+        self._generation = 0
+        self._generations: weakref.WeakKeyDictionary[asyncpg.Connection, int] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def _connection_options(self) -> dict[str, Any]:
         if self._options is None:
@@ -297,58 +296,73 @@ class PostgresReader(Reader):
             self._options = options
         return self._options
 
-    async def _open_pool(self) -> asyncpg.Pool:
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                import asyncpg
+    async def _acquire(self) -> asyncpg.Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+        import asyncpg
 
-                options = await self._connection_options()
-                # min_size 0: connections are opened on demand, as many as reads run at once.
-                self._pool = await asyncpg.create_pool(
-                    min_size=0, max_size=self._max_size, reset=_keep_session, **options
-                )
-            return self._pool
+        options = await self._connection_options()
+        try:
+            conn = await asyncpg.connect(**options)
+        except _pg_connection_lost() as exc:
+            raise _unavailable(exc) from exc
+        self._generations[conn] = self._generation
+        return conn
+
+    def _release(self, conn: asyncpg.Connection) -> None:
+        if conn.is_closed():
+            return
+        if self._generations.get(conn) != self._generation:
+            conn.terminate()
+            return
+        self._idle.append(conn)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        import asyncpg
+
         lost = _pg_connection_lost()
         if self._listeners:
             self._notify(sql, params)
-        pool = self._pool or await self._open_pool()
-        try:
-            async with pool.acquire() as conn:
-                try:
-                    records = await conn.fetch(sql, *params)
-                except lost:
-                    # Not back into the pool: the session is going away (a server error
-                    # saying so) or gone.
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_size)
+        async with self._slots:
+            conn = await self._acquire()
+            try:
+                records = await conn.fetch(sql, *params)
+            except asyncpg.PostgresError as exc:
+                # The server refused the statement; the connection is fine unless the error
+                # says the session is going away.
+                if isinstance(exc, lost):
                     conn.terminate()
-                    raise
-        except lost as exc:  # OSError among them: refused or unreachable when connecting
-            raise _unavailable(exc) from exc
+                    raise _unavailable(exc) from exc
+                self._release(conn)
+                raise
+            except lost as exc:
+                conn.terminate()
+                raise _unavailable(exc) from exc
+            except BaseException:
+                # Cancelled mid-statement, say: the protocol state is unknown.
+                conn.terminate()
+                raise
+            self._release(conn)
         return [tuple(record) for record in records]
 
-    @property
-    def idle(self) -> int:
-        """Connections open and not in use."""
-        pool = self._pool
-        return 0 if pool is None else pool.get_idle_size()
-
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            # Waits for reads in progress; a read that outlives the wait is cut off.
-            await asyncio.wait_for(pool.close(), 5)
-        except (TimeoutError, Exception):
-            pool.terminate()
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
+            if not conn.is_closed():
+                conn.terminate()
 
     def close_now(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.terminate()
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.terminate()
 
 
 class EngineReader(Reader):

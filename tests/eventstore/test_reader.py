@@ -118,7 +118,7 @@ async def test_disposing_the_engine_closes_the_reader_and_it_reopens(
     if isinstance(reader, SQLiteReader):
         assert reader._conn is None
     elif isinstance(reader, PostgresReader):
-        assert reader.idle == 0
+        assert reader._idle == []
     assert await reader.fetch("SELECT count(*) FROM items") == [(3,)]
 
 
@@ -128,7 +128,7 @@ async def test_concurrent_reads_share_a_bounded_pool(engine: AsyncEngine) -> Non
     results = await asyncio.gather(*(reader.fetch(sql, (k,)) for k in "abc" * 20))
     assert results == [[(n,)] for n in (1, 2, 3) * 20]
     if isinstance(reader, PostgresReader):
-        assert 1 <= reader.idle <= reader._max_size
+        assert 1 <= len(reader._idle) <= reader._max_size
 
 
 async def test_sqlite_reader_refuses_writes(tmp_path: Path) -> None:
