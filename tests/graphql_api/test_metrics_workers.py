@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from graphql_api.cli.main import main
+from graphql_api.cli import main
 from tests.graphql_api.live_support import statements_serve
 
 _REQUESTS = re.compile(r'^graphql_requests_total\{operation="Hello",status="200"\} (\S+)$', re.M)
