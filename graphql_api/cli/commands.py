@@ -146,7 +146,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     # Each worker writes its metrics into this directory and a scrape adds them all up
     # (graphql_api/metrics.py); a private, new one, so nothing of another run is counted.
-    metrics_dir = tempfile.mkdtemp(prefix="statements-metrics-")
+    _remove_stale_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{_METRICS_DIR_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROC_DIR] = metrics_dir
     try:
         _run_uvicorn(args, settings)
@@ -154,6 +155,27 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ.pop(MULTIPROC_DIR, None)
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+_METRICS_DIR_PREFIX = "statements-metrics-"
+
+
+def _remove_stale_metrics_dirs() -> None:
+    """Remove the metrics directories of servers that were killed before they could."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_METRICS_DIR_PREFIX}*-*"):
+        pid = path.name.removeprefix(_METRICS_DIR_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from graphql_api.cli import main
+from graphql_api.cli.commands import _remove_stale_metrics_dirs
 from tests.graphql_api.live_support import statements_serve
 
 _REQUESTS = re.compile(r'^graphql_requests_total\{operation="Hello",status="200"\} (\S+)$', re.M)
@@ -73,4 +79,27 @@ def test_every_scrape_counts_the_requests_of_every_worker(tmp_path: Path) -> Non
                 text = client.get("/metrics").text
             counted = _REQUESTS.findall(text)
             assert counted and float(counted[0]) == sent, (sent, counted)
+        # Stopped here, with time for both workers to finish on a busy machine: the context
+        # manager's own stop kills a server that takes more than 10 s.
+        server.process.terminate()
+        server.process.wait(timeout=60)
     assert not directory.exists(), "the metrics directory outlived the server"
+
+
+def test_serve_removes_the_metrics_directories_of_killed_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = tmp_path / f"statements-metrics-{finished.stdout.strip()}-abc"
+    alive = tmp_path / f"statements-metrics-{os.getpid()}-def"
+    other = tmp_path / "statements-metrics-notapid-ghi"
+    for directory in (dead, alive, other):
+        directory.mkdir()
+    _remove_stale_metrics_dirs()
+    assert (dead.exists(), alive.exists(), other.exists()) == (False, True, True)
