@@ -77,6 +77,8 @@ def _view_tables(names: tuple[str, ...]) -> ViewTables:
 
 _VIEWED: Final = type_name(Viewed)
 _VIEWED_VERSION: Final = type_version(Viewed)
+_IMPORTED: Final = type_name(ViewsImported)
+_IMPORTED_VERSION: Final = type_version(ViewsImported)
 #: The stored types that carry views.
 VIEW_TYPES: Final = type_names(Viewed, ViewsImported)
 
@@ -87,11 +89,15 @@ def counted_views(record: RecordedEvent) -> tuple[str, int] | None:
     The one fold of a view event, shared by this projection and the live hub so the two always
     count alike (upcasters included).
     """
-    if record.type == _VIEWED and record.schema_version == _VIEWED_VERSION:
+    kind, version = record.type, record.schema_version
+    if kind == _VIEWED and version == _VIEWED_VERSION:
         # The hot path: a current Viewed event is just its statement id, and the generic
         # decoder would cost more than everything else done per view.
         return str(record.data["statement_id"]), 1
-    if record.type not in VIEW_TYPES:
+    if kind == _IMPORTED and version == _IMPORTED_VERSION:
+        data = record.data  # current: nothing to upcast, two fields to read
+        return str(data["statement_id"]), int(data["count"])
+    if kind not in VIEW_TYPES:
         return None
     event = decode(record)
     if isinstance(event, Viewed):

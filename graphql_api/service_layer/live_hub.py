@@ -247,7 +247,24 @@ class LiveHub:
         if kind in VIEW_TYPES:
             counted = counted_views(record)
             if counted is not None:
-                self._count(record, *counted)
+                # Inline, not a method: this runs for every view the log takes.
+                statement_id, count = counted
+                recent = self._recent
+                if len(recent) >= self._recent_max:
+                    self._recent_floor = recent.popleft()[0]
+                recent.append((record.position, statement_id, count))
+                tracked = self._tracked.get(statement_id)
+                if (
+                    tracked is not None
+                    and tracked.ready.is_set()
+                    and record.position > tracked.applied_through
+                ):
+                    tracked.count += count
+                    tracked.applied_through = record.position
+                    tracked.at = record.recorded_at
+                    self._dirty.add(tracked)
+                for ranking in self._rankings.values():
+                    ranking.dirty_through = record.position
         elif kind == _WITHDRAWN:
             for ranking in self._rankings.values():
                 ranking.dirty_through = record.position
@@ -257,24 +274,6 @@ class LiveHub:
                 for queue in self._published:
                     queue.put(published)
         self._position = record.position
-
-    def _count(self, record: RecordedEvent, statement_id: str, count: int) -> None:
-        recent = self._recent
-        if len(recent) >= self._recent_max:
-            self._recent_floor = recent.popleft()[0]
-        recent.append((record.position, statement_id, count))
-        tracked = self._tracked.get(statement_id)
-        if (
-            tracked is not None
-            and tracked.ready.is_set()
-            and record.position > tracked.applied_through
-        ):
-            tracked.count += count
-            tracked.applied_through = record.position
-            tracked.at = record.recorded_at
-            self._dirty.add(tracked)
-        for ranking in self._rankings.values():
-            ranking.dirty_through = record.position
 
     # -- the tick -------------------------------------------------------------------------
 
