@@ -27,6 +27,7 @@ BENCHMARKS = {
     "views": "bench.views",
     "merkle": "bench.merkle",
     "replicas": "bench.replicas",
+    "commodity": "bench.commodity",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -186,8 +187,16 @@ def create_app(settings: Settings) -> Starlette:
             state.hub = runtime.hub
             state.checkpointer = runtime.checkpointer
             state.replicas = runtime.replicas
-            with frozen_heap():
-                yield
+            # Each worker keeps its own gauges current for the scrapes other workers answer.
+            gauges = asyncio.get_running_loop().create_task(metrics.keep_fresh(), name="gauges")
+            try:
+                with frozen_heap():
+                    yield
+            finally:
+                gauges.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gauges
+                metrics.close()
 
     async def lag() -> dict[str, float]:
         if state.runner is None:
@@ -199,6 +208,7 @@ def create_app(settings: Settings) -> Starlette:
         "Events between a projection and the head",
         lag,
         label="projection",
+        mode="mostrecent",  # read from the database: every worker sees the same lag
     )
 
     def read_cache() -> dict[str, float]:

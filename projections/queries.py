@@ -53,6 +53,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from eventstore.projection import checkpoints
 from eventstore.reader import Reader, reader_for
 from eventstore.records import us_to_datetime
 from projections import archive, ministers, search, statements, topics, views
@@ -131,6 +132,10 @@ _PUBLISHED_ORDERS: Final = (StatementOrder.PUBLISHED_DESC, StatementOrder.PUBLIS
 _VIEWS_TAG: Final = "v"
 _RELEVANCE_TAG: Final = "r"
 _TOPICS_TAG: Final = "t"
+
+
+def _checkpoint_of(projection: str) -> sa.Select[Any]:
+    return sa.select(checkpoints.c.position).where(checkpoints.c.name == projection)
 
 
 def _live_names(owned: Iterable[str]) -> dict[str, str]:
@@ -1375,6 +1380,28 @@ class ReadModels:
         for r in rows:
             result[str(r.statement_id)].append(DayCount(r.day, int(r.view_count)))
         return result
+
+    async def checkpoint(self, projection: str) -> int:
+        """The position a projection's tables cover (0 before its first checkpoint)."""
+        async with self._engine.connect() as conn:
+            value = await conn.scalar(_checkpoint_of(projection))
+        return int(value or 0)
+
+    async def view_count_at_checkpoint(self, statement_id: str) -> tuple[int, int]:
+        """(views of a statement, position the views projection covers), read in one statement.
+
+        The projection writes both in one transaction, so the count covers exactly the events
+        up to that position: what a live count needs to start from without counting twice.
+        """
+        v = self._view_totals
+        count = sa.select(v.c.view_count).where(v.c.statement_id == statement_id)
+        query = sa.select(
+            count.scalar_subquery().label("n"),
+            _checkpoint_of(views.ViewsProjection.name).scalar_subquery().label("q"),
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return int(row.n or 0), int(row.q or 0)
 
     async def view_counts(self, statement_ids: Iterable[str]) -> dict[str, int]:
         """Total views of each statement (0 for statements without views)."""
