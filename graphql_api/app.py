@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from eventstore.projection import ProjectionRunner, setup_checkpoints
+from eventstore.read_cache import follow_checkpoints
 from eventstore.reader import reader_for
 from eventstore.watcher import CheckpointWatcher
 from graphql_api.apq import persisted_queries
@@ -56,6 +57,8 @@ class AppState:
     services: Services | None = None
     runner: ProjectionRunner | None = None
     watcher: CheckpointWatcher | None = None
+    #: Stops the PostgreSQL read cache following the checkpoints (None on SQLite).
+    unfollow: Callable[[], None] | None = None
     read_models: ReadModels | None = None
     authenticator: TokenAuthenticator | None = None
     hub: LiveHub | None = None
@@ -175,6 +178,10 @@ def create_app(settings: Settings) -> Starlette:
             watcher = CheckpointWatcher(services.store, services.engine, projections)
             state.watcher = watcher
             await watcher.start()
+            reader = reader_for(services.engine)
+            if reader.dialect == "postgresql":
+                # SQLite's cache follows the file's data_version; PostgreSQL's the checkpoints.
+                state.unfollow = follow_checkpoints(reader.cache, watcher)
             state.extra[CONSISTENCY_KEY] = Consistency(watcher, settings.position_wait_seconds)
             runner = ProjectionRunner(services.store, services.engine, projections, watcher=watcher)
             state.runner = runner
@@ -202,6 +209,8 @@ def create_app(settings: Settings) -> Starlette:
                 await state.hub.stop()
             if state.runner is not None:
                 await state.runner.stop()
+            if state.unfollow is not None:
+                state.unfollow()
             if state.watcher is not None:
                 await state.watcher.stop()
             await services.close()

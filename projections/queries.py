@@ -53,6 +53,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from eventstore.read_cache import models_of, table_owners
 from eventstore.reader import Reader, reader_for
 from eventstore.records import us_to_datetime
 from projections import archive, ministers, search, statements, topics, views
@@ -405,6 +406,25 @@ _MINISTER_TOPIC_PAGES: Final = _NestedSource(
     parent2="mt.topic_slug",
     withdrawn="mt.withdrawn",
 )
+
+
+#: Which read model (projection) owns each table the hot queries read.
+_TABLE_OWNERS: Final = table_owners(
+    (
+        (statements.StatementsProjection.name, statements.TABLES),
+        (views.ViewsProjection.name, views.TABLES),
+        (archive.ArchiveProjection.name, archive.TABLES),
+        (topics.TopicsProjection.name, topics.TABLES),
+        (ministers.MinistersProjection.name, ministers.TABLES),
+        (search.SearchProjection.name, search.TABLES),
+    )
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _models_of(sql: str) -> frozenset[str]:
+    """The read models a statement reads: a move of any of them drops its cached rows."""
+    return models_of(sql, _TABLE_OWNERS)
 
 
 class _Sql:
@@ -774,7 +794,7 @@ class ReadModels:
         return self._reader_
 
     async def _fetch(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        return await self.reader.fetch(sql, params)
+        return await self.reader.fetch(sql, params, models=_models_of(sql))
 
     # -- statement rows --------------------------------------------------------------------
 
