@@ -124,9 +124,10 @@ class RowCache:
         if len(rows) > limit // LARGEST_SHARE:
             return
         try:
-            self._forget(key)
-        except TypeError:
+            hash(key)
+        except TypeError:  # an unhashable parameter: nothing is kept for it
             return
+        self._forget(key)
         entries = self._entries
         while entries and self._rows + len(rows) > limit:
             self._forget(next(iter(entries)))
@@ -166,6 +167,11 @@ class RowCache:
         if position > self._positions.get(model, -1):
             self._positions[model] = position
 
+    def reached(self, model: str, position: int) -> None:
+        """``model``'s tables are unchanged and known to reflect the log up to ``position``."""
+        if position > self._positions.get(model, -1):
+            self._positions[model] = position
+
     def suspend(self) -> None:
         """Stop serving and keeping entries: invalidations may be missed from now on."""
         self.serving = False
@@ -189,11 +195,21 @@ def follow_checkpoints(cache: RowCache, watcher: CheckpointWatcher) -> Callable[
     Until the watcher hears its backend's notifications, the cache stays suspended.
     """
 
+    checkpoints: dict[str, int] = {}
+
     def on_move(name: str, reach: int) -> None:
-        cache.moved(name, reach)
+        # A reach moved by a scan of the log (nothing of the projection's types lies between)
+        # leaves its tables as they were: only a checkpoint move may have changed them.
+        known = watcher.known(name)
+        if checkpoints.get(name) == known:
+            cache.reached(name, reach)
+        else:
+            checkpoints[name] = known
+            cache.moved(name, reach)
 
     def on_reset() -> None:
         # Called once every checkpoint has been read again after a (re)connection.
+        checkpoints.clear()
         if watcher.live:
             cache.resume(watcher.reaches())
         else:

@@ -320,7 +320,8 @@ class PostgresReader(Reader):
         cache = self.cache
         if not models or not cache.active:
             return await self._fetch(sql, params)
-        key = (sql, tuple(params))
+        # Id lists are bound as arrays (lists): keyed as tuples.
+        key = (sql, tuple(tuple(p) if isinstance(p, list) else p for p in params))
         found = cache.get(key)
         if found is not None:
             return found

@@ -363,6 +363,12 @@ class CheckpointWatcher:
         """The highest position the projection's tables are known to reflect (-1: no tables)."""
         return self._get(name).reach
 
+    def known(self, name: str) -> int:
+        """Up to where the projection's checkpoint (committed, or reported by this process's
+        runner) has moved: unlike :meth:`reach`, not moved by what a scan of the log found
+        irrelevant, so its tables may have changed only when this moves."""
+        return self._get(name).known
+
     def reaches(self) -> dict[str, int]:
         return {name: tracked.reach for name, tracked in self._tracked.items()}
 
