@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -34,6 +35,7 @@ from graphql_api.service_layer.consistency import CONTEXT_KEY as CONSISTENCY_KEY
 from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.live_hub import LiveHub
 from graphql_api.settings import Settings
+from graphql_api.transport.access_log import AccessLogMiddleware
 from graphql_api.transport.apq import persisted_queries
 from graphql_api.transport.cors import cors_middleware
 from graphql_api.transport.dashboard import dashboard_routes
@@ -306,7 +308,16 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
         ],
-        middleware=cors_middleware(settings.cors_origins),
+        middleware=[
+            # Outermost, so that it times (and sees the status of) everything below.
+            Middleware(
+                AccessLogMiddleware,
+                mode=settings.access_log,
+                rate=settings.access_log_rate,
+                slow_ms=settings.slow_request_ms,
+            ),
+            *cors_middleware(settings.cors_origins),
+        ],
         lifespan=lifespan,
     )
     app.state.statements = state

@@ -34,6 +34,20 @@ def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 0) ->
     return value
 
 
+def _access_log_mode(env: Mapping[str, str], name: str) -> str:
+    text = env.get(name, "").strip().lower() or "off"
+    if text not in ("off", "sampled", "full"):
+        raise ValueError(f"{name} must be off, sampled or full, not {env[name]!r}")
+    return text
+
+
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default, minimum=0.0)
+    if value > 1.0:
+        raise ValueError(f"{name} must be a share between 0 and 1, not {env[name]!r}")
+    return value
+
+
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
     text = env.get(name, "").strip()
     if not text:
@@ -138,6 +152,13 @@ class Settings:
     #: Browser origins (``https://app.example.com``) whose pages may call the API (CORS);
     #: empty, the default, lets none.
     cors_origins: tuple[str, ...] = ()
+    #: Request logging (``graphql_api.transport.access_log``): ``off`` (the default: request
+    #: figures are on /metrics), ``sampled`` (each request with probability
+    #: ``access_log_rate``) or ``full``; 5xx responses and requests slower than
+    #: ``slow_request_ms`` are logged whatever the mode.
+    access_log: str = "off"
+    access_log_rate: float = 0.01
+    slow_request_ms: float = 1000.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -167,6 +188,9 @@ class Settings:
                 env, "STATEMENTS_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL
             ),
             cors_origins=_origins(env, "STATEMENTS_CORS_ORIGINS"),
+            access_log=_access_log_mode(env, "STATEMENTS_ACCESS_LOG"),
+            access_log_rate=_rate(env, "STATEMENTS_ACCESS_LOG_RATE", 0.01),
+            slow_request_ms=_number(env, "STATEMENTS_SLOW_REQUEST_MS", 1000.0, minimum=0.0),
         )
 
     def with_changes(self, **changes: object) -> Self:
