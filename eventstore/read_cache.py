@@ -195,21 +195,21 @@ def follow_checkpoints(cache: RowCache, watcher: CheckpointWatcher) -> Callable[
     Until the watcher hears its backend's notifications, the cache stays suspended.
     """
 
-    checkpoints: dict[str, int] = {}
+    changes = {name: watcher.changed(name) for name in watcher.names}
 
     def on_move(name: str, reach: int) -> None:
-        # A reach moved by a scan of the log (nothing of the projection's types lies between)
-        # leaves its tables as they were: only a checkpoint move may have changed them.
-        known = watcher.known(name)
-        if checkpoints.get(name) == known:
+        # A reach moved past events of other types (read past by the runner, or found so by
+        # a scan of the log) leaves the tables as they were: their entries stay.
+        changed = watcher.changed(name)
+        if changes.get(name) == changed:
             cache.reached(name, reach)
         else:
-            checkpoints[name] = known
+            changes[name] = changed
             cache.moved(name, reach)
 
     def on_reset() -> None:
         # Called once every checkpoint has been read again after a (re)connection.
-        checkpoints.clear()
+        changes.update((name, watcher.changed(name)) for name in watcher.names)
         if watcher.live:
             cache.resume(watcher.reaches())
         else:

@@ -160,6 +160,9 @@ class _Tracked:
     waiters: _Waiters = field(default_factory=_Waiters)
     #: The highest position a waiter wants the log scanned up to (see ``wait``'s ``scan``).
     scan_wanted: int = 0
+    #: The last position at which the tables may have changed, as far as this process knows:
+    #: its runner's commits that applied events, and any checkpoint move another process made.
+    changed: int = _NOTHING
 
     @property
     def known(self) -> int:
@@ -292,13 +295,15 @@ class CheckpointWatcher:
 
     # -- what others tell us ---------------------------------------------------------------
 
-    def note_local(self, name: str, position: int) -> None:
+    def note_local(self, name: str, position: int, *, changed: bool = True) -> None:
         """This process's runner committed up to ``position``, or read past it with nothing
-        to apply; either way its tables reflect the log up to there."""
+        to apply (``changed=False``); either way its tables reflect the log up to there."""
         tracked = self._get(name)
         if position > tracked.local:
             before = tracked.reach
             tracked.local = position
+            if changed:
+                tracked.changed = position
             self._moved(tracked, before)
 
     def note_state(self, name: str, state: str) -> None:
@@ -363,11 +368,12 @@ class CheckpointWatcher:
         """The highest position the projection's tables are known to reflect (-1: no tables)."""
         return self._get(name).reach
 
-    def known(self, name: str) -> int:
-        """Up to where the projection's checkpoint (committed, or reported by this process's
-        runner) has moved: unlike :meth:`reach`, not moved by what a scan of the log found
-        irrelevant, so its tables may have changed only when this moves."""
-        return self._get(name).known
+    def changed(self, name: str) -> int:
+        """The last position at which the projection's tables may have changed, as far as
+        this process knows: its own runner's commits that applied events, and every
+        checkpoint move made by another process. Unlike :meth:`reach`, not moved by positions
+        read past with nothing to apply, or found irrelevant by a scan of the log."""
+        return self._get(name).changed
 
     def reaches(self) -> dict[str, int]:
         return {name: tracked.reach for name, tracked in self._tracked.items()}
@@ -443,6 +449,10 @@ class CheckpointWatcher:
         if position > tracked.committed:
             before = tracked.reach
             tracked.committed = position
+            if position > tracked.local:
+                # Moved by another process (or before this one's runner said so): what it
+                # applied on the way is unknown here.
+                tracked.changed = max(tracked.changed, position)
             self._moved(tracked, before)
 
     def _moved(self, tracked: _Tracked, before: int) -> None:
