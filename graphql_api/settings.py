@@ -126,8 +126,9 @@ class Settings:
     #: With production: a file of allowed GraphQL documents (one per blank-line-separated
     #: block, or a JSON list); only those are accepted.
     allow_list_path: str | None = None
-    #: Rows of recent read-model results kept in memory while the SQLite file is unchanged
-    #: (``eventstore.reader``); 0 turns that cache off. PostgreSQL readers never cache.
+    #: Rows of recent read-model results kept in memory while they are known to be current
+    #: (``eventstore.read_cache``: the SQLite file unchanged, or on PostgreSQL no checkpoint
+    #: notification for their read models); 0 turns that cache off.
     read_cache_rows: int = DEFAULT_READ_CACHE_ROWS
     #: The largest HTTP request body (``/graphql``, ``/graphql/stream``) and WebSocket message
     #: accepted, in bytes. Both are refused before they are parsed: 413, or close code 1009.
