@@ -261,6 +261,19 @@ def _run(args: list[str], env: dict[str, str]) -> None:
         raise RuntimeError(f"{' '.join(args[1:3])} failed: {done.stderr.strip()[-2000:]}")
 
 
+def _rate(url: str, body: str, connections: int, seconds: int, tmp: Path) -> float:
+    """wrk's requests per second; a run with errors is run again, twice at most (the
+    database is shared with other work here, and a refused connection is an error)."""
+    for attempt in range(3):
+        try:
+            return _wrk(url, body, connections, seconds, tmp)[0]
+        except RuntimeError as exc:
+            if attempt == 2:
+                raise
+            progress(f"postgraphile: run again after errors: {str(exc).splitlines()[-1]}")
+    raise AssertionError("unreachable")
+
+
 def _pg_dsn(url: str) -> str:
     p = pg_params(url)
     return f"postgres://{p.user}@{p.host}:{p.port}/{p.dbname}"
@@ -283,6 +296,9 @@ def run(config: Config) -> list[Result]:
         tempfile.TemporaryDirectory() as tmp_dir,
     ):
         tmp = Path(tmp_dir)
+        # The servers' logs stay beside the results, for a run that went wrong.
+        logs = HERE / "results" / "postgraphile-logs"
+        logs.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "STATEMENTS_DATABASE_SCHEMA": ours_schema}
         progress(f"postgraphile: demo data, {statements:,} statements on PostgreSQL")
         _run([statements_bin, "demo", "--db", sa_url, "--statements", str(statements)], env)
@@ -293,11 +309,11 @@ def run(config: Config) -> list[Result]:
         cold = f"http://127.0.0.1:{cold_port}/graphql"
         serve = [statements_bin, "serve", "--db", sa_url, "--production"]
         with (
-            _process([*serve, "--port", str(port)], env, tmp / "ours.log") as ours_server,
+            _process([*serve, "--port", str(port)], env, logs / "ours.log") as ours_server,
             _process(
                 [*serve, "--port", str(cold_port)],
                 {**env, "STATEMENTS_READ_CACHE_ROWS": "0", "STATEMENTS_RUN_PROJECTIONS": "0"},
-                tmp / "cold.log",
+                logs / "cold.log",
             ) as cold_server,
         ):
             _wait_ready(f"http://127.0.0.1:{port}/readyz", ours_server, "our server")
@@ -339,7 +355,7 @@ def run(config: Config) -> list[Result]:
                         "--no-setof-functions-contain-nulls",
                     ],
                     dict(os.environ),
-                    tmp / "postgraphile.log",
+                    logs / "postgraphile.log",
                 )
             with their_server as postgraphile:
                 if postgraphile is not None:
@@ -377,9 +393,9 @@ def run(config: Config) -> list[Result]:
                 busy: list[float] = []
                 for number in range(rounds_count):
                     progress(f"postgraphile: round {number + 1}, page with and without views")
-                    quiet.append(_wrk(ours, page_body, 10, seconds, tmp)[0])
+                    quiet.append(_rate(ours, page_body, 10, seconds, tmp))
                     with _recording_views(ours, busiest["id"], per_second=10) as views:
-                        busy.append(_wrk(ours, page_body, 10, seconds, tmp)[0])
+                        busy.append(_rate(ours, page_body, 10, seconds, tmp))
                     progress(
                         f"postgraphile: {views.recorded} views recorded, "
                         f"{busy[-1]:,.0f} vs {quiet[-1]:,.0f} req/s"
@@ -422,7 +438,7 @@ def _measure(
                     f"postgraphile: round {number + 1}, {side} {name}, "
                     f"{connections} conns, {seconds}s"
                 )
-                rps = _wrk(url, bodies[name], connections, seconds, tmp)[0]
+                rps = _rate(url, bodies[name], connections, seconds, tmp)
                 measured.setdefault((side, name, connections), []).append(rps)
                 progress(f"postgraphile:   {rps:,.0f} req/s")
 
