@@ -242,6 +242,19 @@ def create_app(settings: Settings) -> Starlette:
         label="result",
     )
 
+    def read_cache_drops() -> dict[str, float]:
+        if state.services is None:
+            return {}
+        cache = reader_for(state.services.engine).cache
+        return {"read_model": float(cache.drops), "all": float(cache.clears)}
+
+    metrics.gauge(
+        "statements_read_cache_drops",
+        "Times the read cache dropped a read model's entries (read_model) or all (all)",
+        read_cache_drops,
+        label="scope",
+    )
+
     metrics.gauge(
         "statements_open_subscriptions",
         "Open GraphQL subscriptions",
