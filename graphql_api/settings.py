@@ -61,6 +61,17 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {text!r}")
+
+
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated addresses or CIDR blocks, each checked and normalised."""
     networks: list[str] = []
@@ -160,6 +171,10 @@ class Settings:
     access_log: str = "off"
     access_log_rate: float = 0.01
     slow_request_ms: float = 1000.0
+    #: Query operations run on the compiled executor (``graphql_api.execution``);
+    #: ``STATEMENTS_COMPILED_EXECUTOR=0`` runs them on graphql-core's, which gives the same
+    #: answers at a higher cost per field.
+    compiled_executor: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -192,6 +207,7 @@ class Settings:
             access_log=_access_log_mode(env, "STATEMENTS_ACCESS_LOG"),
             access_log_rate=_rate(env, "STATEMENTS_ACCESS_LOG_RATE", 0.01),
             slow_request_ms=_number(env, "STATEMENTS_SLOW_REQUEST_MS", 1000.0, minimum=0.0),
+            compiled_executor=_switch(env, "STATEMENTS_COMPILED_EXECUTOR", True),
         )
 
     def with_changes(self, **changes: object) -> Self:

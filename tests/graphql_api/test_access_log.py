@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from graphql_api.cli import main as cli
+from graphql_api.cli import commands as cli
 from graphql_api.settings import Settings
 from graphql_api.transport.access_log import AccessLogMiddleware
 
