@@ -261,17 +261,17 @@ def _run(args: list[str], env: dict[str, str]) -> None:
         raise RuntimeError(f"{' '.join(args[1:3])} failed: {done.stderr.strip()[-2000:]}")
 
 
-def _rate(url: str, body: str, connections: int, seconds: int, tmp: Path) -> float:
+def _rate(url: str, body: str, connections: int, seconds: int, tmp: Path) -> float | None:
     """wrk's requests per second; a run with errors is run again, twice at most (the
-    database is shared with other work here, and a refused connection is an error)."""
+    database is shared with other work here, and a refused connection is an error). None if
+    every try saw errors: that run is left out of the medians, and said so."""
     for attempt in range(3):
         try:
             return _wrk(url, body, connections, seconds, tmp)[0]
         except RuntimeError as exc:
-            if attempt == 2:
-                raise
-            progress(f"postgraphile: run again after errors: {str(exc).splitlines()[-1]}")
-    raise AssertionError("unreachable")
+            reason = str(exc).splitlines()
+            progress(f"postgraphile: errors in try {attempt + 1}: {' '.join(reason[-3:-1])}")
+    return None
 
 
 def _pg_dsn(url: str) -> str:
@@ -393,9 +393,13 @@ def run(config: Config) -> list[Result]:
                 busy: list[float] = []
                 for number in range(rounds_count):
                     progress(f"postgraphile: round {number + 1}, page with and without views")
-                    quiet.append(_rate(ours, page_body, 10, seconds, tmp))
+                    alone = _rate(ours, page_body, 10, seconds, tmp)
                     with _recording_views(ours, busiest["id"], per_second=10) as views:
-                        busy.append(_rate(ours, page_body, 10, seconds, tmp))
+                        under = _rate(ours, page_body, 10, seconds, tmp)
+                    if alone is None or under is None:
+                        continue
+                    quiet.append(alone)
+                    busy.append(under)
                     progress(
                         f"postgraphile: {views.recorded} views recorded, "
                         f"{busy[-1]:,.0f} vs {quiet[-1]:,.0f} req/s"
@@ -405,8 +409,8 @@ def run(config: Config) -> list[Result]:
                         "page, 10 views/s recorded meanwhile: req/s vs without (>= 0.9)",
                         "postgresql",
                         "req/s",
-                        sorted(busy)[len(busy) // 2],
-                        sorted(quiet)[len(quiet) // 2],
+                        sorted(busy)[len(busy) // 2] if busy else float("nan"),
+                        sorted(quiet)[len(quiet) // 2] if quiet else float("nan"),
                     )
                 )
     return results
@@ -439,12 +443,15 @@ def _measure(
                     f"{connections} conns, {seconds}s"
                 )
                 rps = _rate(url, bodies[name], connections, seconds, tmp)
+                if rps is None:
+                    progress("postgraphile:   left out: errors in every try")
+                    continue
                 measured.setdefault((side, name, connections), []).append(rps)
                 progress(f"postgraphile:   {rps:,.0f} req/s")
 
     def median(side: str, name: str, connections: int) -> float:
-        values = sorted(measured[(side, name, connections)])
-        return values[len(values) // 2]
+        values = sorted(measured.get((side, name, connections), []))
+        return values[len(values) // 2] if values else float("nan")
 
     results: list[Result] = []
     labels = {"typename": "{ __typename }", "page": "statement page", "list": "3-level list"}
