@@ -27,6 +27,7 @@ BENCHMARKS = {
     "views": "bench.views",
     "merkle": "bench.merkle",
     "postgraphile": "bench.postgraphile",
+    "replicas": "bench.replicas",
 }
 
 
