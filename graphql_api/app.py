@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -33,6 +34,7 @@ from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.live_hub import LiveHub
 from graphql_api.service_layer.replicas import replica_metrics
 from graphql_api.settings import Settings
+from graphql_api.transport.access_log import AccessLogMiddleware
 from graphql_api.transport.apq import persisted_queries
 from graphql_api.transport.cors import cors_middleware
 from graphql_api.transport.dashboard import dashboard_routes
@@ -225,6 +227,19 @@ def create_app(settings: Settings) -> Starlette:
     )
     replica_metrics(metrics, lambda: state.replicas)
 
+    def read_cache_drops() -> dict[str, float]:
+        if state.services is None:
+            return {}
+        cache = reader_for(state.services.engine).cache
+        return {"read_model": float(cache.drops), "all": float(cache.clears)}
+
+    metrics.gauge(
+        "statements_read_cache_drops",
+        "Times the read cache dropped a read model's entries (read_model) or all (all)",
+        read_cache_drops,
+        label="scope",
+    )
+
     metrics.gauge(
         "statements_open_subscriptions",
         "Open GraphQL subscriptions",
@@ -291,7 +306,16 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
         ],
-        middleware=cors_middleware(settings.cors_origins),
+        middleware=[
+            # Outermost, so that it times (and sees the status of) everything below.
+            Middleware(
+                AccessLogMiddleware,
+                mode=settings.access_log,
+                rate=settings.access_log_rate,
+                slow_ms=settings.slow_request_ms,
+            ),
+            *cors_middleware(settings.cors_origins),
+        ],
         lifespan=lifespan,
     )
     app.state.statements = state

@@ -205,7 +205,22 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         # rate-limit key.
         proxy_headers=False,
         log_level="info",
+        # Request lines come from the app's own access log (STATEMENTS_ACCESS_LOG: off by
+        # default, errors and slow requests always), through uvicorn's handlers.
+        access_log=False,
+        log_config=_log_config(),
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration, with the app's loggers on its default handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["statements"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
