@@ -189,7 +189,9 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
 
     services = await _open(args, settings)
     try:
-        report = await import_paths(services.handlers, [Path(p) for p in args.paths])
+        report = await import_paths(
+            services.handlers, [Path(p) for p in args.paths], engine=services.engine
+        )
     finally:
         await services.close()
     for failure in report.failures:
