@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+from domain.moscow_time import MOSCOW
+
 #: The seed page, beside the worktree (as the archive-page tests find it).
 SEED_PAGE: Final = (
     Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a4da26f8be4eafc8.txt"
@@ -43,6 +45,7 @@ class GeneratedPage:
 
     name: str
     title: str
+    #: Moscow time, as the page shows it.
     published_at: datetime
     views: int
     related: tuple[str, ...]
@@ -84,7 +87,7 @@ def generate(count: int, seed: int = 20) -> list[GeneratedPage]:
     for index in range(count):
         title = title_of(index)
         # Published on the day the title names or a day later, never before it.
-        published = _day(index) + timedelta(days=index % 2, hours=3)
+        published = (_day(index) + timedelta(days=index % 2, hours=3)).replace(tzinfo=MOSCOW)
         paragraphs = body[:]
         rng.shuffle(paragraphs)
         others = rng.sample(range(count - 1), min(RELATED_PER_PAGE, count - 1))

@@ -100,12 +100,14 @@ async def import_paths(
     *,
     engine: AsyncEngine | None = None,
     workers: int | None = None,
+    batch_size: int = PAGES_PER_BATCH,
 ) -> ImportReport:
     """Import every page; a page that fails is reported and the others still go in.
 
     With ``engine``, pages imported whole before (by content) are skipped, and the pages
-    imported now are remembered. ``workers`` processes parse (default: one per CPU; 1 parses
-    here).
+    imported now are remembered. ``workers`` processes parse (by default one per CPU, when
+    there are enough pages for them to pay; 1 parses here). ``batch_size`` pages are decided
+    and written together.
     """
     files = page_files(paths)
     report = ImportReport(files=len(files))
@@ -116,13 +118,13 @@ async def import_paths(
             known = set((await conn.execute(sa.select(imported_pages.c.content_hash))).scalars())
     count = workers if workers is not None else len(os.sched_getaffinity(0))
     pool: Executor | None = None
-    if count > 1 and len(files) >= PARALLEL_MIN_PAGES:
+    if count > 1 and (workers is not None or len(files) >= PARALLEL_MIN_PAGES):
         # Spawned, not forked: this process has threads (the store's writer) by now.
         pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
     progress = Progress("import", total=len(files), unit="files")
     files_done = 0
     try:
-        batches = [files[i : i + PAGES_PER_BATCH] for i in range(0, len(files), PAGES_PER_BATCH)]
+        batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
         parsing = _start_parsing(batches[0], known, report, pool, count) if batches else None
         for index in range(len(batches)):
             assert parsing is not None
