@@ -47,7 +47,13 @@ from domain.importing import (
 )
 from domain.link_requests import requesters
 from domain.ports import Appended, EventLog, StreamAppend
-from domain.statement import INITIAL_STATE, StatementState, decide, replay, statement_slug
+from domain.statement import (
+    INITIAL_STATE,
+    StatementState,
+    decide,
+    replay,
+    statement_slug,
+)
 from domain.streams import (
     related_requests_stream,
     slug_stream,
@@ -77,6 +83,9 @@ class _Plan:
     page: ArchivePage
     publish: PublishStatement
     meta: CommandMetadata
+    #: The events and state of the statement when it is new: published, then tagged.
+    new_events: list[object]
+    new_state: StatementState
     published_now: bool = False
     #: Set when an append of this page failed: it is imported again on its own.
     retry: bool = False
@@ -163,12 +172,13 @@ async def import_batch(
 def _plan(page: ArchivePage, actor: str) -> _Plan:
     publish = publish_command(page, actor=actor)
     try:
-        published = replay(decide(publish, INITIAL_STATE))
-        if page.tags:
-            decide(_tag(publish, page), published)
+        events = decide(publish, INITIAL_STATE)
+        state = replay(events)
+        tagged = decide(_tag(publish, page), state) if page.tags else []
     except DomainError as error:
         raise PageRejected(page.source, error) from error
-    return _Plan(page, publish, publish.meta)
+    # What a new statement's stream gets, decided once: the publish round writes it as is.
+    return _Plan(page, publish, publish.meta, [*events, *tagged], replay(tagged, state))
 
 
 def _tag(publish: PublishStatement, page: ArchivePage) -> TagStatement:
@@ -256,9 +266,8 @@ async def _publish(
         state = known.state
         try:
             if not state.exists:
-                append.events.extend(decide(plan.publish, state))
-                state = replay(append.events, state)
-            if plan.page.tags and not state.withdrawn:
+                append.events.extend(plan.new_events)
+            elif plan.page.tags and not state.withdrawn:
                 append.events.extend(decide(_tag(plan.publish, plan.page), state))
         except DomainError:
             # Only a statement changed since its first import gets here (too many tags, say):
@@ -271,7 +280,8 @@ async def _publish(
         (plan,) = append.plans
         known = streams[plan.statement_id]
         plan.published_now = not known.state.exists
-        streams[plan.statement_id] = _Stream(appended.version, replay(append.events, known.state))
+        state = plan.new_state if plan.published_now else replay(append.events, known.state)
+        streams[plan.statement_id] = _Stream(appended.version, state)
         summary += ImportSummary(
             published=int(plan.published_now), events_written=len(append.events)
         )
