@@ -27,8 +27,8 @@ from bench.eventstore import Location, fresh
 from domain.handlers import StatementHandlers
 from eventstore import ANY, EventStore, NewEvent, RecordedEvent, open_store
 from eventstore.urls import create_engine
-from graphql_api.eventlog import StoreEventLog
-from graphql_api.importer import import_paths
+from graphql_api.service_layer.archive_import import import_paths
+from graphql_api.service_layer.eventlog import StoreEventLog
 from projections.registry import event_registry
 
 REIMPORT_TARGET = 5_000.0

@@ -16,8 +16,8 @@ from domain.handlers import StatementHandlers
 from domain.importing import statement_id_for_title
 from eventstore import EventStore, open_store
 from eventstore.urls import create_engine
-from graphql_api.eventlog import StoreEventLog
-from graphql_api.importer import ImportReport, import_paths
+from graphql_api.service_layer.archive_import import ImportReport, import_paths
+from graphql_api.service_layer.eventlog import StoreEventLog
 from projections.registry import event_registry
 
 PAGES = 240
