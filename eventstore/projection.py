@@ -556,8 +556,11 @@ async def rebuild_many(
     The log is read once, in large pages, and every batch goes to each projection (the events
     of its types), all in one transaction: an event's JSON is decoded once, however many
     projections read it. Each projection then swaps its aside tables in as ``rebuild`` does,
-    with the same guarantees. If an event fails a projection, the batch is applied again one
-    projection at a time to find it, and ``ProjectionError`` names it; nothing is swapped in.
+    with the same guarantees. If an event fails a projection while they fill together, the
+    batch is applied again one projection at a time to find it, ``ProjectionError`` names it,
+    and nothing is swapped in. The last events (less than a batch) are applied by each swap,
+    as ``rebuild`` applies them: one that fails there keeps its old tables and raises, after
+    the projections before it have swapped theirs in, complete.
     """
     if not projections:
         return {}
