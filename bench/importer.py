@@ -58,7 +58,10 @@ async def _import(
         started = time.perf_counter()
         report = await import_paths(handlers, [folder], engine=engine)
         first = time.perf_counter() - started
-        assert report.summary.published == pages and not report.failures, report.summary_line()
+        assert report.summary.published == pages and not report.failures, (
+            report.summary_line(),
+            report.failures[:5],
+        )
         started = time.perf_counter()
         again = await import_paths(handlers, [folder], engine=engine)
         second = time.perf_counter() - started

@@ -107,6 +107,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import scraped archive pages (files or folders)")
     _add_db(imp, settings)
     imp.add_argument("paths", nargs="+", metavar="PATH")
+    imp.add_argument(
+        "--workers",
+        type=int,
+        choices=range(1, 65),
+        default=1,
+        metavar="N",
+        help="processes that parse pages (default 1: more pay only on idle cores)",
+    )
 
     cli_transparency.add_parsers(sub, settings, _add_db)
     return parser
@@ -190,7 +198,10 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
     services = await _open(args, settings)
     try:
         report = await import_paths(
-            services.handlers, [Path(p) for p in args.paths], engine=services.engine
+            services.handlers,
+            [Path(p) for p in args.paths],
+            engine=services.engine,
+            workers=args.workers,
         )
     finally:
         await services.close()

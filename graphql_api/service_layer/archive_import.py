@@ -1,12 +1,13 @@
 """``statements import``: archive pages from files and folders, in batches, each all or nothing.
 
-The files are read and hashed here, parsed in worker processes when there are enough of them
-(parsing is pure CPU, most of an import's time once the writes are batched), and imported
-batch by batch through ``domain.batch_import``. Parsing the next batch overlaps writing this
-one. A page imported whole has its content hash recorded in ``imported_pages``, so importing
-an unchanged archive again reads and hashes each file and writes nothing. The table is only a
-memory of work done: without it (a new database) every page is imported again, which the
-importer's idempotence makes harmless.
+The files are read and hashed here, parsed (in worker processes if asked: ``--workers``), and
+imported batch by batch through ``domain.batch_import``. With workers, parsing the next batch
+overlaps writing this one; on the shared 2-core machine the benchmarks run on, starting them
+cost more than it saved (1,000 pages: 7-10 s here, 20-21 s with two workers), so one process
+is the default. A page imported whole has its content hash recorded in ``imported_pages``, so
+importing an unchanged archive again reads and hashes each file and writes nothing. The table
+is only a memory of work done: without it (a new database) every page is imported again,
+which the importer's idempotence makes harmless.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import multiprocessing
-import os
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -36,8 +36,6 @@ PAGE_SUFFIXES = (".txt",)
 #: Hashed with every page: a new value makes the next import read every page again. Change it
 #: whenever parsing or importing a page would write something else.
 IMPORT_FORMAT: Final = b"statements-import-1\0"
-#: Below this many pages to parse, starting worker processes costs more than it saves.
-PARALLEL_MIN_PAGES: Final = 400
 _SETUP_LOCK_KEY: Final = 0x696D706F72745F68  # "import_h"
 
 metadata = sa.MetaData()
@@ -99,15 +97,14 @@ async def import_paths(
     paths: list[Path],
     *,
     engine: AsyncEngine | None = None,
-    workers: int | None = None,
+    workers: int = 1,
     batch_size: int = PAGES_PER_BATCH,
 ) -> ImportReport:
     """Import every page; a page that fails is reported and the others still go in.
 
     With ``engine``, pages imported whole before (by content) are skipped, and the pages
-    imported now are remembered. ``workers`` processes parse (by default one per CPU, when
-    there are enough pages for them to pay; 1 parses here). ``batch_size`` pages are decided
-    and written together.
+    imported now are remembered. ``workers`` processes parse when it is more than 1 (otherwise
+    this one does). ``batch_size`` pages are decided and written together.
     """
     files = page_files(paths)
     report = ImportReport(files=len(files))
@@ -116,9 +113,11 @@ async def import_paths(
         await setup_imported_pages(engine)
         async with engine.connect() as conn:
             known = set((await conn.execute(sa.select(imported_pages.c.content_hash))).scalars())
-    count = workers if workers is not None else len(os.sched_getaffinity(0))
+    if workers < 1:
+        raise ValueError("workers: must be at least 1")
+    count = workers
     pool: Executor | None = None
-    if count > 1 and (workers is not None or len(files) >= PARALLEL_MIN_PAGES):
+    if count > 1:
         # Spawned, not forked: this process has threads (the store's writer) by now.
         pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
     progress = Progress("import", total=len(files), unit="files")
