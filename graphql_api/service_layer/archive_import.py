@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import multiprocessing
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,15 +122,19 @@ async def import_paths(
         pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
     progress = Progress("import", total=len(files), unit="files")
     files_done = 0
+    parsing: tuple[dict[str, str], asyncio.Future[_Parsed]] | None = None
     try:
         batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
-        parsing = _start_parsing(batches[0], known, report, pool, count) if batches else None
+        if batches:
+            parsing = _start_parsing(batches[0], known, report, pool, count)
         for index in range(len(batches)):
             assert parsing is not None
             hashes, parsed = parsing
             results = await parsed
+            parsing = None
             if index + 1 < len(batches):
-                # The next batch parses while this one is written.
+                # The next batch parses while this one is written: in the workers, or here
+                # whenever this batch waits for a commit.
                 parsing = _start_parsing(batches[index + 1], known, report, pool, count)
             pages: list[ArchivePage] = []
             for result in results:
@@ -150,6 +154,9 @@ async def import_paths(
                 events=report.summary.events_written,
             )
     finally:
+        if parsing is not None:
+            parsing[1].cancel()
+            await asyncio.wait([parsing[1]])
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     progress.done(
@@ -169,7 +176,7 @@ def _start_parsing(
     report: ImportReport,
     pool: Executor | None,
     workers: int,
-) -> tuple[dict[str, str], Awaitable[_Parsed]]:
+) -> tuple[dict[str, str], asyncio.Future[_Parsed]]:
     """Read and hash a batch's files here; parse the new ones, in the pool if there is one."""
     items: list[tuple[str, bytes]] = []
     hashes: dict[str, str] = {}
@@ -187,20 +194,32 @@ def _start_parsing(
         hashes[source] = digest
         items.append((source, data))
     if pool is None:
-        done: asyncio.Future[_Parsed] = asyncio.get_running_loop().create_future()
-        done.set_result(parse_pages(items))
-        return hashes, done
+        return hashes, asyncio.ensure_future(_parse_between_writes(items))
     loop = asyncio.get_running_loop()
     size = -(-len(items) // workers) or 1
     parts = [
         loop.run_in_executor(pool, parse_pages, items[i : i + size])
         for i in range(0, len(items), size)
     ]
-    return hashes, _joined(parts)
+    return hashes, asyncio.ensure_future(_joined(parts))
 
 
 async def _joined(parts: list[asyncio.Future[_Parsed]]) -> _Parsed:
     return [page for part in await asyncio.gather(*parts) for page in part]
+
+
+#: Pages parsed between two turns of the event loop, so that commits are not kept waiting.
+_PAGES_PER_TURN: Final = 8
+
+
+async def _parse_between_writes(items: Sequence[tuple[str, bytes]]) -> _Parsed:
+    """Parse here, a few pages per turn of the loop: the batch before is meanwhile written,
+    and its commits (on the store's writer thread) overlap with this parsing."""
+    parsed: _Parsed = []
+    for start in range(0, len(items), _PAGES_PER_TURN):
+        parsed.extend(parse_pages(items[start : start + _PAGES_PER_TURN]))
+        await asyncio.sleep(0)
+    return parsed
 
 
 def parse_pages(items: Sequence[tuple[str, bytes]]) -> _Parsed:
