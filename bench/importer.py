@@ -8,8 +8,9 @@ On each backend:
   peer column is the floor, the store's own batch append (``EventStore.append_many``) of the
   very events the import wrote, stream by stream, 1,500 streams a call, into another empty
   database in the same run. The ratio is the share of the store's speed the importer keeps.
-* re-import: the same folder again, unchanged: every file read and hashed, nothing written.
-  The peer column is the 5,000 pages/s target.
+* re-import: the same folder again, unchanged: every file read and hashed, nothing written
+  (target: 5,000 pages/s). The peer column is the floor of that work: reading and hashing
+  every file, nothing else, in the same run.
 
 The machine is shared: compare the ratios, not the absolute rates.
 """
@@ -27,11 +28,10 @@ from bench.eventstore import Location, fresh
 from domain.handlers import StatementHandlers
 from eventstore import ANY, EventStore, NewEvent, RecordedEvent, open_store
 from eventstore.urls import create_engine
-from graphql_api.service_layer.archive_import import import_paths
+from graphql_api.service_layer.archive_import import content_hash, import_paths, page_files
 from graphql_api.service_layer.eventlog import StoreEventLog
 from projections.registry import event_registry
 
-REIMPORT_TARGET = 5_000.0
 #: Streams per ``append_many`` call of the floor: about what one batch of pages writes.
 FLOOR_STREAMS_PER_CALL = 1_500
 
@@ -94,6 +94,14 @@ async def _floor(loc: Location, events: Sequence[RecordedEvent]) -> float:
         await store.close()
 
 
+def _read_and_hash(folder: Path) -> float:
+    """Seconds to read and hash every page file: what an unchanged re-import cannot skip."""
+    started = time.perf_counter()
+    for path in page_files([folder]):
+        content_hash(path.read_bytes())
+    return time.perf_counter() - started
+
+
 def run(config: Config) -> list[Result]:
     pages = 500 if config.quick else 5_000
     folder = config.tmp_dir / "archive-pages"
@@ -106,6 +114,7 @@ def run(config: Config) -> list[Result]:
             first, second, events = asyncio.run(_import(loc, folder, pages))
             progress(f"importer: {backend}: the store's batch append of {len(events):,} events")
             floor = asyncio.run(_floor(floor_loc, events))
+            read_floor = _read_and_hash(folder)
         results.append(
             Result(
                 f"import {pages:,} pages ({len(events):,} events; peer: store batch floor)",
@@ -117,11 +126,11 @@ def run(config: Config) -> list[Result]:
         )
         results.append(
             Result(
-                f"re-import {pages:,} unchanged pages (peer: target)",
+                f"re-import {pages:,} unchanged pages (peer: reading and hashing the files)",
                 backend,
                 "pages/s",
                 pages / second,
-                REIMPORT_TARGET,
+                pages / read_floor,
             )
         )
     return results
