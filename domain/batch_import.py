@@ -22,7 +22,7 @@ another statement) writes nothing, and its pages are then imported again, one by
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from domain.archive_page import ArchivePage
@@ -151,20 +151,27 @@ async def import_batch(
     summary += await _publish(log, plans, streams)
     summary += await _link_and_count(log, plans, streams, waiting)
 
+    published_here: set[str] = set()
     for plan in plans:
         if plan.retry:
             # Counted again by import_page, from what the log holds now.
             summary += ImportSummary(pages=-1)
             later.append(plan.page)
+            if plan.published_now:
+                published_here.add(plan.page.source)
         else:
             result.imported.append(plan.page.source)
     for page in later:
         try:
-            summary += await import_page(handlers, page, actor=actor)
+            counted = await import_page(handlers, page, actor=actor)
         except DomainError as error:
             result.rejected.append(error)
-        else:
-            result.imported.append(page.source)
+            continue
+        if page.source in published_here:
+            # Published by the rounds above (and counted there), not found present.
+            counted = replace(counted, skipped=0)
+        summary += counted
+        result.imported.append(page.source)
     result.summary = summary
     return result
 
