@@ -12,8 +12,8 @@ from graphql import (
     lexicographic_sort_schema,
     print_schema,
 )
-from graphql_api.cli.main import main
 
+from graphql_api.cli import main
 from tests.graphql_api.app_client import running_app
 
 
