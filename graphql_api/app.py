@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from eventstore.checkpoints import Checkpointer
@@ -30,6 +30,10 @@ from graphql_api.security.ratelimit import ViewRatePolicy
 from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.live_hub import LiveHub
 from graphql_api.settings import Settings
+from graphql_api.site.client import SiteClient
+from graphql_api.site.documents import SiteDocuments
+from graphql_api.site.routes import Site
+from graphql_api.site.validators import Validators
 from graphql_api.transport.apq import persisted_queries
 from graphql_api.transport.cors import cors_middleware
 from graphql_api.transport.dashboard import dashboard_routes
@@ -208,8 +212,17 @@ def create_app(settings: Settings) -> Starlette:
         lambda: float(websockets.connections),
     )
 
-    async def index(request: Request) -> Response:
-        return RedirectResponse("/graphql")
+    def positions() -> dict[str, int] | None:
+        return state.watcher.reaches() if state.watcher is not None else None
+
+    # The site is a client of the schema: its pages run their documents through the same
+    # schema and context as /graphql (graphql_api.site).
+    site = Site(
+        SiteClient(schema, context_factory, SiteDocuments.load()),
+        Validators(positions),
+        count_views=settings.site_count_views,
+        bot_agents=settings.site_bot_agents,
+    )
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -253,7 +266,6 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/", index),
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/graphql/stream", sse, methods=["GET", "POST"]),
@@ -262,6 +274,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
+            *site.routes(),
         ],
         middleware=cors_middleware(settings.cors_origins),
         lifespan=lifespan,
