@@ -59,10 +59,10 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def running_app(url: str, schema: str = "") -> AsyncIterator[Api]:
+async def running_app(url: str, schema: str = "", **changes: Any) -> AsyncIterator[Api]:
     """Start the app on ``url`` (and PostgreSQL ``schema``), ready, with an editor and an
-    auditor token."""
-    settings = Settings(database_url=url, database_schema=schema or None)
+    auditor token; ``changes`` are other settings."""
+    settings = Settings(database_url=url, database_schema=schema or None, **changes)
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with (
