@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +78,10 @@ async def running_app(url: str, schema: str = "", **changes: Any) -> AsyncIterat
         assert ready.status_code == 200, ready.json()
         engine = create_engine(url, schema=schema or None)
         try:
+            # A database may be served more than once: each start has tokens of its own.
+            desk = uuid.uuid4().hex[:8]
             tokens = {
-                role: (await create_token(engine, role, f"{role}-desk"))[0]
+                role: (await create_token(engine, role, f"{role}-desk-{desk}"))[0]
                 for role in ("editor", "auditor")
             }
         finally:

@@ -11,11 +11,10 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
-
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -33,6 +32,7 @@ from jinja2 import UndefinedError, meta, nodes
 from graphql_api.app import api_schema
 from graphql_api.site.documents import SiteDocuments
 from graphql_api.site.routes import TEMPLATES_DIR, templates
+from tests.conftest import run_pg
 from tests.graphql_api.app_client import Api, running_app
 
 DEMO_ARGS = ("--statements", "40", "--views", "150", "--seed", "1")
@@ -51,12 +51,17 @@ def load_demo(url: str, schema: str) -> None:
     )
 
 
-@pytest.fixture(params=BACKENDS)
-def demo_database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, str]:
+    """One demo database per backend for the module: the tests only add views to it."""
     if request.param == "postgresql":
-        url, schema = request.getfixturevalue("pg_schema")
+        url = request.getfixturevalue("pg_database")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        run_pg(url, f'CREATE SCHEMA "{schema}"')
     else:
-        url, schema = f"sqlite:///{tmp_path / 'site.db'}", ""
+        url, schema = f"sqlite:///{tmp_path_factory.mktemp('site') / 'site.db'}", ""
     load_demo(url, schema)
     return url, schema
 
