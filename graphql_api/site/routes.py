@@ -69,6 +69,8 @@ def templates() -> Jinja2Templates:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # The templates ship with the package: no stat of their files on every page.
+        auto_reload=False,
     )
     env.filters.update(
         long_date=long_date, clock_time=clock_time, month_name=month_name, thousands=thousands
