@@ -30,6 +30,7 @@ from graphql import (
 from jinja2 import UndefinedError, meta, nodes
 
 from graphql_api.app import api_schema
+from graphql_api.settings import Settings
 from graphql_api.site.documents import SiteDocuments
 from graphql_api.site.routes import TEMPLATES_DIR, templates
 from tests.conftest import run_pg
@@ -330,3 +331,16 @@ async def test_counting_off_leaves_the_count_alone(demo_database: tuple[str, str
         assert (
             await api.client.get(path, headers={"if-none-match": again.headers["etag"]})
         ).status_code == 304
+
+
+def test_the_site_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {"STATEMENTS_SITE_COUNT_VIEWS": "0", "STATEMENTS_SITE_BOT_AGENTS": "crawler|archiver"}
+    )
+    assert settings.site_count_views is False
+    assert settings.site_bot_agents == "crawler|archiver"
+    assert Settings.from_env({}).site_count_views is True
+    assert re.search(Settings.from_env({}).site_bot_agents, BOT.lower())
+    assert not re.search(Settings.from_env({}).site_bot_agents, READER.lower())
+    with pytest.raises(ValueError, match="STATEMENTS_SITE_BOT_AGENTS must be a regular expression"):
+        Settings.from_env({"STATEMENTS_SITE_BOT_AGENTS": "bot("})
