@@ -27,6 +27,7 @@ BENCHMARKS = {
     "views": "bench.views",
     "merkle": "bench.merkle",
     "site": "bench.site",
+    "replicas": "bench.replicas",
 }
 
 

@@ -146,8 +146,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         # asyncio's loop, not uvloop, unless asked: under saturation uvloop left some
-        # connections unserved for 1-2 s (p99 1.3 s against 53 ms at 100 connections, the
-        # same throughput; docs/BENCHMARKS.md). httptools still parses HTTP either way.
+        # connections unserved for seconds at the same throughput (docs/DECISIONS.md).
+        # httptools still parses HTTP either way.
         loop=args.loop,
         # The app's cap, enforced again by uvicorn from the frame's header: a larger frame
         # is refused (1009) without being buffered, where the app would see it only whole.
