@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from graphql_api.errors import BAD_USER_INPUT, RATE_LIMITED
-from graphql_api.site.client import Answer, SiteClient, SiteQueryError
+from graphql_api.site.client import SiteClient, SiteQueryError
 from graphql_api.site.validators import Validators, headers, not_modified
 
 log = logging.getLogger(__name__)
@@ -270,6 +270,3 @@ class Site:
         return self._render(
             request, "bad_request.html", None, {"message": message}, status_code=400
         )
-
-
-__all__ = ["Answer", "Site", "SiteClient", "templates"]
