@@ -27,7 +27,10 @@ BENCHMARKS = {
     "views": "bench.views",
     "merkle": "bench.merkle",
     "site": "bench.site",
+    "postgraphile": "bench.postgraphile",
     "replicas": "bench.replicas",
+    "commodity": "bench.commodity",
+    "importer": "bench.importer",
 }
 
 

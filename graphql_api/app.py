@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -36,6 +38,7 @@ from graphql_api.site.client import SiteClient
 from graphql_api.site.documents import SiteDocuments
 from graphql_api.site.routes import Site
 from graphql_api.site.validators import Validators
+from graphql_api.transport.access_log import AccessLogMiddleware
 from graphql_api.transport.apq import persisted_queries
 from graphql_api.transport.cors import cors_middleware
 from graphql_api.transport.dashboard import dashboard_routes
@@ -190,8 +193,16 @@ def create_app(settings: Settings) -> Starlette:
             state.hub = runtime.hub
             state.checkpointer = runtime.checkpointer
             state.replicas = runtime.replicas
-            with frozen_heap():
-                yield
+            # Each worker keeps its own gauges current for the scrapes other workers answer.
+            gauges = asyncio.get_running_loop().create_task(metrics.keep_fresh(), name="gauges")
+            try:
+                with frozen_heap():
+                    yield
+            finally:
+                gauges.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gauges
+                metrics.close()
 
     async def lag() -> dict[str, float]:
         if state.runner is None:
@@ -203,6 +214,7 @@ def create_app(settings: Settings) -> Starlette:
         "Events between a projection and the head",
         lag,
         label="projection",
+        mode="mostrecent",  # read from the database: every worker sees the same lag
     )
 
     def read_cache() -> dict[str, float]:
@@ -218,6 +230,19 @@ def create_app(settings: Settings) -> Starlette:
         label="result",
     )
     replica_metrics(metrics, lambda: state.replicas)
+
+    def read_cache_drops() -> dict[str, float]:
+        if state.services is None:
+            return {}
+        cache = reader_for(state.services.engine).cache
+        return {"read_model": float(cache.drops), "all": float(cache.clears)}
+
+    metrics.gauge(
+        "statements_read_cache_drops",
+        "Times the read cache dropped a read model's entries (read_model) or all (all)",
+        read_cache_drops,
+        label="scope",
+    )
 
     metrics.gauge(
         "statements_open_subscriptions",
@@ -294,7 +319,16 @@ def create_app(settings: Settings) -> Starlette:
             Route("/metrics", metrics.endpoint),
             *site.routes(),
         ],
-        middleware=cors_middleware(settings.cors_origins),
+        middleware=[
+            # Outermost, so that it times (and sees the status of) everything below.
+            Middleware(
+                AccessLogMiddleware,
+                mode=settings.access_log,
+                rate=settings.access_log_rate,
+                slow_ms=settings.slow_request_ms,
+            ),
+            *cors_middleware(settings.cors_origins),
+        ],
         lifespan=lifespan,
     )
     app.state.statements = state

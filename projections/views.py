@@ -77,6 +77,34 @@ def _view_tables(names: tuple[str, ...]) -> ViewTables:
 
 _VIEWED: Final = type_name(Viewed)
 _VIEWED_VERSION: Final = type_version(Viewed)
+_IMPORTED: Final = type_name(ViewsImported)
+_IMPORTED_VERSION: Final = type_version(ViewsImported)
+#: The stored types that carry views.
+VIEW_TYPES: Final = type_names(Viewed, ViewsImported)
+
+
+def counted_views(record: RecordedEvent) -> tuple[str, int] | None:
+    """The statement a record adds views to and how many; None for a record of another type.
+
+    The one fold of a view event, shared by this projection and the live hub so the two always
+    count alike (upcasters included).
+    """
+    kind, version = record.type, record.schema_version
+    if kind == _VIEWED and version == _VIEWED_VERSION:
+        # The hot path: a current Viewed event is just its statement id, and the generic
+        # decoder would cost more than everything else done per view.
+        return str(record.data["statement_id"]), 1
+    if kind == _IMPORTED and version == _IMPORTED_VERSION:
+        data = record.data  # current: nothing to upcast, two fields to read
+        return str(data["statement_id"]), int(data["count"])
+    if kind not in VIEW_TYPES:
+        return None
+    event = decode(record)
+    if isinstance(event, Viewed):
+        return event.statement_id, 1
+    if isinstance(event, ViewsImported):
+        return event.statement_id, event.count
+    return None  # pragma: no cover - VIEW_TYPES holds only the types above
 
 
 class ViewsProjection:
@@ -84,7 +112,7 @@ class ViewsProjection:
 
     name = "views"
     version = 1
-    types = type_names(Viewed, ViewsImported)
+    types = VIEW_TYPES
     tables: Sequence[str] = TABLES
 
     async def create(self, conn: AsyncConnection, tables: TableNames) -> None:
@@ -101,20 +129,11 @@ class ViewsProjection:
         per_day: dict[tuple[str, int], int] = {}
         get = per_day.get
         for record in events:
-            if record.type == _VIEWED and record.schema_version == _VIEWED_VERSION:
-                # The hot path: a current Viewed event is just its statement id, and the generic
-                # decoder would cost more than everything else done per view.
-                statement_id, count = str(record.data["statement_id"]), 1
-            else:
-                event = decode(record)
-                if isinstance(event, Viewed):
-                    statement_id, count = event.statement_id, 1
-                elif isinstance(event, ViewsImported):
-                    statement_id, count = event.statement_id, event.count
-                else:  # pragma: no cover - the runner only hands us the types above
-                    continue
-            key = (statement_id, record.recorded_at_us // _US_PER_DAY)
-            per_day[key] = get(key, 0) + count
+            counted = counted_views(record)
+            if counted is None:  # pragma: no cover - the runner only hands us our types
+                continue
+            key = (counted[0], record.recorded_at_us // _US_PER_DAY)
+            per_day[key] = get(key, 0) + counted[1]
         totals: collections.Counter[str] = collections.Counter()
         for (statement_id, _day), count in per_day.items():
             totals[statement_id] += count

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import scraped archive pages (files or folders)")
     _add_db(imp, settings)
     imp.add_argument("paths", nargs="+", metavar="PATH")
+    imp.add_argument(
+        "--workers",
+        type=int,
+        choices=range(1, 65),
+        default=1,
+        metavar="N",
+        help="processes that parse pages (default 1: more pay only on idle cores)",
+    )
 
     schema = sub.add_parser(
         "schema", help="print the GraphQL schema (SDL) the server serves, for code generators"
@@ -134,11 +144,51 @@ async def _init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from graphql_api.metrics import MULTIPROC_DIR
 
     # Workers are separate processes: they rebuild Settings from the environment we set here.
     os.environ["STATEMENTS_DATABASE_URL"] = args.db
     os.environ["STATEMENTS_PRODUCTION"] = "1" if args.production else ""
+    if args.workers <= 1:
+        _run_uvicorn(args, settings)
+        return 0
+    # Each worker writes its metrics into this directory and a scrape adds them all up
+    # (graphql_api/metrics.py); a private, new one, so nothing of another run is counted.
+    _remove_stale_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{_METRICS_DIR_PREFIX}{os.getpid()}-")
+    os.environ[MULTIPROC_DIR] = metrics_dir
+    try:
+        _run_uvicorn(args, settings)
+    finally:
+        os.environ.pop(MULTIPROC_DIR, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+_METRICS_DIR_PREFIX = "statements-metrics-"
+
+
+def _remove_stale_metrics_dirs() -> None:
+    """Remove the metrics directories of servers that were killed before they could."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_METRICS_DIR_PREFIX}*-*"):
+        pid = path.name.removeprefix(_METRICS_DIR_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         "graphql_api.app:app_from_env",
         factory=True,
@@ -163,8 +213,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # rate-limit key.
         proxy_headers=False,
         log_level="info",
+        # Request lines come from the app's own access log (STATEMENTS_ACCESS_LOG: off by
+        # default, errors and slow requests always), through uvicorn's handlers.
+        access_log=False,
+        log_config=_log_config(),
     )
-    return 0
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration, with the app's loggers on its default handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["statements"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
@@ -210,7 +274,12 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
 
     services = await _open(args, settings)
     try:
-        report = await import_paths(services.handlers, [Path(p) for p in args.paths])
+        report = await import_paths(
+            services.handlers,
+            [Path(p) for p in args.paths],
+            engine=services.engine,
+            workers=args.workers,
+        )
     finally:
         await services.close()
     for failure in report.failures:
@@ -291,7 +360,7 @@ async def _events(args: argparse.Namespace, settings: Settings) -> int:
 async def _projections(args: argparse.Namespace, settings: Settings) -> int:
     from eventstore.projection import (
         projection_status,
-        rebuild,
+        rebuild_many,
         retry_projection,
         setup_checkpoints,
     )
@@ -325,10 +394,10 @@ async def _projections(args: argparse.Namespace, settings: Settings) -> int:
             names = ", ".join(p.name for p in projections)
             print(f"statements: no projection {args.name!r} (one of: {names})", file=sys.stderr)
             return 2
-        for projection in chosen:
-            progress = Progress(f"rebuild {projection.name}")
-            position = await rebuild(services.store, services.engine, projection)
-            progress.done(position=position)
+        # One pass over the log for all of them: each event is read and decoded once.
+        progress = Progress("rebuild " + ", ".join(p.name for p in chosen))
+        positions = await rebuild_many(services.store, services.engine, chosen)
+        progress.done(position=max(positions.values(), default=0))
         return 0
     finally:
         await services.close()

@@ -37,7 +37,11 @@ from typing import Any, Final, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.events import StatementPublished, StatementWithdrawn
 from eventstore import EventStore, RecordedEvent
+from projections.common import decode, type_name
+from projections.queries import ReadModels
+from projections.views import VIEW_TYPES, ViewsProjection, counted_views
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +50,10 @@ T = TypeVar("T")
 DEFAULT_TICK: Final = 0.25
 DEFAULT_BUFFER_EVENTS: Final = 200_000
 PUBLISHED_QUEUE: Final = 100
-VIEWS_PROJECTION: Final = "views"
-FEED_TYPES: Final = ("Viewed", "ViewsImported", "StatementPublished", "StatementWithdrawn")
-
-_totals = sa.table("view_totals", sa.column("statement_id"), sa.column("view_count"))
-_checkpoints = sa.table("projection_checkpoints", sa.column("name"), sa.column("position"))
+VIEWS_PROJECTION: Final = ViewsProjection.name
+_PUBLISHED: Final = type_name(StatementPublished)
+_WITHDRAWN: Final = type_name(StatementWithdrawn)
+FEED_TYPES: Final = (*sorted(VIEW_TYPES), _PUBLISHED, _WITHDRAWN)
 
 
 class ViewWindow(enum.Enum):
@@ -184,6 +187,7 @@ class LiveHub:
     ) -> None:
         self.store = store
         self.engine = engine
+        self.read_models = ReadModels(engine)
         self.tick = tick
         self.load_timeout = load_timeout
         self._ranking_source = ranking or self._default_ranking
@@ -240,32 +244,35 @@ class LiveHub:
         if record.position <= self._position:
             return
         kind = record.type
-        if kind in ("Viewed", "ViewsImported"):
-            statement_id = str(record.data["statement_id"])
-            count = 1 if kind == "Viewed" else int(record.data["count"])
-            recent = self._recent
-            if len(recent) >= self._recent_max:
-                self._recent_floor = recent.popleft()[0]
-            recent.append((record.position, statement_id, count))
-            tracked = self._tracked.get(statement_id)
-            if (
-                tracked is not None
-                and tracked.ready.is_set()
-                and record.position > tracked.applied_through
-            ):
-                tracked.count += count
-                tracked.applied_through = record.position
-                tracked.at = record.recorded_at
-                self._dirty.add(tracked)
+        if kind in VIEW_TYPES:
+            counted = counted_views(record)
+            if counted is not None:
+                # Inline, not a method: this runs for every view the log takes.
+                statement_id, count = counted
+                recent = self._recent
+                if len(recent) >= self._recent_max:
+                    self._recent_floor = recent.popleft()[0]
+                recent.append((record.position, statement_id, count))
+                tracked = self._tracked.get(statement_id)
+                if (
+                    tracked is not None
+                    and tracked.ready.is_set()
+                    and record.position > tracked.applied_through
+                ):
+                    tracked.count += count
+                    tracked.applied_through = record.position
+                    tracked.at = record.recorded_at
+                    self._dirty.add(tracked)
+                for ranking in self._rankings.values():
+                    ranking.dirty_through = record.position
+        elif kind == _WITHDRAWN:
             for ranking in self._rankings.values():
                 ranking.dirty_through = record.position
-        elif kind == "StatementWithdrawn":
-            for ranking in self._rankings.values():
-                ranking.dirty_through = record.position
-        elif kind == "StatementPublished":
+        elif kind == _PUBLISHED:
             published = _published(record)
-            for queue in self._published:
-                queue.put(published)
+            if published is not None:
+                for queue in self._published:
+                    queue.put(published)
         self._position = record.position
 
     # -- the tick -------------------------------------------------------------------------
@@ -315,35 +322,17 @@ class LiveHub:
         return tuple(await self._ranking_source(ranking.first, since))
 
     async def _default_ranking(self, first: int, since: date | None) -> list[RankedStatement]:
-        from projections.queries import ReadModels
-
-        rows = await ReadModels(self.engine).most_viewed(first, since)
+        rows = await self.read_models.most_viewed(first, since)
         return [RankedStatement(row.id, row.slug, row.title, views) for row, views in rows]
 
     # -- reading the read model -----------------------------------------------------------
 
     async def _checkpoint(self) -> int:
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(
-                sa.select(_checkpoints.c.position).where(_checkpoints.c.name == VIEWS_PROJECTION)
-            )
-        return int(value or 0)
+        return await self.read_models.checkpoint(VIEWS_PROJECTION)
 
     async def _snapshot(self, statement_id: str) -> tuple[int, int]:
         """(count, checkpoint) of one statement, read together in one statement."""
-        checkpoint = (
-            sa.select(_checkpoints.c.position)
-            .where(_checkpoints.c.name == VIEWS_PROJECTION)
-            .scalar_subquery()
-        )
-        count = (
-            sa.select(_totals.c.view_count)
-            .where(_totals.c.statement_id == statement_id)
-            .scalar_subquery()
-        )
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(count.label("n"), checkpoint.label("q")))).one()
-        return int(row.n or 0), int(row.q or 0)
+        return await self.read_models.view_count_at_checkpoint(statement_id)
 
     async def _load(self, tracked: _Tracked) -> None:
         deadline = time.monotonic() + self.load_timeout
@@ -471,20 +460,24 @@ class LiveHub:
         }
 
 
-def _published(record: RecordedEvent) -> Published:
-    data = record.data
-    minister = data.get("minister") or {}
-    raw = data.get("published_at")
+def _published(record: RecordedEvent) -> Published | None:
+    """The record as the ``statementPublished`` feed sends it; None (logged) if it can't be read.
+
+    Decoded by the projections' registry, so old schema versions are upcast as they are for
+    the read models; a record that can't be decoded is skipped rather than stalling the feed.
+    """
     try:
-        published_at = datetime.fromisoformat(str(raw)) if raw else record.recorded_at
-    except ValueError:
-        published_at = record.recorded_at
+        event = decode(record)
+    except Exception:
+        log.exception("live hub: event %d could not be decoded; not sent", record.position)
+        return None
+    assert isinstance(event, StatementPublished)
     return Published(
-        statement_id=str(data["statement_id"]),
-        slug=str(data.get("slug", "")),
-        title=str(data.get("title", "")),
-        kind=str(data.get("kind", "")),
-        minister_name=str(minister.get("name", "")) if isinstance(minister, dict) else "",
-        published_at=published_at,
+        statement_id=event.statement_id,
+        slug=event.slug,
+        title=event.title,
+        kind=event.kind,
+        minister_name=event.minister.name,
+        published_at=event.published_at,
         position=record.position,
     )
