@@ -26,6 +26,7 @@ BENCHMARKS = {
     "scale": "bench.scale",
     "views": "bench.views",
     "merkle": "bench.merkle",
+    "site": "bench.site",
     "postgraphile": "bench.postgraphile",
     "replicas": "bench.replicas",
     "commodity": "bench.commodity",
