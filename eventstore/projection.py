@@ -26,26 +26,24 @@ The contract, for a projection author:
   that event. Database errors that are transient (lost connection, SQLite busy, deadlock) are not
   failures: the batch is retried after a pause.
 
-The checkpoint table ``projection_checkpoints`` holds one row per projection: the position of the
-last event processed (never "the end of the last page read"), the version its tables were built
-with, its status (``active`` or ``failed``) and the error that stopped it. A projection without a
-row owns no data: its tables are dropped and created afresh on first start.
+The checkpoint table ``projection_checkpoints`` (:mod:`eventstore.projection_checkpoints`) holds
+one row per projection: the position of the last event processed (never "the end of the last page
+read"), the version its tables were built with, its status (``active`` or ``failed``) and the error
+that stopped it. A projection without a row owns no data: its tables are dropped and created afresh
+on first start.
 
-On PostgreSQL, each projection runs in one process at a time: the leader holds a session advisory
-lock (see ``eventstore.leader``) and the others retry every second. Every checkpoint update is also
-a compare-and-set on the previous position, so even two processes that both believe they lead (or
-a rebuild swapping tables under a running projection) cannot apply an event twice.
+The runner (:mod:`eventstore.projection_runner`) and the rebuilds (:mod:`eventstore.rebuild`) keep
+this contract. On PostgreSQL, each projection runs in one process at a time: the leader holds a
+session advisory lock (see ``eventstore.leader``) and the others retry every second. Every
+checkpoint update is also a compare-and-set on the previous position, so even two processes that
+both believe they lead (or a rebuild swapping tables under a running projection) cannot apply an
+event twice.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import (
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -53,8 +51,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from eventstore.records import RecordedEvent
 
 ASIDE_PREFIX: Final = "__rb"
-
-
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")  # leaves room for the aside suffix in 63
 
 

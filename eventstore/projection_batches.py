@@ -5,12 +5,7 @@ the event a failing batch stopped at; which database errors are transient.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import (
-    AsyncGenerator,
-    Awaitable,
-    Callable,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 

@@ -8,11 +8,7 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import (
-    AsyncIterator,
-    Iterable,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final

@@ -8,10 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import (
-    Iterable,
-    Sequence,
-)
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 

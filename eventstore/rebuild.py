@@ -8,9 +8,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import (
-    Sequence,
-)
+from collections.abc import Sequence
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
