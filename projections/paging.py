@@ -20,10 +20,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from projections.rows import (
-    Cursors,
-    Page,
-)
+from projections.rows import Cursors, Page
 
 MAX_PAGE_SIZE: Final = 100
 DEFAULT_PAGE_SIZE: Final = 20
@@ -35,11 +32,8 @@ FROM_AFTER_TO: Final = "from: must not be after to"
 MAX_CURSOR_LENGTH: Final = 1000
 _MIN_KEY: Final = -(2**63)
 _MAX_KEY: Final = 2**63 - 1
-
-
+#: Each list's cursors start with its tag, so a cursor of one list is refused by another.
 PUBLISHED_TAG: Final = "p"
-
-
 VIEWS_TAG: Final = "v"
 RELEVANCE_TAG: Final = "r"
 TOPICS_TAG: Final = "t"

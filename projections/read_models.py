@@ -98,12 +98,7 @@ from projections.search_sql import (
     fts_table,
     pg_search_for,
 )
-from projections.search_text import (
-    TS_CONFIG,
-    SearchTerms,
-    fts5_query,
-    search_terms,
-)
+from projections.search_text import TS_CONFIG, SearchTerms, fts5_query, search_terms
 from projections.statement_sql import (
     MINISTER_PAGES,
     MINISTER_TOPIC_PAGES,

@@ -12,10 +12,7 @@ from typing import Any, Final
 import orjson
 
 from eventstore.records import us_to_datetime
-from projections.rows import (
-    MinisterRow,
-    StatementRow,
-)
+from projections.rows import MinisterRow, StatementRow
 from projections.statement_sql import STATEMENT_WIDTH
 
 # The Unix epoch in each publication offset seen: an instant in its offset is then one

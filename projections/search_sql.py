@@ -12,11 +12,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, TSQUERY
 
-from projections.search_text import (
-    TS_CONFIG,
-    SearchTerms,
-    term_operands,
-)
+from projections.search_text import TS_CONFIG, SearchTerms, term_operands
 
 SNIPPET_START: Final = "<mark>"
 SNIPPET_END: Final = "</mark>"
