@@ -1,14 +1,16 @@
 """The live hub: one feed of the event store per process, shared by every subscriber.
 
-One task follows ``store.subscribe`` for ``Viewed``, ``ViewsImported``, ``StatementPublished``
-and ``StatementWithdrawn`` from the head at start; nothing is re-queried per subscriber.
+One task follows ``store.subscribe`` for ``Viewed``, ``ViewsImported``, ``ViewsRecorded``,
+``StatementPublished`` and ``StatementWithdrawn`` from the head at start; nothing is re-queried
+per subscriber. A ``ViewsRecorded`` batch counts as the views it holds.
 
 * **View counts.** Only statements somebody subscribes to are tracked. The first subscriber of a
   statement reads its count *and* the views projection's checkpoint in one SQL statement (the
   projection writes both in one transaction, so they agree): the count covers exactly the events
   up to the checkpoint ``q``. If the hub's feed is already past ``q`` the views in between are
   added from a bounded buffer of recent view events; events at or before ``q`` are never added
-  again. After that each ``Viewed`` adds 1 and each ``ViewsImported`` its count.
+  again. After that each ``Viewed`` adds 1, each ``ViewsImported`` its count and each batch
+  the number of its views of the statement.
 * **Coalescing.** Changes are published once per tick (250 ms by default): a statement viewed
   1,000 times a second sends one message per tick with the exact count, and since a change
   always marks the statement dirty, the last message carries the final value.
@@ -47,7 +49,13 @@ DEFAULT_TICK: Final = 0.25
 DEFAULT_BUFFER_EVENTS: Final = 200_000
 PUBLISHED_QUEUE: Final = 100
 VIEWS_PROJECTION: Final = "views"
-FEED_TYPES: Final = ("Viewed", "ViewsImported", "StatementPublished", "StatementWithdrawn")
+FEED_TYPES: Final = (
+    "Viewed",
+    "ViewsImported",
+    "ViewsRecorded",
+    "StatementPublished",
+    "StatementWithdrawn",
+)
 
 _totals = sa.table("view_totals", sa.column("statement_id"), sa.column("view_count"))
 _checkpoints = sa.table("projection_checkpoints", sa.column("name"), sa.column("position"))
@@ -240,23 +248,14 @@ class LiveHub:
         if record.position <= self._position:
             return
         kind = record.type
-        if kind in ("Viewed", "ViewsImported"):
-            statement_id = str(record.data["statement_id"])
-            count = 1 if kind == "Viewed" else int(record.data["count"])
-            recent = self._recent
-            if len(recent) >= self._recent_max:
-                self._recent_floor = recent.popleft()[0]
-            recent.append((record.position, statement_id, count))
-            tracked = self._tracked.get(statement_id)
-            if (
-                tracked is not None
-                and tracked.ready.is_set()
-                and record.position > tracked.applied_through
-            ):
-                tracked.count += count
-                tracked.applied_through = record.position
-                tracked.at = record.recorded_at
-                self._dirty.add(tracked)
+        if kind in ("Viewed", "ViewsImported", "ViewsRecorded"):
+            if kind == "ViewsRecorded":
+                counts = collections.Counter(str(v["statement_id"]) for v in record.data["views"])
+                for statement_id, count in counts.items():
+                    self._add_views(record, statement_id, count)
+            else:
+                count = 1 if kind == "Viewed" else int(record.data["count"])
+                self._add_views(record, str(record.data["statement_id"]), count)
             for ranking in self._rankings.values():
                 ranking.dirty_through = record.position
         elif kind == "StatementWithdrawn":
@@ -267,6 +266,23 @@ class LiveHub:
             for queue in self._published:
                 queue.put(published)
         self._position = record.position
+
+    def _add_views(self, record: RecordedEvent, statement_id: str, count: int) -> None:
+        recent = self._recent
+        if len(recent) >= self._recent_max:
+            self._recent_floor = recent.popleft()[0]
+        recent.append((record.position, statement_id, count))
+        tracked = self._tracked.get(statement_id)
+        # A batch may name a statement at several indexes: they were summed into one count.
+        if (
+            tracked is not None
+            and tracked.ready.is_set()
+            and record.position > tracked.applied_through
+        ):
+            tracked.count += count
+            tracked.applied_through = record.position
+            tracked.at = record.recorded_at
+            self._dirty.add(tracked)
 
     # -- the tick -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ answers once the read models show what it wrote, so any query sent after the ans
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final, TypeAlias
 
 import strawberry
@@ -25,6 +26,7 @@ from graphql_api.inputs import (
     LinkRelatedInput,
     PublishStatementInput,
     RecordViewInput,
+    RecordViewsInput,
     RenameTopicInput,
     ReviseStatementInput,
     TagStatementInput,
@@ -36,6 +38,7 @@ from graphql_api.payloads import (
     LinkRelatedPayload,
     PublishStatementPayload,
     RecordViewPayload,
+    RecordViewsPayload,
     RenameTopicPayload,
     ReviseStatementPayload,
     TagStatementPayload,
@@ -43,7 +46,7 @@ from graphql_api.payloads import (
     UntagStatementPayload,
     WithdrawStatementPayload,
 )
-from graphql_api.ratelimit import check_view_rate
+from graphql_api.ratelimit import INGEST, check_view_rate
 
 Info: TypeAlias = strawberry.Info[Context, None]
 
@@ -126,6 +129,15 @@ async def record_view(info: Info, input: RecordViewInput) -> RecordViewPayload:
     return RecordViewPayload.from_result(result, reached=written.reached)
 
 
+async def record_views(info: Info, input: RecordViewsInput) -> RecordViewsPayload:
+    require_role(info, INGEST)
+    check_view_rate(info.context, len(input.views), "recordViews")
+    command = input.to_command(info.context.command_metadata(), datetime.now(UTC))
+    async with read_your_writes(info) as written:
+        result = await info.context.handlers.record_views(command)
+    return RecordViewsPayload.from_result(result, reached=written.reached)
+
+
 async def rename_topic(info: Info, input: RenameTopicInput) -> RenameTopicPayload:
     require_role(info, EDITOR)
     command = input.to_command(info.context.command_metadata())
@@ -161,6 +173,11 @@ class Mutation:
         resolver=record_view,
         description="Record one view of a statement (anyone; rate-limited per client, see "
         "the API manual).",
+    )
+    record_views: RecordViewsPayload = strawberry.mutation(
+        resolver=record_views,
+        description="Record a batch of views in one atomic append (ingest); idempotent per "
+        "batchId, rate-limited per token by views, see the API manual.",
     )
     rename_topic: RenameTopicPayload = strawberry.mutation(
         resolver=rename_topic,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,21 @@ class ReadModelTopics:
     async def topic_name(self, topic_slug: str) -> str | None:
         row = (await self._read_models.topics_by_slugs([topic_slug])).get(topic_slug)
         return row.name if row is not None else None
+
+
+class ReadModelStatements:
+    """The domain's StatementDirectory over the statements read model: one query per batch.
+
+    A statement published moments ago may not be there yet; the handler then reads its stream.
+    One withdrawn moments ago may still take a batch's views until the read model shows it, as
+    a lone recordView racing a withdrawal may.
+    """
+
+    def __init__(self, read_models: ReadModels) -> None:
+        self._read_models = read_models
+
+    async def withdrawn(self, statement_ids: Collection[str]) -> Mapping[str, bool]:
+        return await self._read_models.withdrawn(statement_ids)
 
 
 @dataclass
@@ -64,6 +80,11 @@ async def open_services(settings: Settings) -> Services:
         raise
     registry = event_registry()
     engine = create_engine(url, schema=settings.database_schema)
-    topics = ReadModelTopics(ReadModels(engine))
-    handlers = StatementHandlers(StoreEventLog(store, registry), topics=topics)
+    read_models = ReadModels(engine)
+    handlers = StatementHandlers(
+        StoreEventLog(store, registry),
+        topics=ReadModelTopics(read_models),
+        statements=ReadModelStatements(read_models),
+        max_batch_views=settings.ingest_max_batch_views,
+    )
     return Services(settings, store, registry, handlers, engine)
