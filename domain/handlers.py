@@ -226,6 +226,11 @@ class StatementHandlers:
         """Record a view in the view stream; it never conflicts."""
         return await self._append_views(command, event_ids=None)
 
+    def check_views(self, command: RecordViews) -> None:
+        """Raise if the batch breaks a rule that needs no state (its size, its id, its times),
+        so that an API can refuse it before counting its views against a rate limit."""
+        check_batch(command, self.max_batch_views)
+
     async def record_views(self, command: RecordViews) -> BatchResult:
         """Record a batch of views as one event in one append, at most once per batch id.
 
