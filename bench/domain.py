@@ -21,7 +21,7 @@ from domain.handlers import StatementHandlers
 from domain.statement import replay
 from domain.streams import statement_stream, views_stream
 from eventstore import ANY, EventStore, NewEvent, open_store
-from graphql_api.eventlog import StoreEventLog
+from graphql_api.service_layer.eventlog import StoreEventLog
 from projections.registry import event_registry
 
 META = CommandMetadata(actor="bench", correlation_id="bench")

@@ -26,8 +26,8 @@ from domain.streams import views_stream
 from eventstore import ANY, NewEvent, open_store
 from eventstore.projection import ProjectionRunner, rebuild, setup_checkpoints
 from eventstore.urls import create_engine
-from graphql_api.demo import write_demo
-from graphql_api.eventlog import StoreEventLog
+from graphql_api.service_layer.demo_loader import write_demo
+from graphql_api.service_layer.eventlog import StoreEventLog
 from projections import all_projections
 from projections.registry import event_registry
 

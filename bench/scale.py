@@ -53,9 +53,9 @@ from domain.handlers import StatementHandlers
 from domain.streams import views_stream
 from eventstore import ANY, EventStore, NewEvent, open_store
 from eventstore.urls import create_engine
-from graphql_api.auth import create_token
-from graphql_api.demo import write_demo
-from graphql_api.eventlog import StoreEventLog
+from graphql_api.security.auth import create_token
+from graphql_api.service_layer.demo_loader import write_demo
+from graphql_api.service_layer.eventlog import StoreEventLog
 from projections.registry import event_registry
 from tests.reliability.live import LiveServer
 from tests.reliability.pgcluster import PrivateCluster, pg_bindir

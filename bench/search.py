@@ -30,7 +30,7 @@ from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
 from eventstore.projection import ProjectionRunner
 from eventstore.urls import create_engine
-from graphql_api.eventlog import StoreEventLog
+from graphql_api.service_layer.eventlog import StoreEventLog
 from projections import all_projections
 from projections.queries import ReadModels
 from projections.registry import event_registry

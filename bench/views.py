@@ -1,8 +1,8 @@
 """What read-your-writes costs ``recordView``: 1,000 views a second, with and without the wait.
 
-A mutation answers once the read models show its write (``graphql_api.consistency``); for a view
-that means waiting for the views projection to commit a batch holding it. This benchmark offers
-``recordView`` at a fixed rate (1,000 views/s by default, open loop: a view is due every
+A mutation answers once the read models show its write (``graphql_api.service_layer.consistency``);
+for a view that means waiting for the views projection to commit a batch holding it. This benchmark
+offers ``recordView`` at a fixed rate (1,000 views/s by default, open loop: a view is due every
 millisecond whether or not earlier ones were answered, so a slow server is charged for the
 queue it builds) to one ``statements serve`` worker, once with the wait (the default,
 ``STATEMENTS_POSITION_WAIT_SECONDS=5``) and once without (``=0``), and reports the views/s

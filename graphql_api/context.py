@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from domain.commands import CommandMetadata
 from domain.handlers import StatementHandlers
-from graphql_api.auth import Principal
+from graphql_api.security.auth import Principal
 
 ANONYMOUS_ACTOR = "anonymous"
 

@@ -12,17 +12,17 @@ Clients get one of these codes in ``errors[].extensions.code``:
 ``POSITION_NOT_REACHED``      the read models did not reach the log position in time: a
                               mutation's payload still comes with it, a read is not run
                               (``retryable``, ``position`` asked, ``reached``; see
-                              :mod:`graphql_api.consistency`)
+                              :mod:`graphql_api.service_layer.consistency`)
 ``INTERNAL_SERVER_ERROR``     a bug; the message says nothing more, the server logs it
 ``BAD_REQUEST``               not a well-formed GraphQL-over-HTTP request
 ``GRAPHQL_PARSE_FAILED``      the document does not parse
 ``GRAPHQL_VALIDATION_FAILED`` the document is not valid against the schema
 ``QUERY_TOO_DEEP`` / ``TOO_MANY_ALIASES`` / ``TOO_MANY_TOKENS`` / ``TOO_MANY_FIELDS`` /
 ``QUERY_TOO_COSTLY``
-                              a limit of :mod:`graphql_api.limits`
+                              a limit of :mod:`graphql_api.security.query_limits`
 ``PERSISTED_QUERY_NOT_FOUND`` / ``PERSISTED_QUERY_HASH_MISMATCH`` /
 ``PERSISTED_QUERY_NOT_ALLOWED`` / ``PERSISTED_QUERY_NOT_SUPPORTED``
-                              automatic persisted queries, see :mod:`graphql_api.apq`
+                              automatic persisted queries, see :mod:`graphql_api.transport.apq`
 ``RATE_LIMITED``              too many requests of a kind; retry after ``retryAfter`` s
 ``TOO_MANY_SUBSCRIPTIONS``    a WebSocket connection already runs as many operations as
                               it may; complete one first
@@ -395,8 +395,8 @@ def classify_stream_result(result: ExecutionResult, *, production: bool) -> Exec
 
     Strawberry reports there as a :class:`PreExecutionError` both the document's errors and
     graphql-core's refusals before execution (variable coercion). The validation errors have
-    their code already (:class:`graphql_api.schema.DocumentValidationCache`), a syntax error
-    is recognised by its class, so an error without a code is a bad variable value.
+    their code already (:class:`graphql_api.schema.api_schema.DocumentValidationCache`), a syntax
+    error is recognised by its class, so an error without a code is a bad variable value.
     """
     if isinstance(result, PreExecutionError) and result.errors:
         result.errors = [classify(e, "request", production=production) for e in result.errors]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from domain.ports import Appended
 from eventstore.memory import MemoryEventStore
 from eventstore.sql import record_from_row
-from graphql_api.eventlog import StoreEventLog
+from graphql_api.service_layer.eventlog import StoreEventLog
 from projections.registry import event_registry
 
 

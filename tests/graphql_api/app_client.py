@@ -16,7 +16,7 @@ import httpx
 
 from eventstore.urls import create_engine
 from graphql_api.app import create_app
-from graphql_api.auth import create_token
+from graphql_api.security.auth import create_token
 from graphql_api.settings import Settings
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
 from eventstore.urls import create_engine
-from graphql_api.auth import TokenAuthenticator, setup_tokens
+from graphql_api.security.auth import TokenAuthenticator, setup_tokens
 from tests.graphql_api.support import App, make_app, make_handlers
 
 

@@ -22,17 +22,17 @@ from starlette.routing import Route, WebSocketRoute
 
 from eventstore.projection import ProjectionRunner, setup_checkpoints
 from graphql_api.app import frozen_heap
-from graphql_api.auth import Principal, TokenAuthenticator, setup_tokens
+from graphql_api.bootstrap import Services, open_services
 from graphql_api.context import Context
-from graphql_api.dashboard import dashboard_routes
-from graphql_api.http import build_graphql_app
-from graphql_api.live import LiveHub
-from graphql_api.schema import build_schema
-from graphql_api.services import Services, open_services
+from graphql_api.schema.api_schema import build_schema
+from graphql_api.schema.subscriptions import Subscription
+from graphql_api.security.auth import Principal, TokenAuthenticator, setup_tokens
+from graphql_api.service_layer.live_hub import LiveHub
 from graphql_api.settings import Settings
-from graphql_api.sse import SSEEndpoint
-from graphql_api.subscriptions import Subscription
-from graphql_api.ws import LiveGraphQL, build_websocket_app
+from graphql_api.transport.dashboard import dashboard_routes
+from graphql_api.transport.http import build_graphql_app
+from graphql_api.transport.sse import SSEEndpoint
+from graphql_api.transport.ws import LiveGraphQL, build_websocket_app
 from projections import all_projections
 from projections.queries import ReadModels
 

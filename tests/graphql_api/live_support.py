@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from eventstore.urls import create_engine
-from graphql_api.auth import create_token, setup_tokens
+from graphql_api.security.auth import create_token, setup_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSPORT_WS = "graphql-transport-ws"

@@ -29,11 +29,11 @@ from eventstore.memory import MemoryEventStore
 from eventstore.reader import on_statement
 from eventstore.records import datetime_to_us
 from eventstore.urls import create_engine
-from graphql_api.auth import Principal
 from graphql_api.context import Context
-from graphql_api.eventlog import StoreEventLog
-from graphql_api.query import QUERY_TYPES, Query
-from graphql_api.schema import ApiSchema, build_schema
+from graphql_api.schema.api_schema import ApiSchema, build_schema
+from graphql_api.schema.query import QUERY_TYPES, Query
+from graphql_api.security.auth import Principal
+from graphql_api.service_layer.eventlog import StoreEventLog
 from projections.queries import ReadModels
 from projections.registry import event_registry
 from tests.projections.conftest import catch_up
@@ -238,8 +238,9 @@ async def open_world(database: tuple[str, str]) -> AsyncIterator[World]:
 
 
 def depth(document: str) -> int:
-    """The depth of a document's deepest operation, counted as graphql_api.limits counts it:
-    fields along the deepest path, leaves included, fragments expanded, ``__`` fields not."""
+    """The depth of a document's deepest operation, counted as graphql_api.security.query_limits
+    counts it: fields along the deepest path, leaves included, fragments expanded, ``__`` fields
+    not."""
     parsed = parse(document)
     fragments = {
         d.name.value: d for d in parsed.definitions if isinstance(d, FragmentDefinitionNode)

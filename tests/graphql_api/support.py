@@ -16,14 +16,14 @@ from domain.errors import StatementNotFound
 from domain.handlers import StatementHandlers
 from eventstore.errors import StoreUnavailableError
 from eventstore.memory import MemoryEventStore
-from graphql_api.apq import PersistedQueries
-from graphql_api.auth import AuditorRequired, Principal
 from graphql_api.context import Context
-from graphql_api.eventlog import StoreEventLog
-from graphql_api.http import Authenticator, GraphQLHTTP, build_graphql_app
-from graphql_api.limits import Limits
 from graphql_api.metrics import Metrics
-from graphql_api.schema import ApiSchema, build_schema
+from graphql_api.schema.api_schema import ApiSchema, build_schema
+from graphql_api.security.auth import AuditorRequired, Principal
+from graphql_api.security.query_limits import Limits
+from graphql_api.service_layer.eventlog import StoreEventLog
+from graphql_api.transport.apq import PersistedQueries
+from graphql_api.transport.http import Authenticator, GraphQLHTTP, build_graphql_app
 from projections.registry import event_registry
 
 

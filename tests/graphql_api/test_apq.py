@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from domain.handlers import StatementHandlers
-from graphql_api.apq import (
+from graphql_api.transport.apq import (
     AllowList,
     PersistedQueries,
     PersistedQueryError,

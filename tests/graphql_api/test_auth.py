@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
 from eventstore.urls import create_engine
-from graphql_api.auth import (
+from graphql_api.security.auth import (
     TOKEN_PREFIX,
     Principal,
     TokenAuthenticator,

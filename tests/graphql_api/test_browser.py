@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graphql_api.graphiql import CONTENT_SECURITY_POLICY
+from graphql_api.transport.graphiql import CONTENT_SECURITY_POLICY
 from tests.graphql_api.js_support import chromium, node_with_packages, run_node
 from tests.graphql_api.live_support import (
     Server,

@@ -21,7 +21,7 @@ from domain.events import MinisterRef
 from eventstore import NewEvent
 from eventstore.urls import create_engine
 from graphql_api.app import AppState, create_app
-from graphql_api.auth import create_token
+from graphql_api.security.auth import create_token
 from graphql_api.settings import Settings
 from tests.graphql_api.consistency_support import (
     RECORD_VIEW,

@@ -22,8 +22,8 @@ import pytest
 from domain.commands import CommandMetadata, PublishStatement
 from domain.events import MinisterRef
 from eventstore.urls import create_engine
-from graphql_api.auth import create_token, setup_tokens
-from graphql_api.services import open_services
+from graphql_api.bootstrap import open_services
+from graphql_api.security.auth import create_token, setup_tokens
 from graphql_api.settings import Settings
 from tests.graphql_api.consistency_support import (
     RECORD_VIEW,

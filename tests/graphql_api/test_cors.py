@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from graphql_api.app import create_app
-from graphql_api.cors import ALLOWED_HEADERS
-from graphql_api.http import csrf_refused
 from graphql_api.settings import Settings
+from graphql_api.transport.cors import ALLOWED_HEADERS
+from graphql_api.transport.http import csrf_refused
 
 LISTED = "https://app.example.com"
 OTHER = "https://evil.example"

@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 from hypothesis_graphql import queries
 from strawberry.dataloader import DataLoader
 
-from graphql_api.batch import batched
-from graphql_api.executor import CompiledExecutor, PlanCache
-from graphql_api.query import QUERY_TYPES, Query
-from graphql_api.schema import ApiSchema, build_schema
+from graphql_api.execution.batch import batched
+from graphql_api.execution.executor import CompiledExecutor, PlanCache
+from graphql_api.schema.api_schema import ApiSchema, build_schema
+from graphql_api.schema.query import QUERY_TYPES, Query
 from tests.graphql_api.query_support import World, open_world
 
 # --- a small schema that misbehaves ------------------------------------------------------
@@ -407,7 +407,7 @@ def test_errors_below_an_abandoned_position_are_not_reported() -> None:
     # theirs are not reported, wherever they land; the propagating one, at items[1], is.
     from graphql.pyutils import Path
 
-    from graphql_api.executor import _Run
+    from graphql_api.execution.executor import _Run
 
     run = _Run.__new__(_Run)
     run.abandoned = None
@@ -515,7 +515,7 @@ def test_the_plan_cache_is_bounded() -> None:
     cache = PlanCache(size=2)
     from graphql import parse
 
-    from graphql_api.executor import _Compiled
+    from graphql_api.execution.executor import _Compiled
 
     documents = [parse("{ a }"), parse("{ b }"), parse("{ c }")]
     for document in documents:

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from graphql_api.app import create_app
-from graphql_api.graphiql import CONTENT_SECURITY_POLICY, GRAPHIQL_DIR
 from graphql_api.settings import Settings
+from graphql_api.transport.graphiql import CONTENT_SECURITY_POLICY, GRAPHIQL_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 HTML = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from domain.handlers import StatementHandlers
-from graphql_api.http import GRAPHQL_RESPONSE_JSON, JSON, negotiate
+from graphql_api.transport.http import GRAPHQL_RESPONSE_JSON, JSON, negotiate
 from tests.graphql_api.support import make_app
 
 GQL = GRAPHQL_RESPONSE_JSON

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from graphql_api.errors import BadUserInput
-from graphql_api.ids import (
+from graphql_api.schema.ids import (
     MAX_ID_LENGTH,
     StatementRef,
     minister_id_of,

@@ -10,8 +10,8 @@ import pytest
 from graphql import parse
 
 from domain.handlers import StatementHandlers
-from graphql_api.limits import Limits, count_tokens, operation_cost
-from graphql_api.schema import ApiSchema
+from graphql_api.schema.api_schema import ApiSchema
+from graphql_api.security.query_limits import Limits, count_tokens, operation_cost
 from tests.graphql_api.support import context_of, make_schema
 
 

@@ -15,7 +15,7 @@ import pytest
 from eventstore import RecordedEvent
 from eventstore.memory import MemoryEventStore
 from eventstore.urls import create_engine
-from graphql_api.live import CountUpdate, LiveHub
+from graphql_api.service_layer.live_hub import CountUpdate, LiveHub
 
 SID = "s-1"
 

@@ -11,10 +11,10 @@ import pytest
 from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
 from eventstore.records import RecordedEvent
-from graphql_api.auth import Principal
 from graphql_api.errors import BadUserInput
-from graphql_api.inputs import minister_ref, split_paragraphs
-from graphql_api.schema import ApiSchema
+from graphql_api.schema.api_schema import ApiSchema
+from graphql_api.schema.inputs import minister_ref, split_paragraphs
+from graphql_api.security.auth import Principal
 from tests.graphql_api.support import context_of, make_schema
 
 RECORD_VIEW = "mutation($id: ID!) { recordView(input: {statementId: $id}) { position } }"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import strawberry
 
-from graphql_api.loaders import Info
-from graphql_api.query import QUERY_TYPES
-from graphql_api.types.statement import Statement, payload_statement
+from graphql_api.schema.loaders import Info
+from graphql_api.schema.query import QUERY_TYPES
+from graphql_api.schema.types.statement import Statement, payload_statement
 from tests.graphql_api.query_support import (
     MSK,
     READ_MODEL_BACKENDS,
@@ -365,7 +365,7 @@ async def test_views_by_day_refuses_a_backward_range(site: Site) -> None:
 
 @strawberry.type
 class Payload:
-    """Like a mutation payload (graphql_api.payloads), with the query layer's resolver."""
+    """Like a mutation payload (graphql_api.schema.payloads), with the query layer's resolver."""
 
     statement_id: strawberry.ID
     position: int | None

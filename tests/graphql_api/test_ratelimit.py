@@ -13,10 +13,10 @@ from starlette.routing import Route
 
 from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
-from graphql_api.auth import Principal, TokenAuthenticator, create_token
 from graphql_api.context import Context
-from graphql_api.http import build_graphql_app
-from graphql_api.ratelimit import (
+from graphql_api.schema.api_schema import ApiSchema
+from graphql_api.security.auth import Principal, TokenAuthenticator, create_token
+from graphql_api.security.ratelimit import (
     CONTEXT_KEY,
     RATE_LIMITED,
     RateLimited,
@@ -25,8 +25,8 @@ from graphql_api.ratelimit import (
     ViewRatePolicy,
     client_key,
 )
-from graphql_api.schema import ApiSchema
 from graphql_api.settings import Settings
+from graphql_api.transport.http import build_graphql_app
 from tests.graphql_api.support import make_schema
 from tests.graphql_api.test_mutations import EDITOR, RECORD_VIEW, publish
 

@@ -35,9 +35,9 @@ from graphql_api.errors import (
     TOO_MANY_TOKENS,
     UNAUTHENTICATED,
 )
-from graphql_api.ratelimit import RATE_LIMITED
+from graphql_api.security.ratelimit import RATE_LIMITED
 from graphql_api.settings import DEFAULT_MAX_REQUEST_BYTES
-from graphql_api.ws import DEFAULT_MAX_SUBSCRIPTIONS
+from graphql_api.transport.ws import DEFAULT_MAX_SUBSCRIPTIONS
 from tests.graphql_api.live_support import (
     TRANSPORT_WS,
     Server,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from eventstore.urls import create_engine
-from graphql_api.auth import create_token
+from graphql_api.security.auth import create_token
 from tests.multihost.client import CountSubscriber, RetryPolicy, ViewWriter, publish, wait_for
 from tests.multihost.topology import API_HOSTS, DATABASE, LEADERS, REPLICA, Topology
 

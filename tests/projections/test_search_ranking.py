@@ -15,7 +15,7 @@ from domain.demo import demo_commands
 from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
 from eventstore.urls import create_engine
-from graphql_api.eventlog import StoreEventLog
+from graphql_api.service_layer.eventlog import StoreEventLog
 from projections.queries import SNIPPET_START, ReadModels
 from projections.registry import event_registry
 from projections.rows import StatementFilter, StatementOrder, StatementRow

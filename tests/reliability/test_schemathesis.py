@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from graphql_api.query import QUERY_TYPES, Query
-from graphql_api.schema import build_schema
-from graphql_api.subscriptions import Subscription
+from graphql_api.schema.api_schema import build_schema
+from graphql_api.schema.query import QUERY_TYPES, Query
+from graphql_api.schema.subscriptions import Subscription
 from tests.reliability.live import BIN, LiveServer, cli, cli_env
 
 EXAMPLES = os.environ.get("STATEMENTS_ST_EXAMPLES", "60")  # per operation: ~1,500 cases

@@ -1,0 +1,7 @@
+"""``python -m graphql_api.cli``: the same as the ``statements`` command."""
+
+import sys
+
+from graphql_api.cli.main import main
+
+sys.exit(main())

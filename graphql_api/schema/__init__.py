@@ -1,0 +1,1 @@
+"""The GraphQL schema: Query, Mutation and Subscription, their types, inputs and loaders."""

@@ -1,0 +1,1 @@
+"""Who may ask what: tokens and roles, query limits, the view rate limit."""

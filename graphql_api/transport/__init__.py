@@ -1,0 +1,1 @@
+"""How requests arrive: HTTP, websockets, SSE, persisted queries, CORS, GraphiQL, dashboard."""
