@@ -32,7 +32,9 @@ Run: ``python -m bench --only ingest`` (``--quick``: a 10 s smoke run).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -535,7 +537,8 @@ def run(config: Config) -> list[Result]:
 
             editor, ingest = token("editor", "bench-desk"), token("ingest", "bench-shipper")
             progress(f"ingest: publishing {STATEMENTS} statements")
-            ids = [_publish(url_a, editor, n) for n in range(STATEMENTS)]
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                ids = list(pool.map(functools.partial(_publish, url_a, editor), range(STATEMENTS)))
             variants = _variants(ids, seed=19)
             label = (
                 f"recordViews, {BATCH:,} views a batch, {RATE:,} views/s offered for "
