@@ -485,7 +485,8 @@ def _analyse(outcome: dict[str, Any], variants: list[list[str]], label: str) -> 
     errors["request-errors"] += len(outcome["errors"])
     progress(
         f"ingest {label}: {achieved:,.0f} views/s ({outcome['offered']} batches due, "
-        f"{outcome['sent']} sent, {len(acked)} answered), answer p99 {_pct(answer, 0.99) * 1000:.0f} ms, projection lag p99 "
+        f"{outcome['sent']} sent, {len(acked)} answered), "
+        f"answer p99 {_pct(answer, 0.99) * 1000:.0f} ms, projection lag p99 "
         f"{_pct(lag, 0.99) * 1000:.0f} ms, live p99 {_pct(live, 0.99) * 1000:.0f} ms, "
         f"{nps:.0f} NOTIFY/s (p99 {_pct(nlat, 0.99) * 1000:.0f} ms), errors {dict(errors)}"
         + (f", first: {outcome['errors'][0]}" if outcome["errors"] else "")
