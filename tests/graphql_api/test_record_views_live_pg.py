@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from eventstore.urls import create_engine
-from graphql_api.auth import create_token
+from graphql_api.security.auth import create_token
 from tests.graphql_api.live_support import TRANSPORT_WS, WsClient, gql, live_server, make_tokens
 from tests.graphql_api.live_support import publish as publish_statement
 
