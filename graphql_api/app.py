@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,21 +14,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from eventstore.projection import ProjectionRunner, setup_checkpoints
+from eventstore.checkpoints import Checkpointer
+from eventstore.projection import ProjectionRunner
 from eventstore.reader import reader_for
 from eventstore.watcher import CheckpointWatcher
-from graphql_api.bootstrap import Services, open_services
+from graphql_api.bootstrap import Services, serving, start_execution
 from graphql_api.context import Context
-from graphql_api.metrics import Metrics, count_sql_statements
-from graphql_api.schema.api_schema import build_schema
+from graphql_api.metrics import Metrics
+from graphql_api.schema.api_schema import ApiSchema, build_schema
 from graphql_api.schema.loaders import make_loaders
 from graphql_api.schema.query import QUERY_TYPES, Query
 from graphql_api.schema.subscriptions import Subscription
-from graphql_api.schema.transparency import open_checkpointer
-from graphql_api.security.auth import Principal, TokenAuthenticator, setup_tokens
-from graphql_api.security.ratelimit import CONTEXT_KEY as RATE_LIMITER_KEY
+from graphql_api.security.auth import Principal, TokenAuthenticator
 from graphql_api.security.ratelimit import ViewRatePolicy
-from graphql_api.service_layer.consistency import CONTEXT_KEY as CONSISTENCY_KEY
 from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.live_hub import LiveHub
 from graphql_api.settings import Settings
@@ -40,7 +37,6 @@ from graphql_api.transport.graphiql import graphiql_routes
 from graphql_api.transport.http import build_graphql_app
 from graphql_api.transport.sse import SSEEndpoint
 from graphql_api.transport.ws import build_websocket_app
-from projections import all_projections
 from projections.queries import ReadModels
 
 log = logging.getLogger(__name__)
@@ -51,15 +47,17 @@ READY_LAG_EVENTS = 1000
 
 @dataclass
 class AppState:
-    """What the app opens at startup and closes at shutdown."""
+    """What the app runs (:class:`graphql_api.bootstrap.Runtime`), set while it serves."""
 
+    rate_limiter: ViewRatePolicy
     services: Services | None = None
     runner: ProjectionRunner | None = None
     watcher: CheckpointWatcher | None = None
     read_models: ReadModels | None = None
     authenticator: TokenAuthenticator | None = None
     hub: LiveHub | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    consistency: Consistency | None = None
+    checkpointer: Checkpointer | None = None
 
     def ready(self) -> Services:
         if self.services is None:
@@ -73,11 +71,9 @@ def frozen_heap() -> Iterator[None]:
 
     Those objects live as long as the app; scanning them on every full collection stalled
     the loop for 100-250 ms once a thousand connections were open (subscriptions bench).
-    The collection thresholds stay Python's. Queries leave no cyclic garbage any more (see
-    ``graphql_api.execution.executor``), and collecting the young generation every 10,000 net
-    allocations instead of 700 made the statement page ~15 % faster at 100 connections, but
-    the soak's RSS still grew 71 % (subscriptions and mutations do leave cycles): twice now
-    (the first time, with the queries' cycles, 42-90 %).
+    The collection thresholds stay Python's: queries leave no cyclic garbage
+    (``graphql_api.execution``), but subscriptions and mutations do, and rarer young-generation
+    collections made the soak's RSS grow (docs/ARCHITECTURE.md).
     """
     gc.collect()
     gc.freeze()
@@ -87,20 +83,25 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+def api_schema(*, production: bool = False) -> ApiSchema:
+    """The schema the app serves; ``statements schema`` prints it for client code generators."""
+    return build_schema(Query, types=QUERY_TYPES, subscription=Subscription, production=production)
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the app; nothing connects to a database until it starts."""
-    state = AppState()
-    state.extra[RATE_LIMITER_KEY] = ViewRatePolicy(
-        rate=settings.view_rate,
-        burst=settings.view_burst,
-        ingest_rate=settings.ingest_view_rate,
-        ingest_burst=settings.ingest_view_burst,
-        trusted_proxies=settings.trusted_proxies,
+    state = AppState(
+        rate_limiter=ViewRatePolicy(
+            rate=settings.view_rate,
+            burst=settings.view_burst,
+            ingest_rate=settings.ingest_view_rate,
+            ingest_burst=settings.ingest_view_burst,
+            trusted_proxies=settings.trusted_proxies,
+        )
     )
     metrics = Metrics()
-    schema = build_schema(
-        Query, types=QUERY_TYPES, subscription=Subscription, production=settings.production
-    )
+    start_execution(settings)
+    schema = api_schema(production=settings.production)
 
     async def context_factory(
         request: Any, principal: Principal | None, request_id: str
@@ -114,17 +115,16 @@ def create_app(settings: Settings) -> Starlette:
             request=request,
             read_models=state.read_models,
             loaders=make_loaders(state.read_models),
-            extra={
-                "store": services.store,
-                "registry": services.registry,
-                "live": state.hub,
-                **state.extra,
-            },
+            store=services.store,
+            registry=services.registry,
+            live=state.hub,
+            checkpointer=state.checkpointer,
+            consistency=state.consistency,
+            rate_limiter=state.rate_limiter,
         )
 
     def consistency() -> Consistency | None:
-        value = state.extra.get(CONSISTENCY_KEY)
-        return value if isinstance(value, Consistency) else None
+        return state.consistency
 
     async def authenticate(token: str) -> Principal | None:
         if state.authenticator is None:
@@ -160,51 +160,17 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await open_services(settings)
-        try:
-            await setup_tokens(services.engine)
-            await setup_checkpoints(services.engine)
-            count_sql_statements(services.engine)
-            state.services = services
-            reader_for(services.engine).enable_cache(settings.read_cache_rows)
-            state.read_models = ReadModels(services.engine)
-            state.authenticator = TokenAuthenticator(services.engine)
-            projections = all_projections()
-            # One per process, whether or not it runs the projections: read-your-writes and
-            # X-Min-Position wait on it.
-            watcher = CheckpointWatcher(services.store, services.engine, projections)
-            state.watcher = watcher
-            await watcher.start()
-            state.extra[CONSISTENCY_KEY] = Consistency(watcher, settings.position_wait_seconds)
-            runner = ProjectionRunner(services.store, services.engine, projections, watcher=watcher)
-            state.runner = runner
-            state.extra["runner"] = runner
-            if settings.run_projections:
-                await runner.start()
-            # One feed per process for every live subscriber, whether or not it runs the
-            # projections.
-            state.hub = LiveHub(services.store, services.engine)
-            await state.hub.start()
-            checkpointer = open_checkpointer(settings, services.store)
-            state.extra["checkpointer"] = checkpointer
-            checkpoints = asyncio.get_running_loop().create_task(
-                checkpointer.run(), name="checkpoints"
-            )
-            try:
-                with frozen_heap():
-                    yield
-            finally:
-                checkpoints.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await checkpoints
-        finally:
-            if state.hub is not None:
-                await state.hub.stop()
-            if state.runner is not None:
-                await state.runner.stop()
-            if state.watcher is not None:
-                await state.watcher.stop()
-            await services.close()
+        async with serving(settings) as runtime:
+            state.services = runtime.services
+            state.read_models = runtime.read_models
+            state.authenticator = runtime.authenticator
+            state.watcher = runtime.watcher
+            state.consistency = runtime.consistency
+            state.runner = runtime.runner
+            state.hub = runtime.hub
+            state.checkpointer = runtime.checkpointer
+            with frozen_heap():
+                yield
 
     async def lag() -> dict[str, float]:
         if state.runner is None:

@@ -1,52 +1,42 @@
-"""The composition root's parts: the store, the serializer, the command handlers, read models."""
+"""The composition root: the one place that opens and wires what a process runs.
+
+:func:`open_services` gives what every command needs (the store, the registry, the command
+handlers, the read-model engine); the CLI stops there. :func:`serving` adds what a server runs
+beside it: the read models, the token authenticator, the checkpoint watcher and read-your-writes,
+the projection runner, the live hub and the checkpointer; the app (:mod:`graphql_api.app`) puts
+them in every request's context. :func:`start_execution` chooses the executor.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.handlers import StatementHandlers
 from eventstore import EventRegistry, EventStore, open_store
+from eventstore.checkpoints import Checkpointer, load_key_file
+from eventstore.projection import ProjectionRunner, setup_checkpoints
+from eventstore.reader import reader_for
 from eventstore.urls import backend_of, create_engine
+from eventstore.watcher import CheckpointWatcher
+from graphql_api import execution
+from graphql_api.metrics import count_sql_statements
+from graphql_api.security.auth import TokenAuthenticator, setup_tokens
+from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.eventlog import StoreEventLog
+from graphql_api.service_layer.live_hub import LiveHub
+from graphql_api.service_layer.statement_directory import ReadModelStatements
+from graphql_api.service_layer.topic_directory import ReadModelTopics
 from graphql_api.settings import Settings
+from projections import all_projections
 from projections.queries import ReadModels
 from projections.registry import event_registry
-
-
-class ReadModelTopics:
-    """The domain's TopicDirectory over the topics read model.
-
-    The read model holds exactly the answer (one indexed row per topic); the log could only
-    give it by reading every ``Tagged`` event. It lags the log by the projection's delay, so
-    renaming a topic tagged a moment ago may find it unknown (NOT_FOUND) until the read models
-    show that tag, as they do for any query the client sends.
-    """
-
-    def __init__(self, read_models: ReadModels) -> None:
-        self._read_models = read_models
-
-    async def topic_name(self, topic_slug: str) -> str | None:
-        row = (await self._read_models.topics_by_slugs([topic_slug])).get(topic_slug)
-        return row.name if row is not None else None
-
-
-class ReadModelStatements:
-    """The domain's StatementDirectory over the statements read model: one query per batch.
-
-    A statement published moments ago may not be there yet; the handler then reads its stream.
-    One withdrawn moments ago may still take a batch's views until the read model shows it, as
-    a lone recordView racing a withdrawal may.
-    """
-
-    def __init__(self, read_models: ReadModels) -> None:
-        self._read_models = read_models
-
-    async def withdrawn(self, statement_ids: Collection[str]) -> Mapping[str, bool]:
-        return await self._read_models.withdrawn(statement_ids)
 
 
 @dataclass
@@ -88,3 +78,79 @@ async def open_services(settings: Settings) -> Services:
         max_batch_views=settings.ingest_max_batch_views,
     )
     return Services(settings, store, registry, handlers, engine)
+
+
+def open_checkpointer(settings: Settings, store: EventStore) -> Checkpointer:
+    """The process's checkpointer: signing with the key file the settings name, if any."""
+    path = settings.signing_key_path
+    signer = load_key_file(Path(path)) if path else None
+    return Checkpointer(store, signer, settings.log_origin, settings.checkpoint_interval)
+
+
+@dataclass
+class Runtime:
+    """What a serving process runs, from start-up to shutdown."""
+
+    services: Services
+    read_models: ReadModels
+    authenticator: TokenAuthenticator
+    watcher: CheckpointWatcher
+    consistency: Consistency
+    runner: ProjectionRunner
+    hub: LiveHub
+    checkpointer: Checkpointer
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Runtime]:
+    """Open and start everything a server runs; stop and close it all on leaving."""
+    services = await open_services(settings)
+    stack = contextlib.AsyncExitStack()
+    stack.push_async_callback(services.close)
+    async with stack:
+        await setup_tokens(services.engine)
+        await setup_checkpoints(services.engine)
+        count_sql_statements(services.engine)
+        reader_for(services.engine).enable_cache(settings.read_cache_rows)
+        projections = all_projections()
+        # One per process, whether or not it runs the projections: read-your-writes and
+        # X-Min-Position wait on it.
+        watcher = CheckpointWatcher(services.store, services.engine, projections)
+        await watcher.start()
+        stack.push_async_callback(watcher.stop)
+        runner = ProjectionRunner(services.store, services.engine, projections, watcher=watcher)
+        stack.push_async_callback(runner.stop)
+        if settings.run_projections:
+            await runner.start()
+        # One feed per process for every live subscriber, whether or not it runs the
+        # projections.
+        hub = LiveHub(services.store, services.engine)
+        stack.push_async_callback(hub.stop)
+        await hub.start()
+        checkpointer = open_checkpointer(settings, services.store)
+        checkpoints = asyncio.get_running_loop().create_task(checkpointer.run(), name="checkpoints")
+        stack.push_async_callback(_cancelled, checkpoints)
+        yield Runtime(
+            services=services,
+            read_models=ReadModels(services.engine),
+            authenticator=TokenAuthenticator(services.engine),
+            watcher=watcher,
+            consistency=Consistency(watcher, settings.position_wait_seconds),
+            runner=runner,
+            hub=hub,
+            checkpointer=checkpointer,
+        )
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def start_execution(settings: Settings) -> None:
+    """Choose the executor before any schema is built: the compiled one unless the settings
+    switch it off, and only if its start-up check finds every private hook it relies on."""
+    if not settings.compiled_executor:
+        execution.switch_off()
+    execution.check()

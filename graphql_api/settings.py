@@ -49,6 +49,17 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {text!r}")
+
+
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated addresses or CIDR blocks, each checked and normalised."""
     networks: list[str] = []
@@ -142,6 +153,10 @@ class Settings:
     #: Browser origins (``https://app.example.com``) whose pages may call the API (CORS);
     #: empty, the default, lets none.
     cors_origins: tuple[str, ...] = ()
+    #: Query operations run on the compiled executor (``graphql_api.execution``);
+    #: ``STATEMENTS_COMPILED_EXECUTOR=0`` runs them on graphql-core's, which gives the same
+    #: answers at a higher cost per field.
+    compiled_executor: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -174,6 +189,7 @@ class Settings:
                 env, "STATEMENTS_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL
             ),
             cors_origins=_origins(env, "STATEMENTS_CORS_ORIGINS"),
+            compiled_executor=_switch(env, "STATEMENTS_COMPILED_EXECUTOR", True),
         )
 
     def with_changes(self, **changes: object) -> Self:

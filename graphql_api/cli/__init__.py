@@ -1,1 +1,5 @@
-"""The ``statements`` command line."""
+"""The ``statements`` command line (the console script's entry point is :func:`main`)."""
+
+from graphql_api.cli.commands import main
+
+__all__ = ["main"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from graphql_api.cli.main import main
+from graphql_api.cli import main
 
 sys.exit(main())

@@ -23,7 +23,7 @@ from eventstore.checkpoints import (
 )
 from eventstore.merkle import ProofError, verify_consistency
 from eventstore.tree import consistency_proof, tree_root
-from graphql_api.schema.transparency import open_checkpointer
+from graphql_api.bootstrap import open_checkpointer
 from graphql_api.settings import Settings
 
 

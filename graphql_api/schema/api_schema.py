@@ -9,9 +9,10 @@
 2. Strawberry's ParserCache and :class:`DocumentValidationCache` (bounded LRUs shared across
    requests).
 
-Query operations run on :class:`graphql_api.execution.executor.CompiledExecutor` (a plan compiled
-once per document, the same answers as graphql-core's executor at a fraction of the cost per field);
-everything else runs on graphql-core's executor as Strawberry configures it.
+Query operations run on the compiled executor (:mod:`graphql_api.execution`: a plan compiled
+once per document, the same answers as graphql-core's executor at a fraction of the cost per
+field) unless it is switched off or its start-up check found a hook missing; everything else
+runs on graphql-core's executor as Strawberry configures it.
 
 Extensions are passed as classes, so each request gets its own instances. None of them wraps
 field resolvers. ``ApiSchema.execute`` then gives every error its code and masks unexpected
@@ -38,8 +39,7 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from graphql_api.errors import GRAPHQL_VALIDATION_FAILED, classify_result, log_errors, with_code
-from graphql_api.execution.executor import CompiledExecutor
-from graphql_api.execution.identity_cache import IdentityCache
+from graphql_api.execution import IdentityCache, executor_class
 from graphql_api.schema.mutations import Mutation
 from graphql_api.security.query_limits import Limits, operation_limits
 from graphql_api.service_layer.consistency import late_errors
@@ -140,8 +140,8 @@ def build_schema(
 
     ``types`` adds types reachable only through interfaces (e.g. Node implementations);
     ``extensions`` are appended after the ones listed in the module doc; ``compiled=False``
-    runs every operation on graphql-core's executor instead of :mod:`graphql_api.execution.executor`
-    (the tests compare the two).
+    runs every operation on graphql-core's executor instead of the compiled one (the tests
+    compare the two).
     """
     chosen: list[Any] = [
         operation_limits(limits, introspection=not production),
@@ -156,7 +156,7 @@ def build_schema(
         types=list(types),
         extensions=chosen,
         config=StrawberryConfig(disable_field_suggestions=production),
-        execution_context_class=CompiledExecutor if compiled else None,
+        execution_context_class=executor_class() if compiled else None,
     )
     schema.production = production
     return schema

@@ -16,8 +16,8 @@ A ``ValueError`` from the read models (a bad cursor, a page size out of range, .
 
 The context: ``context.read_models`` is a :class:`ReadModels`; ``context.loaders`` is filled on
 first use (a context factory may also set ``make_loaders(read_models)`` itself);
-``context.extra["store"]`` (an :class:`~eventstore.EventStore`) and ``context.extra["registry"]``
-(an :class:`~eventstore.EventRegistry`) serve the audit fields and time travel.
+``context.store`` (an :class:`~eventstore.EventStore`) and ``context.registry`` (an
+:class:`~eventstore.EventRegistry`) serve the audit fields and time travel.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import date
-from typing import Any, TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar
 
 import strawberry
 from strawberry.dataloader import DataLoader
@@ -243,8 +243,8 @@ def make_loaders(models: ReadModels) -> Loaders:
 
 def read_models_of(info: Info) -> ReadModels:
     """The request's read models (``context.read_models``)."""
-    models: Any = info.context.read_models
-    if not isinstance(models, ReadModels):
+    models = info.context.read_models
+    if models is None:
         raise RuntimeError("the request context has no read models (context.read_models)")
     return models
 
@@ -252,25 +252,23 @@ def read_models_of(info: Info) -> ReadModels:
 def loaders_of(info: Info) -> Loaders:
     """The request's loaders, made on first use when the context factory did not set them."""
     context = info.context
-    loaders: Any = context.loaders
+    loaders = context.loaders
     if loaders is None:
         loaders = context.loaders = make_loaders(read_models_of(info))
-    if not isinstance(loaders, Loaders):
-        raise RuntimeError("context.loaders is not a graphql_api.schema.loaders.Loaders")
     return loaders
 
 
 def store_of(info: Info) -> EventStore:
-    """The event store, for the audit fields (``context.extra["store"]``)."""
-    store = info.context.extra.get("store")
-    if not isinstance(store, EventStore):
-        raise RuntimeError('the request context has no event store (context.extra["store"])')
+    """The event store, for the audit fields (``context.store``)."""
+    store = info.context.store
+    if store is None:
+        raise RuntimeError("the request context has no event store (context.store)")
     return store
 
 
 def registry_of(info: Info) -> EventRegistry:
-    """The event registry that decodes the log (``context.extra["registry"]``)."""
-    registry = info.context.extra.get("registry")
-    if not isinstance(registry, EventRegistry):
-        raise RuntimeError('the request context has no registry (context.extra["registry"])')
+    """The event registry that decodes the log (``context.registry``)."""
+    registry = info.context.registry
+    if registry is None:
+        raise RuntimeError("the request context has no registry (context.registry)")
     return registry

@@ -23,7 +23,7 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from eventstore.audit import Anchor, verify
 from graphql_api.errors import BadUserInput
-from graphql_api.execution.batch import batched, each
+from graphql_api.execution import batched, each
 from graphql_api.schema.ids import (
     StatementRef,
     minister_id_of,

@@ -1,10 +1,10 @@
 """The Subscription type: live view counts, rankings, new statements and the raw log for auditors.
 
 Every subscription but ``eventAppended`` is served by the process's
-:class:`~graphql_api.service_layer.live_hub.LiveHub` (``info.context.extra["live"]``), so
+:class:`~graphql_api.service_layer.live_hub.LiveHub` (``info.context.live``), so
 subscribers with the same arguments share one computation. ``eventAppended`` is a cursor over the
 log (``store.subscribe`` from the given position: no gaps, no duplicates);
-``info.context.extra["store"]`` is the store.
+``info.context.store`` is the store.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from domain.streams import statement_stream
 from eventstore import EventStore
 from graphql_api.context import Context
 from graphql_api.errors import BadUserInput, NotFound, log_errors
+from graphql_api.execution import per_event_executor
 from graphql_api.schema.ids import statement_global_id, statement_id_of
 from graphql_api.security.auth import require_role
 from graphql_api.security.query_limits import RefusedOperation
@@ -82,8 +83,8 @@ class AppendedEvent:
 
 
 def _hub(info: strawberry.Info[Context, None]) -> LiveHub:
-    hub = info.context.extra.get("live")
-    if not isinstance(hub, LiveHub):
+    hub = info.context.live
+    if hub is None:
         raise RuntimeError("no live hub in the context")
     return hub
 
@@ -115,8 +116,8 @@ def _published(p: Published) -> PublishedStatement:
 
 
 def _store(info: strawberry.Info[Context, None]) -> EventStore:
-    store = info.context.extra.get("store")
-    if not isinstance(store, EventStore):
+    store = info.context.store
+    if store is None:
         raise RuntimeError("no event store in the context")
     return store
 
@@ -200,35 +201,6 @@ def _json(value: Any) -> Any:
     return value
 
 
-_per_event_classes: dict[type[Executor[Any]], type[Executor[Any]]] = {}
-
-
-def per_event_executor(base: type[Executor[Any]]) -> type[Executor[Any]]:
-    """``base``, minus a leak of its per-event copies.
-
-    graphql-core 3.3.2 runs each event of a subscription on a shallow copy of the
-    subscription's executor, and the copy shares its memo of collected sub-fields. That memo
-    is keyed by the identity of a field list built anew for every event and keeps the list
-    alive, so it gains an entry (about ten objects) per message for the life of the
-    subscription: at 4,000 messages/s the worker's heap grew without bound and its full
-    garbage collections, each stopping the event loop, grew past 0.5 s within a minute.
-    """
-
-    known = _per_event_classes.get(base)
-    if known is not None:
-        return known
-
-    class PerEventExecutor(base):  # type: ignore[valid-type,misc]
-        def build_per_event_executor(self, payload: Any) -> Executor[Any]:
-            executor: Executor[Any] = super().build_per_event_executor(payload)
-            executor._relevant_sub_fields = {}
-            return executor
-
-    PerEventExecutor.__name__ = PerEventExecutor.__qualname__ = f"PerEvent{base.__name__}"
-    _per_event_classes[base] = PerEventExecutor
-    return PerEventExecutor
-
-
 async def _refusals_as_results(
     results: AsyncGenerator[Any, None], request_id: str | None
 ) -> AsyncGenerator[Any, None]:
@@ -273,10 +245,10 @@ class StreamingSchema:
     """The schema, as the streaming transports (WebSocket, SSE) should run it.
 
     Everything is the wrapped schema's, except that subscriptions run on
-    :func:`per_event_executor` of its executor class, and that an error raised while parsing
-    comes as a result (:func:`_refusals_as_results`). ``stream`` is Strawberry's own, run
-    with this object as ``self`` so that it picks that class up: the schema is shared with
-    the HTTP endpoint and is not changed.
+    :func:`~graphql_api.execution.fence.per_event_executor` of its executor class, and that
+    an error raised while parsing comes as a result (:func:`_refusals_as_results`). ``stream``
+    is Strawberry's own, run with this object as ``self`` so that it picks that class up: the
+    schema is shared with the HTTP endpoint and is not changed.
     """
 
     def __init__(self, schema: strawberry.Schema) -> None:

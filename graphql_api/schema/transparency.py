@@ -9,13 +9,12 @@ format the answers: hashes are lower-case hex. Positions are 1-based as everywhe
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import strawberry
 
-from eventstore import EventStore, RecordedEvent
-from eventstore.checkpoints import Checkpointer, load_key_file
+from eventstore import RecordedEvent
+from eventstore.checkpoints import Checkpointer
 from eventstore.records import Checkpoint
 from eventstore.tree import InclusionProof as StoreInclusionProof
 from eventstore.tree import consistency_proof, inclusion_proof, row_of
@@ -29,17 +28,10 @@ from graphql_api.settings import Settings
 AUDITOR = "auditor"
 
 
-def open_checkpointer(settings: Settings, store: EventStore) -> Checkpointer:
-    """The process's checkpointer: signing with the key file the settings name, if any."""
-    path = settings.signing_key_path
-    signer = load_key_file(Path(path)) if path else None
-    return Checkpointer(store, signer, settings.log_origin, settings.checkpoint_interval)
-
-
 def checkpointer_of(info: Info) -> Checkpointer:
-    """The app's checkpointer (``context.extra["checkpointer"]``), else an unsigned one."""
-    checkpointer = info.context.extra.get("checkpointer")
-    if isinstance(checkpointer, Checkpointer):
+    """The app's checkpointer (``context.checkpointer``), else an unsigned one."""
+    checkpointer = info.context.checkpointer
+    if checkpointer is not None:
         return checkpointer
     return Checkpointer(store_of(info), None, Settings().log_origin)
 

@@ -81,7 +81,7 @@ from graphql_api.errors import (
     TOO_MANY_TOKENS,
     coded_error,
 )
-from graphql_api.execution.identity_cache import IdentityCache
+from graphql_api.execution import IdentityCache
 
 PAGE_ARGUMENTS: Final = ("first", "last")
 

@@ -39,14 +39,12 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
 from graphql_api.context import Context
 from graphql_api.errors import ApiError, BadUserInput
 
 RATE_LIMITED: Final = "RATE_LIMITED"
-#: The key of ``Context.extra`` under which the app puts its :class:`ViewRateLimiter`.
-CONTEXT_KEY: Final = "rate_limiter"
 
 DEFAULT_RATE: Final = 10.0
 DEFAULT_BURST: Final = 20.0
@@ -227,7 +225,7 @@ class ViewRatePolicy:
 
 def check_view_rate(context: Context, views: int = 1, field: str = "recordView") -> None:
     """Refuse ``views`` views over the client's rate; a no-op when the app has no limiter."""
-    limiter: Any = context.extra.get(CONTEXT_KEY)
+    limiter = context.rate_limiter
     if isinstance(limiter, ViewRatePolicy):
         limiter.check(context, views, field)
     elif isinstance(limiter, ViewRateLimiter):

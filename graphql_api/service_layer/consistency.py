@@ -13,7 +13,7 @@
 
 Where the read models stand comes from the process's
 :class:`~eventstore.watcher.CheckpointWatcher`. The app puts a :class:`Consistency` in
-``context.extra["consistency"]``; without one (tests of the schema alone) nothing waits.
+``context.consistency``; without one (tests of the schema alone) nothing waits.
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ from eventstore.watcher import CheckpointWatcher, WaitResult
 from graphql_api.errors import POSITION_NOT_REACHED
 from graphql_api.service_layer.eventlog import Writes, recording_writes
 
-#: The key of ``Context.extra`` under which the app puts its :class:`Consistency`.
-CONTEXT_KEY: Final = "consistency"
-#: Errors found after a field resolved, reported beside its data (``Context.extra``).
-LATE_ERRORS_KEY: Final = "late_errors"
 #: The request header asking for a read at or after a log position (lower case, as in ASGI).
 MIN_POSITION_HEADER: Final = "x-min-position"
 DEFAULT_WAIT_SECONDS: Final = 5.0
@@ -130,8 +126,8 @@ async def read_your_writes(info: Any) -> AsyncIterator[Written]:
         written.writes = writes
         yield written
     context = info.context
-    consistency = context.extra.get(CONTEXT_KEY)
-    if not isinstance(consistency, Consistency) or writes.position is None:
+    consistency = context.consistency
+    if consistency is None or writes.position is None:
         return
     result = await consistency.after(writes)
     if result is None:
@@ -139,14 +135,15 @@ async def read_your_writes(info: Any) -> AsyncIterator[Written]:
     written.reached = result.ok
     if not result.ok:
         path = list(info.path.as_list()) if info.path is not None else None
-        context.extra.setdefault(LATE_ERRORS_KEY, []).append(not_reached(result, path))
+        context.late_errors.append(not_reached(result, path))
 
 
 def late_errors(context: Any) -> list[GraphQLError]:
     """Take the errors :func:`read_your_writes` left in a context (a websocket's context
     serves many operations: each reports its own)."""
-    extra = getattr(context, "extra", None)
-    if not isinstance(extra, dict):
+    errors = getattr(context, "late_errors", None)
+    if not isinstance(errors, list) or not errors:
         return []
-    errors = extra.pop(LATE_ERRORS_KEY, None)
-    return list(errors) if isinstance(errors, list) else []
+    taken = list(errors)
+    errors.clear()
+    return taken

@@ -6,7 +6,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterator
 
-from domain.commands import Command, PublishStatement
+from domain.commands import Command, PublishStatement, WithdrawStatement
 from domain.demo import demo_commands
 from domain.handlers import StatementHandlers
 from graphql_api.service_layer.progress import Progress
@@ -48,8 +48,16 @@ async def _in_order(handlers: StatementHandlers, chain: list[Command]) -> int:
 
 
 def _waves(commands: Iterator[Command], size: int) -> Iterator[list[Command]]:
+    """Commands in waves of ``size``; withdrawals (the demo's last commands) in waves of their
+    own, since a wave runs each statement's commands beside the others': a link to a statement
+    withdrawn beside it would be refused."""
     wave: list[Command] = []
     for command in commands:
+        if wave and isinstance(command, WithdrawStatement) != isinstance(
+            wave[-1], WithdrawStatement
+        ):
+            yield wave
+            wave = []
         wave.append(command)
         if len(wave) >= size:
             yield wave

@@ -122,7 +122,6 @@ _UNSET: Final[UnsetType] = cast(UnsetType, UNSET)
 DEFAULT_MAX_SUBSCRIPTIONS: Final = 50
 DEFAULT_INIT_TIMEOUT: Final = 10.0
 DEFAULT_KEEP_ALIVE: Final = 15.0
-PARAMS_KEY: Final = "connection_params"
 #: Close codes: a message over the size cap, a refusal the client may retry (RFC 6455), and
 #: graphql-transport-ws's refused ``connection_init``.
 CLOSE_TOO_BIG: Final = 1009
@@ -268,7 +267,7 @@ class _Params:
     @staticmethod
     def keep(context: Any, payload: object) -> None:
         if isinstance(context, Context):
-            context.extra[PARAMS_KEY] = payload if isinstance(payload, dict) else {}
+            context.connection_params = payload if isinstance(payload, dict) else {}
 
 
 @functools.lru_cache(maxsize=256)
@@ -612,10 +611,10 @@ class LiveGraphQL(GraphQL[Context, None]):
 
     async def principal_of(self, context: Context) -> Principal | None:
         """The connection's principal (None: anonymous); :class:`Refused` if it has none."""
-        params = context.extra.get(PARAMS_KEY)
+        params = context.connection_params
         header = context.request.headers.get("authorization") if context.request else None
         try:
-            token = connection_token(header, params if isinstance(params, dict) else None)
+            token = connection_token(header, params)
         except ValueError as exc:
             raise Refused(str(exc), UNAUTHENTICATED) from None
         if token is None:

@@ -12,8 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
 from eventstore.urls import create_engine
+from graphql_api import execution
 from graphql_api.security.auth import TokenAuthenticator, setup_tokens
+from graphql_api.settings import Settings
 from tests.graphql_api.support import App, make_app, make_handlers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Honour STATEMENTS_COMPILED_EXECUTOR as the app does (CI runs these tests both ways);
+    before collection, since some modules build their schemas at import."""
+    if not Settings.from_env().compiled_executor:
+        execution.switch_off()
 
 
 @pytest.fixture

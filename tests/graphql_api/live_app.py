@@ -76,7 +76,8 @@ def create_live_app(
             request_id=request_id,
             request=request,
             read_models=state.read_models,
-            extra={"store": state.services.store, "live": state.hub},
+            store=state.services.store,
+            live=state.hub,
         )
 
     async def authenticate(token: str) -> Principal | None:

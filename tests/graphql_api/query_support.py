@@ -208,7 +208,8 @@ class World:
             principal=principal,
             request_id="req-q",
             read_models=self.models,
-            extra={"store": self.store, "registry": self.registry},
+            store=self.store,
+            registry=self.registry,
         )
 
     async def query(

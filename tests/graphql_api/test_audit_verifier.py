@@ -25,7 +25,7 @@ from eventstore.audit import row_hash
 from eventstore.merkle import TreeBuilder
 from eventstore.planning import Row
 from eventstore.tree import row_leaf
-from graphql_api.cli.main import main
+from graphql_api.cli import main
 from tests.graphql_api.live_support import ROOT, free_port, make_tokens, publish
 
 DOC = ROOT / "docs" / "AUDIT.md"

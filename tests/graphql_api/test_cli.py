@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from graphql_api.cli.main import build_parser, main
+from graphql_api.cli.commands import build_parser, main
 from graphql_api.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_MAX_REQUEST_BYTES,

@@ -12,7 +12,7 @@ import pytest
 from eventstore import NewEvent, open_store
 from eventstore.checkpoints import NoteSigner, NoteVerifier, parse_checkpoint
 from eventstore.tree import tree_root
-from graphql_api.cli.main import main
+from graphql_api.cli import main
 from graphql_api.settings import DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_LOG_ORIGIN, Settings
 
 

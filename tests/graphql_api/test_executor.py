@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import queries
 from strawberry.dataloader import DataLoader
 
-from graphql_api.execution.batch import batched
+from graphql_api.execution import batched, fence
 from graphql_api.execution.executor import CompiledExecutor, PlanCache
 from graphql_api.schema.api_schema import ApiSchema, build_schema
 from graphql_api.schema.query import QUERY_TYPES, Query
@@ -407,9 +407,9 @@ def test_errors_below_an_abandoned_position_are_not_reported() -> None:
     # theirs are not reported, wherever they land; the propagating one, at items[1], is.
     from graphql.pyutils import Path
 
-    from graphql_api.execution.executor import _Run
+    from graphql_api.execution.run import Run
 
-    run = _Run.__new__(_Run)
+    run = Run.__new__(Run)
     run.abandoned = None
     items = Path(None, "items", "Query")
     one, two = Path(items, 1, None), Path(items, 2, None)
@@ -515,11 +515,11 @@ def test_the_plan_cache_is_bounded() -> None:
     cache = PlanCache(size=2)
     from graphql import parse
 
-    from graphql_api.execution.executor import _Compiled
+    from graphql_api.execution.plan import Compiled
 
     documents = [parse("{ a }"), parse("{ b }"), parse("{ c }")]
     for document in documents:
-        cache.put((document,), None, _Compiled(None, "x"))
+        cache.put((document,), None, Compiled(None, "x"))
     assert len(cache) == 2
     assert cache.get((documents[0],), None) is None
     assert cache.get((documents[2],), None) is not None
@@ -527,10 +527,21 @@ def test_the_plan_cache_is_bounded() -> None:
 
 # --- the API's schema over generated queries -------------------------------------------------
 
-API = {
-    True: build_schema(Query, types=QUERY_TYPES),
-    False: build_schema(Query, types=QUERY_TYPES, compiled=False),
-}
+
+def _api_schema(compiled: bool) -> ApiSchema:
+    """The API's schema on one executor or the other: this module compares the two, so it
+    builds the compiled one even where STATEMENTS_COMPILED_EXECUTOR=0 switched it off."""
+    switched_off = fence.STATE.switched_off
+    fence.STATE.switched_off = False
+    try:
+        schema = build_schema(Query, types=QUERY_TYPES, compiled=compiled)
+    finally:
+        fence.STATE.switched_off = switched_off
+    assert (schema.execution_context_class is CompiledExecutor) is compiled
+    return schema
+
+
+API = {True: _api_schema(True), False: _api_schema(False)}
 
 
 @pytest.fixture(scope="module")

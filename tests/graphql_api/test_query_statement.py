@@ -376,7 +376,7 @@ class Payload:
 class PayloadQuery:
     @strawberry.field
     def payload(self, info: Info) -> Payload:
-        payload = info.context.extra["payload"]
+        payload = info.root_value
         assert isinstance(payload, Payload)
         return payload
 
@@ -384,7 +384,9 @@ class PayloadQuery:
 async def test_payload_statement_reads_the_statement_from_the_read_models(site: Site) -> None:
     schema = strawberry.Schema(query=PayloadQuery, types=list(QUERY_TYPES))
     context = site.world.context()
-    context.extra["payload"] = Payload(statement_id=strawberry.ID(site.geneva), position=7)
-    result = await schema.execute("{ payload { statement { title } } }", context_value=context)
+    payload = Payload(statement_id=strawberry.ID(site.geneva), position=7)
+    result = await schema.execute(
+        "{ payload { statement { title } } }", context_value=context, root_value=payload
+    )
     assert result.errors is None
     assert result.data == {"payload": {"statement": {"title": "Comment on the talks in Geneva"}}}

@@ -65,7 +65,7 @@ async def signed_query(log: Log, document: str, variables: dict[str, Any]) -> Re
     """A query in a context whose checkpointer signs, as the app's does with a key file."""
     w = log.world
     context = w.context(AUDITOR)
-    context.extra["checkpointer"] = Checkpointer(w.store, log.signer, "ignored")
+    context.checkpointer = Checkpointer(w.store, log.signer, "ignored")
     result = await schema().execute(document, variable_values=variables, context_value=context)
     errors = [dict(e.formatted) for e in result.errors or ()]
     return Result(result.data, errors, 0)

@@ -17,7 +17,6 @@ from graphql_api.context import Context
 from graphql_api.schema.api_schema import ApiSchema
 from graphql_api.security.auth import Principal, TokenAuthenticator, create_token
 from graphql_api.security.ratelimit import (
-    CONTEXT_KEY,
     RATE_LIMITED,
     RateLimited,
     TrustedProxies,
@@ -120,7 +119,7 @@ async def test_record_view_over_the_rate_writes_nothing(
     limiter = ViewRateLimiter(rate=1, burst=3, clock=Clock())
 
     async def view(principal: Principal | None) -> Any:
-        context = Context(handlers=handlers, principal=principal, extra={CONTEXT_KEY: limiter})
+        context = Context(handlers=handlers, principal=principal, rate_limiter=limiter)
         return await schema.execute(
             RECORD_VIEW, variable_values={"id": statement_id}, context_value=context
         )
@@ -154,7 +153,7 @@ async def test_rate_limited_over_http_per_peer_address(
             principal=principal,
             request_id=request_id,
             request=request,
-            extra={CONTEXT_KEY: limiter},
+            rate_limiter=limiter,
         )
 
     endpoint = build_graphql_app(schema, production=True, context_factory=context_factory)
@@ -241,7 +240,7 @@ async def test_an_ingest_token_has_its_own_limit_wherever_it_comes_from(
             principal=principal,
             request_id=request_id,
             request=request,
-            extra={CONTEXT_KEY: policy},
+            rate_limiter=policy,
         )
 
     endpoint = build_graphql_app(

@@ -19,8 +19,8 @@ from domain.ministers import KNOWN_MINISTERS
 from eventstore.memory import MemoryEventStore
 from eventstore.projection import setup_checkpoints
 from eventstore.urls import create_engine
-from graphql_api.bootstrap import ReadModelTopics
 from graphql_api.service_layer.eventlog import StoreEventLog
+from graphql_api.service_layer.topic_directory import ReadModelTopics
 from projections.queries import ReadModels
 from projections.registry import event_registry
 from tests.graphql_api.app_client import Api, running_app

@@ -19,7 +19,7 @@ from eventstore.checkpoints import NoteVerifier, parse_checkpoint
 from eventstore.merkle import ProofError, TreeBuilder, verify_inclusion
 from eventstore.planning import Row
 from eventstore.tree import inclusion_proof, row_leaf
-from graphql_api.cli.main import main
+from graphql_api.cli import main
 from tests.conftest import _plain_dsn
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

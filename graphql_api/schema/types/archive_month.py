@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 
 import strawberry
 
-from graphql_api.execution.batch import batched, by_key
+from graphql_api.execution import batched, by_key
 from graphql_api.schema.loaders import Info, loaders_of, read, read_models_of
 from graphql_api.schema.types.connection import selects_total
 from graphql_api.schema.types.statement import StatementConnection, statement_connection

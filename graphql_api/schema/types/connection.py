@@ -21,7 +21,7 @@ from graphql import (
     SelectionSetNode,
 )
 
-from graphql_api.execution.identity_cache import IdentityCache
+from graphql_api.execution import IdentityCache
 from projections.rows import Page
 
 T = TypeVar("T")

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Protocol
 
 import strawberry
 
-from graphql_api.execution.batch import batched, by_key, each
+from graphql_api.execution import batched, by_key, each
 from graphql_api.schema.loaders import (
     Info,
     invalid_input,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from graphql_api.execution.batch import batched, by_key
+from graphql_api.execution import batched, by_key
 from graphql_api.schema.loaders import Info, loaders_of, read, read_models_of
 from graphql_api.schema.types.connection import selects_total
 from graphql_api.schema.types.node import TOPIC, Node, global_id

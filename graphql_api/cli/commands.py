@@ -108,6 +108,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     _add_db(imp, settings)
     imp.add_argument("paths", nargs="+", metavar="PATH")
 
+    schema = sub.add_parser(
+        "schema", help="print the GraphQL schema (SDL) the server serves, for code generators"
+    )
+    schema.add_argument("--out", type=Path, default=None, metavar="FILE")
+
     cli_transparency.add_parsers(sub, settings, _add_db)
     return parser
 
@@ -159,6 +164,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         proxy_headers=False,
         log_level="info",
     )
+    return 0
+
+
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    from graphql_api.app import api_schema
+
+    sdl = api_schema().as_str() + "\n"
+    if args.out is None:
+        sys.stdout.write(sdl)
+        return 0
+    try:
+        args.out.write_text(sdl, encoding="utf-8")
+    except OSError as exc:
+        print(f"statements schema: --out: {exc}", file=sys.stderr)
+        return 1
+    print(f"schema written to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -354,6 +375,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "verify": lambda args, settings: _run(_verify(args, settings)),
     "events": lambda args, settings: _run(_events(args, settings)),
     "serve": _serve,
+    "schema": _schema,
     "init": lambda args, settings: _run(_init(args, settings)),
     "demo": lambda args, settings: _run(_demo(args, settings)),
     "import": lambda args, settings: _run(_import(args, settings)),
@@ -379,7 +401,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"statements: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
