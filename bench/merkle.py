@@ -3,24 +3,31 @@
 * Appends: the event store's scenarios b (50 concurrent clients, one event per append) and c
   (100 events per append) with the tree kept, against the same store with ``merkle=False``
   (the "peer" column): the ratio must stay >= 0.95. Runs alternate on fresh databases; the
-  fastest of each side counts.
+  fastest of each side counts. Beside the rate, the CPU time our process spent on the same
+  runs, which the machine's other load does not change.
 * Proofs: a log of 1,000,000 events (50,000 with ``--quick``), written by ``restore`` (which
   builds the tree as appends do); inclusion proofs of random positions in random tree sizes,
   and consistency proofs between random sizes, in process, through the store's reads. The
-  "peer" column is the bound, 5 ms at p99.
+  "peer" column is the bound, 5 ms at p99. Beside them, the floor: the same store reading one
+  stored node (one indexed row, the least any proof reads), timed the same way in the same
+  run, so that a tail the machine's load causes shows in both.
 * Building the tree from an export (``statements events export`` of that log, not gzipped):
   ``eventstore.tree.export_tree``, one process per CPU; the "peer" column is the target,
-  500,000 events/s.
+  500,000 events/s. Beside it, the floor: bare hashlib computing the same leaves and nodes
+  from records already parsed and encoded in memory, in one process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+
+import orjson
 
 from bench.common import BACKENDS, Config, Result, progress, rate
 from bench.eventstore import (
@@ -38,7 +45,7 @@ from bench.eventstore import (
 )
 from eventstore import EventRegistry, EventStore, open_store
 from eventstore.audit import export_file
-from eventstore.chain import GENESIS_HASH, record_hash
+from eventstore.chain import GENESIS_HASH, record_encoding, record_hash
 from eventstore.ids import uuid7
 from eventstore.planning import Row
 from eventstore.tree import consistency_proof, export_tree, inclusion_proof
@@ -56,12 +63,17 @@ def _open(loc: Location, merkle: bool) -> EventStore:
 
 def _with_store(
     loc: Location, merkle: bool, body: Callable[[EventStore, EventRegistry], Awaitable[float]]
-) -> float:
-    async def main() -> float:
+) -> tuple[float, float]:
+    """The body's seconds, and the CPU seconds this process spent in it (every thread: on
+    SQLite the writer's too; on PostgreSQL not the server's)."""
+
+    async def main() -> tuple[float, float]:
         store = _open(loc, merkle)
         await store.setup()
         try:
-            return await body(store, registry())
+            cpu = time.process_time()
+            seconds = await body(store, registry())
+            return seconds, time.process_time() - cpu
         finally:
             await store.close()
 
@@ -79,10 +91,10 @@ def append_cost(config: Config, backend: str) -> list[Result]:
         ),
         (SCENARIO_C, lambda s, r: ours_c(s, r, sizes.c_appends), C_BATCH * sizes.c_appends),
     ]
-    results = []
+    results: list[Result] = []
     for name, body, events in scenarios:
-        with_tree: list[float] = []
-        without: list[float] = []
+        with_tree: list[tuple[float, float]] = []
+        without: list[tuple[float, float]] = []
         for _ in range(repeats):
             with fresh(config, backend, "merkle_on") as loc:
                 with_tree.append(_with_store(loc, True, body))
@@ -92,11 +104,20 @@ def append_cost(config: Config, backend: str) -> list[Result]:
             f"{name}: with the tree (peer: without it)",
             backend,
             "events/s",
-            rate(events, min(with_tree)),
-            rate(events, min(without)),
+            rate(events, min(wall for wall, _cpu in with_tree)),
+            rate(events, min(wall for wall, _cpu in without)),
         )
-        progress(f"{backend}: {result.scenario}: ratio {result.ratio:.3f}")
-        results.append(result)
+        # CPU time is what the tree adds to our process, whatever else the machine runs.
+        cpu = Result(
+            f"{name}: this process's CPU time, with the tree (peer: without it)",
+            backend,
+            "events/CPU-s",
+            rate(events, min(cpu for _wall, cpu in with_tree)),
+            rate(events, min(cpu for _wall, cpu in without)),
+        )
+        for row in (result, cpu):
+            progress(f"{backend}: {row.scenario}: ratio {row.ratio:.3f}")
+        results.extend((result, cpu))
     return results
 
 
@@ -121,30 +142,40 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
 
 
-async def _proofs(store: EventStore, size: int) -> tuple[float, float, float, float]:
-    """(p50, p99) in ms of inclusion proofs, then of consistency proofs."""
+async def _proofs(store: EventStore, size: int) -> dict[str, tuple[float, float]]:
+    """(p50, p99) in ms of inclusion proofs, of consistency proofs and of the floor (reading one
+    stored node), in wall time; and of the proofs in this thread's CPU time, which leaves out
+    the time the machine's other processes took (and, on PostgreSQL, the server's work)."""
     pick = random.Random(18)
-    inclusion: list[float] = []
-    consistency: list[float] = []
+    samples: dict[str, list[float]] = {
+        name: []
+        for name in ("inclusion", "consistency", "floor", "inclusion cpu", "consistency cpu")
+    }
+    clock, cpu = time.perf_counter, time.thread_time
     for _ in range(PROOFS):
+        started = clock()
+        await store.read_tree_nodes([pick.randint(1, size)])
+        samples["floor"].append((clock() - started) * 1000)
         tree_size = pick.randint(size // 2, size)
         position = pick.randint(1, tree_size)
-        started = time.perf_counter()
+        started, started_cpu = clock(), cpu()
         await inclusion_proof(store, position, tree_size)
-        inclusion.append((time.perf_counter() - started) * 1000)
+        samples["inclusion"].append((clock() - started) * 1000)
+        samples["inclusion cpu"].append((cpu() - started_cpu) * 1000)
         new = pick.randint(2, size)
         old = pick.randint(1, new - 1)
-        started = time.perf_counter()
+        started, started_cpu = clock(), cpu()
         await consistency_proof(store, old, new)
-        consistency.append((time.perf_counter() - started) * 1000)
-    return (*_percentiles(inclusion), *_percentiles(consistency))
+        samples["consistency"].append((clock() - started) * 1000)
+        samples["consistency cpu"].append((cpu() - started_cpu) * 1000)
+    return {name: _percentiles(values) for name, values in samples.items()}
 
 
 def proofs_and_export(config: Config, backend: str, events: int) -> list[Result]:
     results: list[Result] = []
     with fresh(config, backend, "merkle_proofs") as loc:
 
-        async def main() -> tuple[float, float, float, float, float]:
+        async def main() -> tuple[dict[str, tuple[float, float]], float, float]:
             store = _open(loc, True)
             await store.setup()
             try:
@@ -156,26 +187,32 @@ def proofs_and_export(config: Config, backend: str, events: int) -> list[Result]
                 )
                 await _proofs(store, events)  # warm-up: caches, prepared statements
                 figures = await _proofs(store, events)
-                export_seconds = 0.0
+                export_seconds = floor_rate = 0.0
                 if backend == "sqlite":
                     export = config.tmp_dir / "merkle-export.jsonl"
                     await export_file(store, export)
                     export_seconds = min(_export_seconds(export, events) for _ in range(3))
+                    floor_rate = max(_hashlib_floor(export) for _ in range(3))
                     export.unlink()
-                return (*figures, export_seconds)
+                return figures, export_seconds, floor_rate
             finally:
                 await store.close()
 
-        inc50, inc99, con50, con99, export_seconds = asyncio.run(main())
+        figures, export_seconds, floor_rate = asyncio.run(main())
     size = f"{events:,} events"
-    results.append(
-        Result(f"inclusion proof at {size}, p99 (peer: the bound)", backend, "ms", inc99, 5.0)
-    )
-    results.append(Result(f"inclusion proof at {size}, p50", backend, "ms", inc50, 5.0))
-    results.append(
-        Result(f"consistency proof at {size}, p99 (peer: the bound)", backend, "ms", con99, 5.0)
-    )
-    results.append(Result(f"consistency proof at {size}, p50", backend, "ms", con50, 5.0))
+    rows = [
+        ("inclusion", f"inclusion proof at {size}"),
+        ("consistency", f"consistency proof at {size}"),
+        ("floor", f"floor: read one stored node at {size}"),
+        ("inclusion cpu", f"inclusion proof at {size}, this thread's CPU time"),
+        ("consistency cpu", f"consistency proof at {size}, this thread's CPU time"),
+    ]
+    for name, label in rows:
+        p50, p99 = figures[name]
+        results.append(
+            Result(f"{label}, p99 (peer: the bound)", backend, "ms", p99, PROOF_BOUND_MS)
+        )
+        results.append(Result(f"{label}, p50", backend, "ms", p50, PROOF_BOUND_MS))
     if export_seconds:
         results.append(
             Result(
@@ -183,6 +220,16 @@ def proofs_and_export(config: Config, backend: str, events: int) -> list[Result]
                 "file",
                 "events/s",
                 rate(events, export_seconds),
+                EXPORT_TARGET,
+            )
+        )
+        results.append(
+            Result(
+                "floor: bare hashlib, the same leaves and as many nodes, records in memory, one "
+                "process (peer: the target)",
+                "file",
+                "events/s",
+                floor_rate,
                 EXPORT_TARGET,
             )
         )
@@ -198,6 +245,40 @@ def _export_seconds(path: Path, events: int) -> float:
     if size != events:
         raise AssertionError(f"the export's tree has {size} leaves, not {events}")
     return seconds
+
+
+def _hashlib_floor(path: Path, limit: int = 200_000) -> float:
+    """Events/s of SHA-256 alone over the export's first ``limit`` events: each leaf, then
+    level by level as many nodes as their tree has (n - 1), from records parsed and encoded
+    beforehand."""
+    records: list[bytes] = []
+    with path.open("rb") as source:
+        for line in source:
+            item = orjson.loads(line)
+            records.append(
+                b"\x00"
+                + record_encoding(
+                    item["position"],
+                    item["stream_id"],
+                    item["version"],
+                    item["event_id"],
+                    item["type"],
+                    item["schema_version"],
+                    item["data"],
+                    item["metadata"],
+                    item["recorded_at"],
+                )
+            )
+            if len(records) == limit:
+                break
+    sha = hashlib.sha256
+    started = time.perf_counter()
+    level = [sha(record).digest() for record in records]
+    while len(level) > 1:
+        odd = level[-1:] if len(level) & 1 else []
+        pairs = zip(level[::2], level[1::2], strict=False)
+        level = [sha(b"\x01" + a + b).digest() for a, b in pairs] + odd
+    return len(records) / (time.perf_counter() - started)
 
 
 def run(config: Config) -> list[Result]:

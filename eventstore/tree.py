@@ -107,8 +107,9 @@ async def _run(store: EventStore, plan: ProofPlan, extra: Iterable[int] = ()) ->
     missing = positions - blobs.keys()
     if missing:
         raise TreeIncompleteError(
-            f"the Merkle tree has no nodes stored for position {min(missing)}; open the store "
-            "with the tree kept (its setup builds the missing nodes)"
+            f"the Merkle tree has no nodes stored for position {min(missing)}: the event was "
+            "deleted, or written by a store that kept no tree (its next setup with the tree "
+            "builds the nodes); `statements verify` tells which"
         )
     return blobs
 

@@ -1,8 +1,17 @@
-"""The Merkle tree and its proofs against what we did not write: published RFC 6962 test vectors
-and pymerkle, an RFC 9162 tree from PyPI; and our verifiers against forged proofs."""
+"""The Merkle tree and its proofs against what we did not write, and our verifiers against
+forged proofs.
+
+- transparency-dev/merkle (Go, used by Trillian and Sigsum): the roots and proofs of its test
+  tree, and every probe of its testdata, honest or forged, each verifier must answer as Go does.
+- pymerkle 7 from PyPI: its roots are RFC 9162's and its inclusion path is the leaf followed by
+  the RFC's audit path, so both are compared with ours. Its consistency proofs are a format of
+  its own (the old tree's subroots with combination rules), not §2.1.4's: for those, our proofs
+  are verified against pymerkle's roots, and compared with Go's in the probes above.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -27,9 +36,11 @@ from eventstore.merkle import (
     verify_inclusion as our_verify_inclusion,
 )
 
-VECTORS: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "fixtures" / "rfc6962_vectors.json").read_text()
-)
+FIXTURES = Path(__file__).parent / "fixtures"
+VECTORS: dict[str, Any] = json.loads((FIXTURES / "rfc6962_vectors.json").read_text())
+#: Every inclusion and consistency probe of transparency-dev/merkle's testdata (its source and
+#: commit are in the file): honest proofs, and forged ones each verifier must refuse.
+PROBES: dict[str, Any] = json.loads((FIXTURES / "transparency_dev_proofs.json").read_text())
 
 
 def build(leaves: list[bytes]) -> dict[int, bytes]:
@@ -105,6 +116,63 @@ def test_consistency_proofs_between_every_pair_of_sizes_verify_against_pymerkle_
             proof = consistency_plan(old, new).hashes(blobs)
             old_root = theirs.get_root(old) if old else EMPTY_ROOT
             verify_consistency(old, new, old_root, theirs.get_root(new), proof)
+
+
+def _b64(value: str | None) -> bytes:
+    return base64.b64decode(value or "")
+
+
+def _b64s(values: list[str] | None) -> list[bytes]:
+    return [_b64(value) for value in values or []]
+
+
+def _probe_id(case: dict[str, Any]) -> str:
+    return str(case["file"]).removeprefix("testdata/").removesuffix(".json")
+
+
+@pytest.mark.parametrize("case", PROBES["inclusion"], ids=_probe_id)
+def test_the_inclusion_verifier_answers_every_published_probe(case: dict[str, Any]) -> None:
+    args = (case["leafIdx"], case["treeSize"], _b64(case["leafHash"]), _b64s(case["proof"]))
+    if case["wantErr"]:
+        with pytest.raises(ProofError):
+            our_verify_inclusion(*args, _b64(case["root"]))
+    else:
+        our_verify_inclusion(*args, _b64(case["root"]))
+
+
+@pytest.mark.parametrize("case", PROBES["consistency"], ids=_probe_id)
+def test_the_consistency_verifier_answers_every_published_probe(case: dict[str, Any]) -> None:
+    args = (case["size1"], case["size2"], _b64(case["root1"]), _b64(case["root2"]))
+    # Go's verifier compares roots of any length; ours also refuses a "root" that cannot be a
+    # SHA-256 (one probe passes two equal 12-byte strings).
+    sized = all(len(value) == 32 for value in args[2:])
+    if case["wantErr"] or not sized:
+        with pytest.raises(ProofError):
+            verify_consistency(*args, _b64s(case["proof"]))
+    else:
+        verify_consistency(*args, _b64s(case["proof"]))
+
+
+def test_our_proofs_are_the_published_honest_ones() -> None:
+    """Every honest probe over the tree of testonly/constants.go is the proof we make."""
+    blobs = build(vector_leaves())
+    honest = [c for c in PROBES["inclusion"] if not c["wantErr"] and "/additional" not in c["file"]]
+    compared = 0
+    for case in honest:
+        if _b64(case["root"]) != root(blobs, case["treeSize"]):
+            continue  # a single-entry probe over a leaf of its own
+        proof = inclusion_plan(case["leafIdx"], case["treeSize"]).hashes(blobs)
+        assert proof == _b64s(case["proof"]), case["file"]
+        compared += 1
+    for case in PROBES["consistency"]:
+        if case["wantErr"] or "/additional" in case["file"]:
+            continue
+        old, new = case["size1"], case["size2"]
+        assert _b64(case["root1"]) == root(blobs, old), case["file"]
+        assert _b64(case["root2"]) == root(blobs, new), case["file"]
+        assert consistency_plan(old, new).hashes(blobs) == _b64s(case["proof"]), case["file"]
+        compared += 1
+    assert compared >= 9
 
 
 # -- forged proofs (the lesson of immudb's GHSA-672p-m5jq-mrh8) ---------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,38 @@ async def test_checkpoints_are_signed_kept_and_verifiable(store: EventStore) -> 
     assert not unsigned.signed
     assert unsigned.note == parse_checkpoint(unsigned.note).body
     assert len(await store.checkpoints_at(6)) == 2
+
+
+async def test_the_checkpointer_signs_at_most_once_per_interval_and_only_while_the_log_grows(
+    store: EventStore,
+) -> None:
+    interval = 0.2
+    signer = NoteSigner.generate("example.org/statements")
+    checkpointer = Checkpointer(store, signer, "ignored.example/log", interval)
+    task = asyncio.create_task(checkpointer.run())
+    try:
+        growing = asyncio.get_running_loop().time() + 5 * interval
+        n = 0
+        while asyncio.get_running_loop().time() < growing:
+            await store.append("s", [ev(n)])
+            n += 1
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(interval * 3)  # a round after the last append
+        head = await store.head_position()
+        made = [c for size in range(head + 1) for c in await store.checkpoints_at(size)]
+        await asyncio.sleep(interval * 3)  # an idle log: nothing more to sign
+        again = [c for size in range(head + 1) for c in await store.checkpoints_at(size)]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert made == again
+    assert all(c.signed for c in made)
+    assert made[-1].tree_size == head  # the last round saw the final head
+    # One per round at most: five rounds of growth, the round at the start and those after.
+    assert 2 <= len(made) <= 8, [c.tree_size for c in made]
+    stamps = sorted(c.created_at_us for c in made)
+    assert min(b - a for a, b in itertools.pairwise(stamps)) >= interval * 0.9e6
 
 
 # -- stores that kept no tree, and schema-1 databases --------------------------------------

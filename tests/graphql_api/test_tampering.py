@@ -5,22 +5,19 @@ auditor holding an old checkpoint see: on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from eventstore import EventStore, NewEvent, open_store
-from eventstore.audit import row_hash
 from eventstore.checkpoints import NoteVerifier, parse_checkpoint
-from eventstore.merkle import ProofError, TreeBuilder, verify_inclusion
+from eventstore.merkle import ProofError, verify_inclusion
 from eventstore.planning import Row
 from eventstore.tree import inclusion_proof, row_leaf
 from graphql_api.cli import main
-from tests.conftest import _plain_dsn
+from tests.graphql_api.tampering_support import Statement, forge, read_rows, run_sql, swap
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 SAVED_SIZE = 24  # events when the auditor saved a checkpoint
@@ -55,38 +52,11 @@ class Log:
         return asyncio.run(go())
 
     def rows(self) -> list[Row]:
-        async def read(store: EventStore) -> list[Row]:
-            return [row async for row in store.read_rows()]
+        return read_rows(self.url, self.schema)
 
-        return list(self.run(read))
-
-    def sql(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    def sql(self, *statements: Statement) -> None:
         """Run statements with the append-only triggers dropped ('?' placeholders)."""
-        if self.backend == "sqlite":
-            conn = sqlite3.connect(self.path)
-            conn.execute("DROP TRIGGER IF EXISTS events_refuse_update")
-            conn.execute("DROP TRIGGER IF EXISTS events_refuse_delete")
-            for statement, params in statements:
-                conn.execute(statement, params)
-            conn.commit()
-            conn.close()
-            return
-
-        async def go() -> None:
-            conn = await asyncpg.connect(
-                _plain_dsn(self.url), server_settings={"search_path": str(self.schema)}
-            )
-            try:
-                await conn.execute("DROP TRIGGER IF EXISTS events_refuse_change ON events")
-                for statement, params in statements:
-                    numbered = statement
-                    for n in range(1, len(params) + 1):
-                        numbered = numbered.replace("?", f"${n}", 1)
-                    await conn.execute(numbered, *params)
-            finally:
-                await conn.close()
-
-        asyncio.run(go())
+        run_sql(self.url, self.schema, *statements)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -187,26 +157,7 @@ def test_a_deleted_event(log: Log, tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_two_swapped_events(log: Log, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rows = log.rows()
-    fields = "stream_id = ?, version = ?, event_id = ?, data = ?, recorded_at = ?, hash = ?"
-    swapped = []
-    for target, source in ((9, rows[10]), (11, rows[8])):
-        values = (source.stream_id, source.version, source.event_id, source.data)
-        # Ids and versions are unique: park the first row's out of the way.
-        swapped.append(
-            (
-                f"UPDATE events SET {fields} WHERE position = ?",
-                (*values, source.recorded_at_us, source.hash, target),
-            )
-        )
-    log.sql(
-        (
-            "UPDATE events SET event_id = ?, version = version + 1000 WHERE position = 9",
-            ("00000000-0000-7000-8000-000000000000",),
-        ),
-        swapped[1],
-        swapped[0],
-    )
+    log.sql(*swap(log.rows(), 9, 11))
     code, out = verify(log, capsys)
     assert code == 1
     assert "chain broken at position 9: reordered" in out
@@ -223,24 +174,7 @@ def test_a_truncated_log(log: Log, tmp_path: Path, capsys: pytest.CaptureFixture
 def test_a_log_rewritten_consistently(
     log: Log, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rows = log.rows()
-    rows[4] = rows[4]._replace(data=rows[4].data.replace("statement", "STATEMENT"))
-    # Recompute the chain and the whole tree, as a careful forger would.
-    previous = rows[3].hash
-    builder = TreeBuilder()
-    updates: list[tuple[str, tuple[Any, ...]]] = [("DELETE FROM merkle_nodes", ())]
-    for index, row in enumerate(rows):
-        blob = builder.add(row_leaf(row))
-        if index >= 4:
-            row = row._replace(hash=row_hash(previous, row))
-            previous = row.hash
-        updates.append(
-            (
-                "UPDATE events SET data = ?, hash = ?, tree = ? WHERE position = ?",
-                (row.data, row.hash, blob, row.position),
-            )
-        )
-    log.sql(*updates)
+    log.sql(*forge(log.rows(), 5, lambda data: data.replace("statement", "STATEMENT")))
     code, out = verify(log, capsys)
     assert code == 0, out  # the forgery is self-consistent: only a saved checkpoint tells
     code, out = prove(log, tmp_path, capsys)
