@@ -27,6 +27,7 @@ BENCHMARKS = {
     "views": "bench.views",
     "ingest": "bench.ingest",
     "merkle": "bench.merkle",
+    "replicas": "bench.replicas",
 }
 
 

@@ -7,7 +7,8 @@ afterwards) and one ``statements serve`` process running every projection, as an
 2. **fill** to N events: first one statement per 1,000 events to come, published through the
    command handlers (so the read models grow with the log as they would on the site), then
    ``Viewed`` events spread over them, written by a PL/pgSQL procedure (``FILL``) that numbers,
-   versions and chains them exactly as the store does (``verifyLog`` over the range passes) and
+   versions, chains them and grows the Merkle tree exactly as the store does (``verifyLog``
+   over the range passes; the last 10,000 node blobs are rebuilt in Python and compared) and
    commits every 100,000. Through the Python append path 20M events took hours on this
    machine; that path's own rate is measured in both phases instead. The server's projections
    follow the fill as it commits. Each tenth reports the rate, the projections' slowest
@@ -20,8 +21,9 @@ Measured each time:
   ingestion would;
 * **read_all**: 200,000 events from the store's tail, decoded (events/s);
 * **statement page**: 300 requests of the statement page in a row over HTTP (p50 and p99 ms);
-* **proof**: ``verifyLog(from, to)`` over the last 10,000 events, over HTTP (ms): Merkle proofs
-  are not merged yet, so the hash chain's range check stands in for them;
+* **proof**: an ``inclusionProof`` of a random event in the tree at the head, over HTTP (ms),
+  checked against the root; and ``verifyLog(from, to)`` over the last 10,000 events (the
+  chain's range check);
 * **sizes**: the events table with its indexes, and the read models.
 
 Needs about 1 KB of disk per event (20 GB for 20M; ``df -h`` first).
@@ -52,6 +54,8 @@ from domain.events import MinisterRef
 from domain.handlers import StatementHandlers
 from domain.streams import views_stream
 from eventstore import ANY, EventStore, NewEvent, open_store
+from eventstore.merkle import TreeBuilder, verify_inclusion
+from eventstore.tree import frontier_of, frontier_positions, row_of, tree_blobs, tree_root
 from eventstore.urls import create_engine
 from graphql_api.security.auth import create_token
 from graphql_api.service_layer.demo_loader import write_demo
@@ -71,17 +75,26 @@ query Page($id: ID!) {
   }
 }"""
 VERIFY = """query($from: Int!, $to: Int!) { verifyLog(from: $from, to: $to) { ok checked } }"""
+PROOF = """query($position: Int!, $size: Int!) {
+  inclusionProof(position: $position, treeSize: $size) { leafIndex leafHash hashes }
+}"""
+CHECKED_BLOBS = 10_000
 BATCH = 1000
 IN_FLIGHT = 4
 VIEWS_PER_STATEMENT = 1000
 COMMIT_EVERY = 100_000
 #: Views for the statements in ``ids``, numbered after the head, each chained to the previous
-#: event exactly as eventstore/chain.py does (docs/AUDIT.md), in transactions of COMMIT_EVERY.
+#: event exactly as eventstore/chain.py does and given its Merkle node blob exactly as
+#: eventstore/merkle.py's ``append_leaf`` does (docs/AUDIT.md), in transactions of COMMIT_EVERY.
+#: ``frontier`` is the tree's frontier at the head (``eventstore.tree.frontier_of``), largest
+#: subtree first; the procedure keeps it as it appends.
 FILL = r"""
-CREATE OR REPLACE PROCEDURE bench_fill_views(target bigint, ids text[], chunk int)
+CREATE OR REPLACE PROCEDURE bench_fill_views(
+  target bigint, ids text[], chunk int, frontier bytea[])
 LANGUAGE plpgsql AS $$
 DECLARE
   n int := array_length(ids, 1);
+  fl int := coalesce(array_length(frontier, 1), 0);
   pos bigint;
   prev bytea;
   versions bigint[];
@@ -91,10 +104,14 @@ DECLARE
   eid uuid;
   body text;
   stamp bigint;
+  rec bytea;
   h bytea;
+  cur bytea;
+  nodes bytea;
+  size bigint;
   last bigint;
   p_pos bigint[]; p_stream text[]; p_ver bigint[]; p_eid uuid[]; p_data text[];
-  p_rec bigint[]; p_hash bytea[];
+  p_rec bigint[]; p_hash bytea[]; p_tree bytea[];
 BEGIN
   SELECT position, hash INTO pos, prev FROM events ORDER BY position DESC LIMIT 1;
   versions := array_fill(0::bigint, ARRAY[n]);
@@ -105,7 +122,7 @@ BEGIN
   END LOOP;
   WHILE pos < target LOOP
     p_pos := '{}'; p_stream := '{}'; p_ver := '{}'; p_eid := '{}'; p_data := '{}';
-    p_rec := '{}'; p_hash := '{}';
+    p_rec := '{}'; p_hash := '{}'; p_tree := '{}';
     FOR k IN 1..LEAST(chunk, target - pos) LOOP
       pos := pos + 1;
       i := 1 + floor(random() * n)::int;
@@ -114,9 +131,7 @@ BEGIN
       eid := gen_random_uuid();
       body := '{"statement_id":"' || ids[i] || '"}';
       stamp := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
-      h := sha256(
-        prev
-        || int8send(octet_length(pos::text)) || convert_to(pos::text, 'UTF8')
+      rec := int8send(octet_length(pos::text)) || convert_to(pos::text, 'UTF8')
         || int8send(octet_length(stream)) || convert_to(stream, 'UTF8')
         || int8send(octet_length(versions[i]::text)) || convert_to(versions[i]::text, 'UTF8')
         || int8send(36) || convert_to(eid::text, 'UTF8')
@@ -124,16 +139,30 @@ BEGIN
         || int8send(1) || convert_to('1', 'UTF8')
         || int8send(octet_length(convert_to(body, 'UTF8'))) || convert_to(body, 'UTF8')
         || int8send(2) || convert_to('{}', 'UTF8')
-        || int8send(octet_length(stamp::text)) || convert_to(stamp::text, 'UTF8'));
+        || int8send(octet_length(stamp::text)) || convert_to(stamp::text, 'UTF8');
+      h := sha256(prev || rec);
       prev := h;
+      -- The leaf and the perfect subtrees it completes (RFC 9162; merkle.append_leaf).
+      cur := sha256('\x00'::bytea || rec);
+      nodes := cur;
+      size := pos - 1;
+      WHILE size & 1 = 1 LOOP
+        cur := sha256('\x01'::bytea || frontier[fl] || cur);
+        nodes := nodes || cur;
+        fl := fl - 1;
+        size := size >> 1;
+      END LOOP;
+      fl := fl + 1;
+      frontier[fl] := cur;
       p_pos := p_pos || pos; p_stream := p_stream || stream; p_ver := p_ver || versions[i];
       p_eid := p_eid || eid; p_data := p_data || body; p_rec := p_rec || stamp;
-      p_hash := p_hash || h;
+      p_hash := p_hash || h; p_tree := p_tree || nodes;
     END LOOP;
     INSERT INTO events (position, stream_id, version, event_id, type, schema_version, data,
-                        metadata, recorded_at, hash)
-    SELECT a, b, c, d, 'Viewed', 1, e, '{}', f, g
-    FROM unnest(p_pos, p_stream, p_ver, p_eid, p_data, p_rec, p_hash) AS t(a, b, c, d, e, f, g);
+                        metadata, recorded_at, hash, tree)
+    SELECT a, b, c, d, 'Viewed', 1, e, '{}', f, g, t
+    FROM unnest(p_pos, p_stream, p_ver, p_eid, p_data, p_rec, p_hash, p_tree)
+      AS u(a, b, c, d, e, f, g, t);
     COMMIT;
   END LOOP;
 END $$;
@@ -273,6 +302,27 @@ async def _measure(
             body = response.json()
             assert body["data"]["verifyLog"]["ok"], body
         figures["verifyLog 10,000 events ms"] = min(proofs) * 1000
+        # an inclusion proof of a random event, verified against the tree's root
+        root = await tree_root(store, head)
+        inclusion: list[float] = []
+        for _ in range(20):
+            position = random.randint(1, head)
+            started = time.perf_counter()
+            response = await http.post(
+                "/graphql",
+                json={"query": PROOF, "variables": {"position": position, "size": head}},
+                headers={"authorization": f"Bearer {auditor}"},
+            )
+            inclusion.append(time.perf_counter() - started)
+            proof = response.json()["data"]["inclusionProof"]
+            verify_inclusion(
+                proof["leafIndex"],
+                head,
+                bytes.fromhex(proof["leafHash"]),
+                [bytes.fromhex(h) for h in proof["hashes"]],
+                root,
+            )
+        figures["inclusion proof p50 ms"] = statistics.median(inclusion) * 1000
     return figures
 
 
@@ -322,7 +372,10 @@ async def _fill(
         last_head, last_time = head, time.perf_counter()
         while head < target:
             goal = min(target, head + step)
-            await conn.execute("CALL bench_fill_views($1, $2, $3)", goal, ids, COMMIT_EVERY)
+            frontier = frontier_of(head, await store.read_tree_nodes(frontier_positions(head)))
+            await conn.execute(
+                "CALL bench_fill_views($1, $2, $3, $4)", goal, ids, COMMIT_EVERY, frontier
+            )
             head = int(await conn.fetchval("SELECT max(position) FROM events"))
             now = time.perf_counter()
             ready: Any = {}
@@ -343,7 +396,29 @@ async def _fill(
             last_head, last_time = head, now
     finally:
         await conn.close()
+    await _check_tree(store, CHECKED_BLOBS)
     return marks
+
+
+async def _check_tree(store: EventStore, count: int) -> None:
+    """Rebuild the last ``count`` node blobs from their rows and the frontier before them, as
+    the store would have written them; the procedure's must be the same bytes."""
+    head = await store.head_position()
+    start = max(0, head - count)
+    frontier = frontier_of(start, await store.read_tree_nodes(frontier_positions(start)))
+    rows = [row_of(record) async for record in store.read_all(start)]
+    stored = await store.read_tree_range(start + 1, head)
+    built = dict(
+        zip(
+            (row.position for row in rows),
+            tree_blobs(rows, TreeBuilder(start, frontier)),
+            strict=True,
+        )
+    )
+    wrong = [p for p in built if stored.get(p) != built[p]]
+    if wrong:
+        raise AssertionError(f"scale fill: wrong Merkle node blobs at positions {wrong[:5]}")
+    progress(f"scale fill: the Merkle nodes of positions {start + 1}..{head} check out")
 
 
 async def _run_phases(url: str, server: LiveServer, events: int) -> dict[str, Any]:

@@ -92,6 +92,25 @@ class WaitResult:
     failed: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a projection stands, for copies of its tables (see :meth:`CheckpointWatcher.standing`).
+
+    ``row`` is its checkpoint row's position as last read or notified. A copy whose row is at
+    ``known`` or beyond reflects the log up to ``reach`` at least: no event of the projection's
+    types lies between the two (the watcher keeps that true as it learns). A copy whose row is
+    below ``known`` is known to reflect the log only up to its own row.
+    """
+
+    row: int
+    known: int
+    reach: int
+
+    def reach_of_copy(self, copy_row: int) -> int:
+        """How far a copy of the tables whose checkpoint row is at ``copy_row`` reaches."""
+        return max(copy_row, self.reach) if copy_row >= self.known else copy_row
+
+
 class _Waiters:
     """The waiters of one projection, each woken once its position is reached.
 
@@ -337,6 +356,14 @@ class CheckpointWatcher:
 
     def reaches(self) -> dict[str, int]:
         return {name: tracked.reach for name, tracked in self._tracked.items()}
+
+    def standing(self) -> dict[str, Standing]:
+        """Where each projection stands, as a router choosing among copies of the tables
+        (streaming replicas, whose checkpoint rows replicate with them) needs it."""
+        return {
+            name: Standing(tracked.committed, tracked.known, tracked.reach)
+            for name, tracked in self._tracked.items()
+        }
 
     def affected(self, types: Iterable[str]) -> list[str]:
         """The projections that apply at least one of these event types."""

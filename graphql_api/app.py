@@ -24,11 +24,13 @@ from graphql_api.metrics import Metrics
 from graphql_api.schema.api_schema import ApiSchema, build_schema
 from graphql_api.schema.loaders import make_loaders
 from graphql_api.schema.query import QUERY_TYPES, Query
+from graphql_api.schema.replicas import ReadFromReplicas
 from graphql_api.schema.subscriptions import Subscription
 from graphql_api.security.auth import Principal, TokenAuthenticator
 from graphql_api.security.ratelimit import ViewRatePolicy
 from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.live_hub import LiveHub
+from graphql_api.service_layer.replicas import replica_metrics
 from graphql_api.settings import Settings
 from graphql_api.transport.apq import persisted_queries
 from graphql_api.transport.cors import cors_middleware
@@ -38,6 +40,7 @@ from graphql_api.transport.http import build_graphql_app
 from graphql_api.transport.sse import SSEEndpoint
 from graphql_api.transport.ws import build_websocket_app
 from projections.queries import ReadModels
+from projections.replicas import ReplicaRouter
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class AppState:
     hub: LiveHub | None = None
     consistency: Consistency | None = None
     checkpointer: Checkpointer | None = None
+    replicas: ReplicaRouter | None = None
 
     def ready(self) -> Services:
         if self.services is None:
@@ -83,9 +87,19 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-def api_schema(*, production: bool = False) -> ApiSchema:
-    """The schema the app serves; ``statements schema`` prints it for client code generators."""
-    return build_schema(Query, types=QUERY_TYPES, subscription=Subscription, production=production)
+def api_schema(*, production: bool = False, replicas: bool = False) -> ApiSchema:
+    """The schema the app serves; ``statements schema`` prints it for client code generators.
+
+    With ``replicas``, query operations read the copy of the read models the replica router
+    chooses (:mod:`graphql_api.schema.replicas`).
+    """
+    return build_schema(
+        Query,
+        types=QUERY_TYPES,
+        subscription=Subscription,
+        production=production,
+        extensions=[ReadFromReplicas] if replicas else [],
+    )
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -101,7 +115,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     metrics = Metrics()
     start_execution(settings)
-    schema = api_schema(production=settings.production)
+    schema = api_schema(production=settings.production, replicas=bool(settings.read_replica_urls))
 
     async def context_factory(
         request: Any, principal: Principal | None, request_id: str
@@ -114,13 +128,15 @@ def create_app(settings: Settings) -> Starlette:
             request_id=request_id,
             request=request,
             read_models=state.read_models,
-            loaders=make_loaders(state.read_models),
+            # With replicas, a query's loaders are made once its read models are chosen.
+            loaders=None if state.replicas is not None else make_loaders(state.read_models),
             store=services.store,
             registry=services.registry,
             live=state.hub,
             checkpointer=state.checkpointer,
             consistency=state.consistency,
             rate_limiter=state.rate_limiter,
+            replicas=state.replicas,
         )
 
     def consistency() -> Consistency | None:
@@ -169,6 +185,7 @@ def create_app(settings: Settings) -> Starlette:
             state.runner = runtime.runner
             state.hub = runtime.hub
             state.checkpointer = runtime.checkpointer
+            state.replicas = runtime.replicas
             with frozen_heap():
                 yield
 
@@ -196,6 +213,7 @@ def create_app(settings: Settings) -> Starlette:
         read_cache,
         label="result",
     )
+    replica_metrics(metrics, lambda: state.replicas)
 
     metrics.gauge(
         "statements_open_subscriptions",

@@ -3,8 +3,9 @@
 :func:`open_services` gives what every command needs (the store, the registry, the command
 handlers, the read-model engine); the CLI stops there. :func:`serving` adds what a server runs
 beside it: the read models, the token authenticator, the checkpoint watcher and read-your-writes,
-the projection runner, the live hub and the checkpointer; the app (:mod:`graphql_api.app`) puts
-them in every request's context. :func:`start_execution` chooses the executor.
+the projection runner, the live hub, the checkpointer and the read replicas' router; the app
+(:mod:`graphql_api.app`) puts them in every request's context. :func:`start_execution` chooses
+the executor.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from graphql_api.security.auth import TokenAuthenticator, setup_tokens
 from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.eventlog import StoreEventLog
 from graphql_api.service_layer.live_hub import LiveHub
+from graphql_api.service_layer.replicas import open_replicas
 from graphql_api.service_layer.statement_directory import ReadModelStatements
 from graphql_api.service_layer.topic_directory import ReadModelTopics
 from graphql_api.settings import Settings
 from projections import all_projections
 from projections.queries import ReadModels
 from projections.registry import event_registry
+from projections.replicas import ReplicaRouter
 
 
 @dataclass
@@ -99,6 +102,8 @@ class Runtime:
     runner: ProjectionRunner
     hub: LiveHub
     checkpointer: Checkpointer
+    #: The streaming replicas queries may read (``STATEMENTS_READ_REPLICA_URLS``), if any.
+    replicas: ReplicaRouter | None = None
 
 
 @contextlib.asynccontextmanager
@@ -118,6 +123,11 @@ async def serving(settings: Settings) -> AsyncIterator[Runtime]:
         watcher = CheckpointWatcher(services.store, services.engine, projections)
         await watcher.start()
         stack.push_async_callback(watcher.stop)
+        read_models = ReadModels(services.engine)
+        replicas = open_replicas(settings, read_models, watcher)
+        if replicas is not None:
+            await replicas.start()
+            stack.push_async_callback(replicas.stop)
         runner = ProjectionRunner(services.store, services.engine, projections, watcher=watcher)
         stack.push_async_callback(runner.stop)
         if settings.run_projections:
@@ -132,13 +142,14 @@ async def serving(settings: Settings) -> AsyncIterator[Runtime]:
         stack.push_async_callback(_cancelled, checkpoints)
         yield Runtime(
             services=services,
-            read_models=ReadModels(services.engine),
+            read_models=read_models,
             authenticator=TokenAuthenticator(services.engine),
             watcher=watcher,
             consistency=Consistency(watcher, settings.position_wait_seconds),
             runner=runner,
             hub=hub,
             checkpointer=checkpointer,
+            replicas=replicas,
         )
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from graphql_api.service_layer.consistency import Consistency
     from graphql_api.service_layer.live_hub import LiveHub
     from projections.queries import ReadModels
+    from projections.replicas import ReplicaRouter
 
 ANONYMOUS_ACTOR = "anonymous"
 
@@ -54,6 +55,9 @@ class Context:
     consistency: Consistency | None = None
     #: The ``recordView`` rate limit; without it views are not limited.
     rate_limiter: ViewRatePolicy | ViewRateLimiter | None = None
+    #: The read replicas' router: a query operation over HTTP may read a replica's copy of the
+    #: read models (``graphql_api.schema.replicas``); None without replicas.
+    replicas: ReplicaRouter | None = None
     #: Errors a mutation found after its field resolved, reported beside its data.
     late_errors: list[GraphQLError] = field(default_factory=list)
     #: The payload of a WebSocket's ``connection_init``.

@@ -21,6 +21,8 @@ DEFAULT_MAX_REQUEST_BYTES = 1_000_000
 DEFAULT_LOG_ORIGIN = "localhost/statements"
 #: Seconds between checkpoints while the log grows (auditors may ask for one at any time).
 DEFAULT_CHECKPOINT_INTERVAL = 60
+#: Seconds a read replica may trail the primary's read models before it is left out.
+DEFAULT_REPLICA_MAX_LAG = 2.0
 
 
 def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -75,6 +77,23 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
                 f"{text!r} is neither"
             ) from None
     return tuple(networks)
+
+
+def _replica_urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated PostgreSQL URLs, each checked to be one."""
+    urls: list[str] = []
+    for part in env.get(name, "").split(","):
+        text = part.strip()
+        if not text:
+            continue
+        scheme = urlsplit(text).scheme.lower()
+        if not (scheme.startswith(("postgresql", "postgres")) and urlsplit(text).hostname):
+            raise ValueError(
+                f"{name} must list PostgreSQL URLs (postgresql://user@host:port/database) "
+                f"separated by commas; {text!r} is not one"
+            )
+        urls.append(text)
+    return tuple(dict.fromkeys(urls))
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -153,6 +172,13 @@ class Settings:
     #: Browser origins (``https://app.example.com``) whose pages may call the API (CORS);
     #: empty, the default, lets none.
     cors_origins: tuple[str, ...] = ()
+    #: Streaming replicas of the PostgreSQL primary that answer queries (projections.replicas):
+    #: a query goes to one whose read models reach the request's X-Min-Position, else to the
+    #: primary. Mutations, proofs and verifyLog always read the primary.
+    read_replica_urls: tuple[str, ...] = ()
+    #: Seconds a replica's read models may trail the primary's before it is left out (until it
+    #: is back within the bound).
+    replica_max_lag: float = DEFAULT_REPLICA_MAX_LAG
     #: Query operations run on the compiled executor (``graphql_api.execution``);
     #: ``STATEMENTS_COMPILED_EXECUTOR=0`` runs them on graphql-core's, which gives the same
     #: answers at a higher cost per field.
@@ -189,6 +215,10 @@ class Settings:
                 env, "STATEMENTS_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL
             ),
             cors_origins=_origins(env, "STATEMENTS_CORS_ORIGINS"),
+            read_replica_urls=_replica_urls(env, "STATEMENTS_READ_REPLICA_URLS"),
+            replica_max_lag=_number(
+                env, "STATEMENTS_REPLICA_MAX_LAG", DEFAULT_REPLICA_MAX_LAG, minimum=0.1
+            ),
             compiled_executor=_switch(env, "STATEMENTS_COMPILED_EXECUTOR", True),
         )
 
