@@ -27,7 +27,9 @@ BENCHMARKS = {
     "views": "bench.views",
     "ingest": "bench.ingest",
     "merkle": "bench.merkle",
+    "postgraphile": "bench.postgraphile",
     "replicas": "bench.replicas",
+    "commodity": "bench.commodity",
 }
 
 

@@ -1,4 +1,4 @@
-"""Verifying the hash chain (issue 7's target: >= 100,000 events/s on SQLite).
+"""Verifying the hash chain (target: >= 100,000 events/s on SQLite).
 
 ``eventstore.audit.verify`` recomputes every record's SHA-256 link and Merkle nodes from the
 stored bytes. The peer of the first row is eventsourcing 9.5.6 reading and decoding the same

@@ -1,4 +1,4 @@
-"""Tagging a statement that has a million recorded views (issue 3's target: under 10 ms).
+"""Tagging a statement that has a million recorded views (target: under 10 ms).
 
 Ours keeps views in a stream of their own, so tagging loads only the statement's handful of
 events. The peer is the design this avoids, measured in the same run on the same store: one

@@ -11,7 +11,7 @@ Both sides go from a domain event object to the database and back:
   snapshot bookkeeping. ``read_all`` is ``select_notifications`` in pages of 1,000 plus
   ``Mapper.to_domain_event``, as the library's notification-log readers do.
 
-Scenarios (500-byte payloads; letters from issue 2):
+Scenarios (500-byte payloads):
 
 a. one event per append, one client, sequential, exact expected versions;
 b. one event per append, 50 concurrent clients each on its own stream (ours: 50 asyncio

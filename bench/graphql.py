@@ -1,6 +1,6 @@
 """GraphQL throughput and latency on one uvicorn worker over SQLite with 10,000 statements.
 
-Issue 5's targets, each as a ratio to Strawberry-on-our-server's own ``{ __typename }``
+The targets, each as a ratio to Strawberry-on-our-server's own ``{ __typename }``
 throughput measured in the same run: the statement page >= 0.5x, a 3-level list >= 0.25x;
 p99 < 50 ms at 100 concurrent connections; a 10,000-node response in < 1 s of server time.
 The load generator is wrk (Debian package ``wrk``, one thread) on loopback, sharing the

@@ -1,4 +1,4 @@
-"""The Merkle tree's costs (issue 18's targets), on SQLite and PostgreSQL.
+"""The Merkle tree's costs (against their targets), on SQLite and PostgreSQL.
 
 * Appends: the event store's scenarios b (50 concurrent clients, one event per append) and c
   (100 events per append) with the tree kept, against the same store with ``merkle=False``

@@ -48,6 +48,10 @@ from eventstore.urls import create_engine
 
 log = logging.getLogger(__name__)
 
+#: What :meth:`PostgresEventStore.listen` calls for a channel: on a payload, on (re)connecting,
+#: on losing the connection.
+_ChannelCallbacks = tuple[Callable[[str], None], Callable[[], None], Callable[[], None] | None]
+
 _SELECT = f"SELECT {sql.COLUMNS} FROM events"
 
 _BEGIN_APPEND = """
@@ -193,7 +197,7 @@ class PostgresEventStore(EventStore):
         self._listener_task: asyncio.Task[None] | None = None
         self._listener_conn: Any = None
         #: Other channels followed on the LISTEN connection: (on_payload, on_connect) each.
-        self._channels: dict[str, list[tuple[Callable[[str], None], Callable[[], None]]]] = {}
+        self._channels: dict[str, list[_ChannelCallbacks]] = {}
         self._writer_conn: tuple[AsyncConnection, Any] | None = None
         # What this writer last saw committed; the fast path numbers after it (module docstring).
         self._known_head: tuple[int, bytes] | None = None
@@ -660,10 +664,14 @@ class PostgresEventStore(EventStore):
         return self._channel
 
     async def listen(
-        self, channel: str, on_payload: Callable[[str], None], on_connect: Callable[[], None]
+        self,
+        channel: str,
+        on_payload: Callable[[str], None],
+        on_connect: Callable[[], None],
+        on_lost: Callable[[], None] | None = None,
     ) -> bool:
         first = channel not in self._channels
-        self._channels.setdefault(channel, []).append((on_payload, on_connect))
+        self._channels.setdefault(channel, []).append((on_payload, on_connect, on_lost))
         conn = self._listener_conn
         if conn is None:
             # The (re)connection listens to every registered channel, then calls on_connect.
@@ -680,7 +688,7 @@ class PostgresEventStore(EventStore):
         return True
 
     def _dispatch(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
-        for on_payload, _on_connect in tuple(self._channels.get(channel, ())):
+        for on_payload, _on_connect, _on_lost in tuple(self._channels.get(channel, ())):
             try:
                 on_payload(payload)
             except Exception:
@@ -710,6 +718,13 @@ class PostgresEventStore(EventStore):
             except Exception as exc:
                 log.warning("event store LISTEN connection lost (%s); reconnecting", exc)
             self._listener_conn = None
+            for callbacks in tuple(self._channels.values()):
+                for _on_payload, _on_connect, on_lost in tuple(callbacks):
+                    if on_lost is not None:
+                        try:
+                            on_lost()
+                        except Exception:
+                            log.exception("event store: a LISTEN lost callback failed")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -739,7 +754,7 @@ class PostgresEventStore(EventStore):
                 ready.set_result(None)
             self._notifier.notify()
             for callbacks in tuple(self._channels.values()):
-                for _on_payload, on_connect in tuple(callbacks):
+                for _on_payload, on_connect, _on_lost in tuple(callbacks):
                     try:
                         on_connect()
                     except Exception:

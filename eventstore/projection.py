@@ -805,11 +805,14 @@ class _Worker:
             if self.watcher is not None:
                 self.watcher.note_state(self.projection.name, _LOCAL_STATES.get(state, LOCAL_NONE))
 
-    def moved(self, seen: int) -> None:
-        """Note that nothing up to ``seen`` is left for this projection, and tell the watcher."""
+    def moved(self, seen: int, *, applied: bool = True) -> None:
+        """Note that nothing up to ``seen`` is left for this projection, and tell the watcher
+        (``applied``: whether the tables may have changed on the way)."""
         self.seen = max(self.seen, seen)
         if self.watcher is not None:
-            self.watcher.note_local(self.projection.name, max(self.position, self.seen))
+            self.watcher.note_local(
+                self.projection.name, max(self.position, self.seen), changed=applied
+            )
 
 
 #: How the runner's states look to the watcher: who knows best where the projection stands.
@@ -1134,7 +1137,7 @@ class ProjectionRunner:
                     # Nothing for this projection: note it in memory, and write the checkpoint
                     # at most once a second, so that idle projections do not take the database
                     # write lock (on SQLite, the only one) for every event somebody appends.
-                    worker.moved(end)
+                    worker.moved(end, applied=False)
                     continue
                 failure = await _bisect(commit, events, end)
                 if failure is not None:
@@ -1175,4 +1178,4 @@ class ProjectionRunner:
                 await projection.apply(conn, events, worker.tables)
         worker.position = end
         worker.committed_at = asyncio.get_running_loop().time()
-        worker.moved(end)
+        worker.moved(end, applied=bool(events))

@@ -20,13 +20,19 @@ SQL is passed in the driver's parameter style: ``?`` on SQLite, ``$1, $2, ...`` 
 (:attr:`Reader.dialect` says which). Results are the driver's plain values: a SQLite Date column
 is ISO text and a Boolean is 0/1, as stored.
 
-A SQLite reader can also keep the rows of recent statements (:meth:`Reader.enable_cache`),
-keyed by SQL text and parameters, and answer a repeated statement from memory while the file is
-unchanged. ``PRAGMA data_version`` (≈ 5 µs, read from the WAL index in shared memory, no I/O)
-changes whenever any other connection, in this process or another, commits to the file; it is
-read before every statement and a new value empties the cache. So a cached answer is always
-the one the statement would give now, never a stale one; how often it helps depends on how
-often anything commits. PostgreSQL has no such cheap signal, so its reader does not cache.
+A reader can also keep the rows of recent statements (:meth:`Reader.enable_cache`, a
+:class:`~eventstore.read_cache.RowCache`), keyed by SQL text and parameters, and answer a
+repeated statement from memory while it is known to be current:
+
+* on a SQLite file, ``PRAGMA data_version`` (≈ 5 µs, read from the WAL index in shared memory,
+  no I/O) changes whenever any other connection, in this process or another, commits to the
+  file; it is read before every statement and a new value empties the cache. So a cached answer
+  is always the one the statement would give now; how often it helps depends on how often
+  anything commits;
+* on PostgreSQL there is no such cheap signal: the cache holds only statements that name the
+  read models they read (``models``), and serves only while it follows the projections'
+  checkpoint notifications (:func:`eventstore.read_cache.follow_checkpoints`), which drop a read
+  model's entries when its checkpoint moves.
 
 Statements counted by SQLAlchemy's ``before_cursor_execute`` would miss the reader's, so
 :func:`on_statement` listens to both. :func:`reader_for` gives each engine one reader, closed
@@ -50,6 +56,7 @@ from sqlalchemy.util import await_, greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 
 from eventstore.errors import StoreUnavailableError
+from eventstore.read_cache import RowCache
 from eventstore.urls import PG_KEEPALIVES
 
 if TYPE_CHECKING:
@@ -64,10 +71,6 @@ __all__ = [
     "on_statement",
     "reader_for",
 ]
-
-#: A result over this share of the cache's rows is not kept: one big answer must not flush
-#: the many small ones that make up most requests.
-_LARGEST_SHARE: Final = 8
 
 #: Called with the SQL text and parameters of each statement, before it runs.
 StatementListener = Callable[[str, Sequence[Any]], None]
@@ -104,6 +107,8 @@ class Reader:
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
         self._listeners: list[StatementListener] = []
+        #: Recent results (off until :meth:`enable_cache`).
+        self.cache = RowCache(0)
 
     def listen(self, listener: StatementListener) -> None:
         """Call ``listener`` before each statement this reader sends on its own connections."""
@@ -116,26 +121,34 @@ class Reader:
         for listener in self._listeners:
             listener(sql, params)
 
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> Rows:
-        """All rows of one read-only statement."""
+    async def fetch(
+        self, sql: str, params: Sequence[Any] = (), *, models: frozenset[str] = frozenset()
+    ) -> Rows:
+        """All rows of one read-only statement.
+
+        ``models`` names the read models (projections) whose tables the statement reads: a
+        PostgreSQL reader caches only such statements (see the module's docstring).
+        """
         raise NotImplementedError
 
     def enable_cache(self, max_rows: int) -> None:
-        """Keep up to ``max_rows`` rows of recent results while the database is unchanged.
+        """Keep up to ``max_rows`` rows of recent results while they are known to be current.
 
-        Only a SQLite file reader caches (see the module's docstring); others ignore this.
-        ``max_rows`` of 0 turns the cache off.
+        A SQLite file reader and a PostgreSQL reader cache (see the module's docstring); others
+        ignore this. ``max_rows`` of 0 turns the cache off.
         """
+        if max_rows < 0:
+            raise ValueError(f"max_rows must be >= 0, not {max_rows}")
 
     @property
     def cache_hits(self) -> int:
         """Statements answered from the cache, since the reader was made."""
-        return 0
+        return self.cache.hits
 
     @property
     def cache_misses(self) -> int:
         """Statements run while the cache was on, since the reader was made."""
-        return 0
+        return self.cache.misses
 
     async def close(self) -> None:
         """Close the reader's connections; a later :meth:`fetch` opens new ones."""
@@ -156,31 +169,13 @@ class SQLiteReader(Reader):
         # Normally only the event loop's thread reads; the lock makes any other caller wait
         # rather than share a statement in flight.
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, tuple[Any, ...]], tuple[tuple[Any, ...], ...]] = {}
-        self._cache_limit = 0
-        self._cached_rows = 0
         self._data_version: int | None = None
-        self._hits = 0
-        self._misses = 0
 
     def enable_cache(self, max_rows: int) -> None:
-        if max_rows < 0:
-            raise ValueError(f"max_rows must be >= 0, not {max_rows}")
+        super().enable_cache(max_rows)
         with self._lock:
-            self._cache_limit = max_rows
-            self._forget_rows()
-
-    @property
-    def cache_hits(self) -> int:
-        return self._hits
-
-    @property
-    def cache_misses(self) -> int:
-        return self._misses
-
-    def _forget_rows(self) -> None:
-        self._cache.clear()
-        self._cached_rows = 0
+            self.cache.limit = max_rows
+            self.cache.clear()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -198,52 +193,45 @@ class SQLiteReader(Reader):
             raise
         return conn
 
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> Rows:
-        return self.fetch_now(sql, params)
+    async def fetch(
+        self, sql: str, params: Sequence[Any] = (), *, models: frozenset[str] = frozenset()
+    ) -> Rows:
+        return self.fetch_now(sql, params, models=models)
 
-    def fetch_now(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+    def fetch_now(
+        self, sql: str, params: Sequence[Any] = (), *, models: frozenset[str] = frozenset()
+    ) -> Rows:
         """:meth:`fetch`, synchronously."""
         with self._lock:
             conn = self._conn
             if conn is None:
                 conn = self._conn = self._connect()
-            if not self._cache_limit:
+            if not self.cache.active:
                 return self._run(conn, sql, params)
-            return self._fetch_cached(conn, sql, params)
+            return self._fetch_cached(conn, sql, params, models)
 
     def _run(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Rows:
         if self._listeners:
             self._notify(sql, params)
         return conn.execute(sql, params).fetchall()
 
-    def _fetch_cached(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Rows:
+    def _fetch_cached(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any], models: frozenset[str]
+    ) -> Rows:
         version = conn.execute("PRAGMA data_version").fetchone()[0]
-        cache = self._cache
+        cache = self.cache
         if version != self._data_version:
-            self._forget_rows()
+            cache.clear()
             self._data_version = version
         key = (sql, tuple(params))
-        try:
-            found = cache.pop(key, None)
-        except TypeError:  # an unhashable parameter: run it, keep nothing
-            self._misses += 1
-            return self._run(conn, sql, params)
+        found = cache.get(key)
         if found is not None:
-            cache[key] = found  # most recently used last
-            self._hits += 1
-            return list(found)
-        self._misses += 1
+            return found
         rows = self._run(conn, sql, params)
         # A commit between the data_version read and this statement leaves rows newer than
         # the version they are filed under; every later read sees the new version and
         # empties the cache first, so they are never served for the old one.
-        limit = self._cache_limit
-        if len(rows) <= limit // _LARGEST_SHARE:
-            while cache and self._cached_rows + len(rows) > limit:
-                oldest = next(iter(cache))
-                self._cached_rows -= len(cache.pop(oldest))
-            cache[key] = tuple(rows)
-            self._cached_rows += len(rows)
+        cache.put(key, rows, models)
         return rows
 
     async def close(self) -> None:
@@ -253,7 +241,7 @@ class SQLiteReader(Reader):
         with self._lock:
             conn, self._conn = self._conn, None
             # data_version values only compare within one connection.
-            self._forget_rows()
+            self.cache.clear()
             self._data_version = None
         if conn is not None:
             conn.close()
@@ -264,6 +252,8 @@ class PostgresReader(Reader):
 
     def __init__(self, engine: AsyncEngine, *, max_size: int = 10) -> None:
         super().__init__("postgresql")
+        # Serves only once something keeps it current (follow_checkpoints).
+        self.cache.serving = False
         self._engine = engine
         self._max_size = max_size
         self._slots: asyncio.Semaphore | None = None
@@ -319,7 +309,29 @@ class PostgresReader(Reader):
             return
         self._idle.append(conn)
 
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+    def enable_cache(self, max_rows: int) -> None:
+        super().enable_cache(max_rows)
+        self.cache.limit = max_rows
+        self.cache.clear()
+
+    async def fetch(
+        self, sql: str, params: Sequence[Any] = (), *, models: frozenset[str] = frozenset()
+    ) -> Rows:
+        cache = self.cache
+        if not models or not cache.active:
+            return await self._fetch(sql, params)
+        # Id lists are bound as arrays (lists): keyed as tuples.
+        key = (sql, tuple(tuple(p) if isinstance(p, list) else p for p in params))
+        found = cache.get(key)
+        if found is not None:
+            return found
+        generation = cache.generation
+        rows = await self._fetch(sql, params)
+        # Kept only if no read model moved while the statement ran (see eventstore.read_cache).
+        cache.put(key, rows, models, generation)
+        return rows
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> Rows:
         import asyncpg
 
         lost = _pg_connection_lost()
@@ -376,7 +388,9 @@ class EngineReader(Reader):
         super().__init__(engine.dialect.name)
         self._engine = engine
 
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+    async def fetch(
+        self, sql: str, params: Sequence[Any] = (), *, models: frozenset[str] = frozenset()
+    ) -> Rows:
         async with self._engine.connect() as conn:
             result = await conn.exec_driver_sql(sql, tuple(params))
             return [tuple(row) for row in result.all()]

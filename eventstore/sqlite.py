@@ -163,7 +163,7 @@ class SQLiteEventStore(EventStore):
         if writer not in ("auto", "thread", "inline"):
             raise ValueError(f"writer must be 'auto', 'thread' or 'inline', not {writer!r}")
         # "thread": every commit (and its fsync) runs on a thread of its own, so the event loop
-        # keeps serving while the disk syncs; the hand-off costs 60-110 µs per batch here.
+        # keeps serving while the disk syncs, at the cost of a thread hand-off per batch.
         # "inline": every commit runs on the loop's thread, which also waits there for a lock
         # held by another process: for a single sequential writer (a CLI import) only.
         # "auto": see the module's docstring.
@@ -202,8 +202,8 @@ class SQLiteEventStore(EventStore):
 
     def _query(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
         # Reads run on the event loop's thread: in WAL mode they never wait for a writer, and
-        # an indexed lookup in the page cache costs less than the two thread switches
-        # (about 170 µs here) that offloading it would add.
+        # an indexed lookup in the page cache costs less than the two thread switches that
+        # offloading it would add.
         if self._reader is None:
             self._reader = self.engine.raw_connection()
         try:

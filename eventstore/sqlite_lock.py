@@ -42,8 +42,8 @@ class _FileLock:
 @functools.lru_cache(maxsize=1024)
 def _key(database: str | None) -> str | None:
     """The file a database name refers to, or None for private in-memory databases."""
-    # Cached: realpath costs a few lstat calls, paid on every append (about 7 µs of the
-    # ~300 µs a one-event append takes). Every caller resolves through this same cache, so a
+    # Cached: realpath costs a few lstat calls, which every append would otherwise pay.
+    # Every caller resolves through this same cache, so a
     # symlink changed after first use cannot split one file into two locks within a process.
     if not database or database == ":memory:" or database.startswith("file:"):
         return None

@@ -523,7 +523,11 @@ class EventStore(abc.ABC):
         return self._notifier.generation
 
     async def listen(
-        self, channel: str, on_payload: Callable[[str], None], on_connect: Callable[[], None]
+        self,
+        channel: str,
+        on_payload: Callable[[str], None],
+        on_connect: Callable[[], None],
+        on_lost: Callable[[], None] | None = None,
     ) -> bool:
         """Follow another channel of the backend's notifications, on the store's own LISTEN
         connection; False when the backend sends none (then poll instead).
@@ -532,6 +536,8 @@ class EventStore(abc.ABC):
         ``on_connect()`` each time the channel is listened to afresh (the first time and after
         every reconnection), once the LISTEN is in place: whatever was sent before may have been
         missed, so that is the moment to re-read what the notifications describe.
+        ``on_lost()`` is called when the LISTEN connection is found gone: notifications may be
+        missed from then until the next ``on_connect()``.
         """
         return False
 

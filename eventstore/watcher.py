@@ -26,9 +26,11 @@ first event of the projection's types after what it knows, for all waiters of th
 at once (an index range on the position, two small queries); what it learns holds until the
 projection passes that event, so the log is scanned only forward.
 
-Listeners (:meth:`add_listener`) are told whenever a projection's reach moves, and when
-the watcher may have missed moves (a reconnection): what a cache of read-model answers needs
-to know which of them went stale. The watcher knows projections only by name and types.
+Listeners (:meth:`add_listener`) are told whenever a projection's reach moves, when the
+watcher may miss moves from now on (its LISTEN connection is lost), and when it has read every
+checkpoint again after a (re)connection: what a cache of read-model answers needs to know which
+of them went stale (:mod:`eventstore.read_cache`). The watcher knows projections only by name
+and types.
 """
 
 from __future__ import annotations
@@ -177,6 +179,9 @@ class _Tracked:
     waiters: _Waiters = field(default_factory=_Waiters)
     #: The highest position a waiter wants the log scanned up to (see ``wait``'s ``scan``).
     scan_wanted: int = 0
+    #: The last position at which the tables may have changed, as far as this process knows:
+    #: its runner's commits that applied events, and any checkpoint move another process made.
+    changed: int = _NOTHING
 
     @property
     def known(self) -> int:
@@ -199,6 +204,7 @@ class _Tracked:
 
 MoveListener = Callable[[str, int], None]
 ResetListener = Callable[[], None]
+LostListener = Callable[[], None]
 
 _SQL_ROWS: Final = {
     "sqlite": "SELECT name, position, status FROM projection_checkpoints",
@@ -248,10 +254,11 @@ class CheckpointWatcher:
             if projection.name in self._tracked:
                 raise ValueError(f"two projections are named {projection.name!r}")
             self._tracked[projection.name] = _Tracked(projection.name, projection.types)
-        self._listeners: list[tuple[MoveListener, ResetListener | None]] = []
+        self._listeners: list[tuple[MoveListener, ResetListener | None, LostListener | None]] = []
         self._kick = asyncio.Event()
         self._reload = True  # the table is read once before anything is trusted
         self._notified = False  # whether the backend sends notifications to this watcher
+        self._connected = False  # whether its LISTEN connection is up now
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
@@ -278,7 +285,10 @@ class CheckpointWatcher:
             rows = await reader.fetch(_SQL_SCHEMA)
             if rows and rows[0][0] is not None:
                 self._notified = await self.store.listen(
-                    notify_channel(str(rows[0][0])), self._on_notify, self._on_connect
+                    notify_channel(str(rows[0][0])),
+                    self._on_notify,
+                    self._on_connect,
+                    self._on_lost,
                 )
         await self._read_rows()
         self._task = asyncio.get_running_loop().create_task(
@@ -304,13 +314,15 @@ class CheckpointWatcher:
 
     # -- what others tell us ---------------------------------------------------------------
 
-    def note_local(self, name: str, position: int) -> None:
+    def note_local(self, name: str, position: int, *, changed: bool = True) -> None:
         """This process's runner committed up to ``position``, or read past it with nothing
-        to apply; either way its tables reflect the log up to there."""
+        to apply (``changed=False``); either way its tables reflect the log up to there."""
         tracked = self._get(name)
         if position > tracked.local:
             before = tracked.reach
             tracked.local = position
+            if changed:
+                tracked.changed = position
             self._moved(tracked, before)
 
     def note_state(self, name: str, state: str) -> None:
@@ -320,12 +332,23 @@ class CheckpointWatcher:
             tracked.local_state = state
             tracked.waiters.wake_all()  # to judge again: it may have failed or recovered
 
+    @property
+    def live(self) -> bool:
+        """Whether every checkpoint move reaches this process now, by notification: the
+        backend sends them and the LISTEN connection is up."""
+        return self._notified and self._connected and self._started
+
     def add_listener(
-        self, on_move: MoveListener, on_reset: ResetListener | None = None
+        self,
+        on_move: MoveListener,
+        on_reset: ResetListener | None = None,
+        on_lost: LostListener | None = None,
     ) -> Callable[[], None]:
-        """Call ``on_move(name, reach)`` when a projection's reach moves, and ``on_reset()``
-        when moves may have been missed; returns a function that removes them."""
-        entry = (on_move, on_reset)
+        """Call ``on_move(name, reach)`` when a projection's reach moves, ``on_lost()`` when
+        moves may be missed from now on (the LISTEN connection is gone), and ``on_reset()`` once
+        every checkpoint has been read again after moves may have been missed; returns a
+        function that removes them."""
+        entry = (on_move, on_reset, on_lost)
         self._listeners.append(entry)
 
         def remove() -> None:
@@ -345,14 +368,31 @@ class CheckpointWatcher:
 
     def _on_connect(self) -> None:
         # Notifications sent while we were not listening are lost: read the table again.
+        self._connected = True
         self._reload = True
         self._kick.set()
+
+    def _on_lost(self) -> None:
+        self._connected = False
+        for _on_move, _on_reset, on_lost in tuple(self._listeners):
+            if on_lost is not None:
+                try:
+                    on_lost()
+                except Exception:
+                    log.exception("checkpoint watcher: a listener failed")
 
     # -- where things stand ----------------------------------------------------------------
 
     def reach(self, name: str) -> int:
         """The highest position the projection's tables are known to reflect (-1: no tables)."""
         return self._get(name).reach
+
+    def changed(self, name: str) -> int:
+        """The last position at which the projection's tables may have changed, as far as
+        this process knows: its own runner's commits that applied events, and every
+        checkpoint move made by another process. Unlike :meth:`reach`, not moved by positions
+        read past with nothing to apply, or found irrelevant by a scan of the log."""
+        return self._get(name).changed
 
     def reaches(self) -> dict[str, int]:
         return {name: tracked.reach for name, tracked in self._tracked.items()}
@@ -436,6 +476,10 @@ class CheckpointWatcher:
         if position > tracked.committed:
             before = tracked.reach
             tracked.committed = position
+            if position > tracked.local:
+                # Moved by another process (or before this one's runner said so): what it
+                # applied on the way is unknown here.
+                tracked.changed = max(tracked.changed, position)
             self._moved(tracked, before)
 
     def _moved(self, tracked: _Tracked, before: int) -> None:
@@ -446,7 +490,7 @@ class CheckpointWatcher:
         if reach <= before:
             return
         tracked.waiters.reached(reach)
-        for on_move, _on_reset in tuple(self._listeners):
+        for on_move, _on_reset, _on_lost in tuple(self._listeners):
             try:
                 on_move(tracked.name, reach)
             except Exception:
@@ -495,14 +539,18 @@ class CheckpointWatcher:
 
     async def _read_rows(self) -> None:
         reset = self._reload
-        self._reload = False
+        self._reload = False  # a reconnection during the read asks for another
         reader = reader_for(self.engine)
-        rows = await reader.fetch(_SQL_ROWS[reader.dialect])
+        try:
+            rows = await reader.fetch(_SQL_ROWS[reader.dialect])
+        except BaseException:
+            self._reload = self._reload or reset  # the next try reads (and resets) instead
+            raise
         self.reloads += 1
         for name, position, status in rows:
             self._apply_row(str(name), int(position), str(status))
         if reset:
-            for _on_move, on_reset in tuple(self._listeners):
+            for _on_move, on_reset, _on_lost in tuple(self._listeners):
                 if on_reset is not None:
                     try:
                         on_reset()

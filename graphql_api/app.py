@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -32,6 +34,7 @@ from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.live_hub import LiveHub
 from graphql_api.service_layer.replicas import replica_metrics
 from graphql_api.settings import Settings
+from graphql_api.transport.access_log import AccessLogMiddleware
 from graphql_api.transport.apq import persisted_queries
 from graphql_api.transport.cors import cors_middleware
 from graphql_api.transport.dashboard import dashboard_routes
@@ -186,8 +189,16 @@ def create_app(settings: Settings) -> Starlette:
             state.hub = runtime.hub
             state.checkpointer = runtime.checkpointer
             state.replicas = runtime.replicas
-            with frozen_heap():
-                yield
+            # Each worker keeps its own gauges current for the scrapes other workers answer.
+            gauges = asyncio.get_running_loop().create_task(metrics.keep_fresh(), name="gauges")
+            try:
+                with frozen_heap():
+                    yield
+            finally:
+                gauges.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gauges
+                metrics.close()
 
     async def lag() -> dict[str, float]:
         if state.runner is None:
@@ -199,6 +210,7 @@ def create_app(settings: Settings) -> Starlette:
         "Events between a projection and the head",
         lag,
         label="projection",
+        mode="mostrecent",  # read from the database: every worker sees the same lag
     )
 
     def read_cache() -> dict[str, float]:
@@ -214,6 +226,19 @@ def create_app(settings: Settings) -> Starlette:
         label="result",
     )
     replica_metrics(metrics, lambda: state.replicas)
+
+    def read_cache_drops() -> dict[str, float]:
+        if state.services is None:
+            return {}
+        cache = reader_for(state.services.engine).cache
+        return {"read_model": float(cache.drops), "all": float(cache.clears)}
+
+    metrics.gauge(
+        "statements_read_cache_drops",
+        "Times the read cache dropped a read model's entries (read_model) or all (all)",
+        read_cache_drops,
+        label="scope",
+    )
 
     metrics.gauge(
         "statements_open_subscriptions",
@@ -281,7 +306,16 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
         ],
-        middleware=cors_middleware(settings.cors_origins),
+        middleware=[
+            # Outermost, so that it times (and sees the status of) everything below.
+            Middleware(
+                AccessLogMiddleware,
+                mode=settings.access_log,
+                rate=settings.access_log_rate,
+                slow_ms=settings.slow_request_ms,
+            ),
+            *cors_middleware(settings.cors_origins),
+        ],
         lifespan=lifespan,
     )
     app.state.statements = state

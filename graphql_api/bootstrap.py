@@ -23,6 +23,7 @@ from domain.handlers import StatementHandlers
 from eventstore import EventRegistry, EventStore, open_store
 from eventstore.checkpoints import Checkpointer, load_key_file
 from eventstore.projection import ProjectionRunner, setup_checkpoints
+from eventstore.read_cache import follow_checkpoints
 from eventstore.reader import reader_for
 from eventstore.urls import backend_of, create_engine
 from eventstore.watcher import CheckpointWatcher
@@ -123,6 +124,10 @@ async def serving(settings: Settings) -> AsyncIterator[Runtime]:
         watcher = CheckpointWatcher(services.store, services.engine, projections)
         await watcher.start()
         stack.push_async_callback(watcher.stop)
+        reader = reader_for(services.engine)
+        if reader.dialect == "postgresql":
+            # SQLite's cache follows the file's data_version; PostgreSQL's the checkpoints.
+            stack.callback(follow_checkpoints(reader.cache, watcher))
         read_models = ReadModels(services.engine)
         replicas = open_replicas(settings, read_models, watcher)
         if replicas is not None:

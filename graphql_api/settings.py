@@ -38,6 +38,20 @@ def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 0) ->
     return value
 
 
+def _access_log_mode(env: Mapping[str, str], name: str) -> str:
+    text = env.get(name, "").strip().lower() or "off"
+    if text not in ("off", "sampled", "full"):
+        raise ValueError(f"{name} must be off, sampled or full, not {env[name]!r}")
+    return text
+
+
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default, minimum=0.0)
+    if value > 1.0:
+        raise ValueError(f"{name} must be a share between 0 and 1, not {env[name]!r}")
+    return value
+
+
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
     text = env.get(name, "").strip()
     if not text:
@@ -144,8 +158,9 @@ class Settings:
     #: With production: a file of allowed GraphQL documents (one per blank-line-separated
     #: block, or a JSON list); only those are accepted.
     allow_list_path: str | None = None
-    #: Rows of recent read-model results kept in memory while the SQLite file is unchanged
-    #: (``eventstore.reader``); 0 turns that cache off. PostgreSQL readers never cache.
+    #: Rows of recent read-model results kept in memory while they are known to be current
+    #: (``eventstore.read_cache``: the SQLite file unchanged, or on PostgreSQL no checkpoint
+    #: notification for their read models); 0 turns that cache off.
     read_cache_rows: int = DEFAULT_READ_CACHE_ROWS
     #: The largest HTTP request body (``/graphql``, ``/graphql/stream``) and WebSocket message
     #: accepted, in bytes. Both are refused before they are parsed: 413, or close code 1009.
@@ -172,6 +187,13 @@ class Settings:
     #: Browser origins (``https://app.example.com``) whose pages may call the API (CORS);
     #: empty, the default, lets none.
     cors_origins: tuple[str, ...] = ()
+    #: Request logging (``graphql_api.transport.access_log``): ``off`` (the default: request
+    #: figures are on /metrics), ``sampled`` (each request with probability
+    #: ``access_log_rate``) or ``full``; 5xx responses and requests slower than
+    #: ``slow_request_ms`` are logged whatever the mode.
+    access_log: str = "off"
+    access_log_rate: float = 0.01
+    slow_request_ms: float = 1000.0
     #: Streaming replicas of the PostgreSQL primary that answer queries (projections.replicas):
     #: a query goes to one whose read models reach the request's X-Min-Position, else to the
     #: primary. Mutations, proofs and verifyLog always read the primary.
@@ -215,6 +237,9 @@ class Settings:
                 env, "STATEMENTS_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL
             ),
             cors_origins=_origins(env, "STATEMENTS_CORS_ORIGINS"),
+            access_log=_access_log_mode(env, "STATEMENTS_ACCESS_LOG"),
+            access_log_rate=_rate(env, "STATEMENTS_ACCESS_LOG_RATE", 0.01),
+            slow_request_ms=_number(env, "STATEMENTS_SLOW_REQUEST_MS", 1000.0, minimum=0.0),
             read_replica_urls=_replica_urls(env, "STATEMENTS_READ_REPLICA_URLS"),
             replica_max_lag=_number(
                 env, "STATEMENTS_REPLICA_MAX_LAG", DEFAULT_REPLICA_MAX_LAG, minimum=0.1

@@ -71,6 +71,18 @@ class TopicRow:
     statement_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class StatementPage:
+    """A statement with what its page shows, read at once: its minister (None until the
+    ministers read model has them), its topics in tagging order, and its live related
+    statements, oldest link first, each with its minister."""
+
+    statement: StatementRow
+    minister: MinisterRow | None
+    topics: tuple[TopicRow, ...]
+    related: tuple[tuple[StatementRow, MinisterRow | None], ...]
+
+
 @value
 class MinisterTopicRow:
     """A topic of a minister's: the topic itself (its overall count), and how many of the

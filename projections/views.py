@@ -78,8 +78,58 @@ def _view_tables(names: tuple[str, ...]) -> ViewTables:
 
 _VIEWED: Final = type_name(Viewed)
 _VIEWED_VERSION: Final = type_version(Viewed)
+_IMPORTED: Final = type_name(ViewsImported)
+_IMPORTED_VERSION: Final = type_version(ViewsImported)
+#: The stored types that carry views.
 _BATCH: Final = type_name(ViewsRecorded)
 _BATCH_VERSION: Final = type_version(ViewsRecorded)
+VIEW_TYPES: Final = type_names(Viewed, ViewsImported, ViewsRecorded)
+
+
+def counted_views(record: RecordedEvent) -> tuple[str, int] | None:
+    """The statement a record adds views to and how many; None for a record of another type.
+
+    The one fold of a view event, shared by this projection and the live hub so the two always
+    count alike (upcasters included).
+    """
+    kind, version = record.type, record.schema_version
+    if kind == _VIEWED and version == _VIEWED_VERSION:
+        # The hot path: a current Viewed event is just its statement id, and the generic
+        # decoder would cost more than everything else done per view.
+        return str(record.data["statement_id"]), 1
+    if kind == _IMPORTED and version == _IMPORTED_VERSION:
+        data = record.data  # current: nothing to upcast, two fields to read
+        return str(data["statement_id"]), int(data["count"])
+    if kind not in VIEW_TYPES or kind == _BATCH:
+        return None
+    event = decode(record)
+    if isinstance(event, Viewed):
+        return event.statement_id, 1
+    if isinstance(event, ViewsImported):
+        return event.statement_id, event.count
+    return None  # pragma: no cover - VIEW_TYPES holds only the types above
+
+
+def batch_views(record: RecordedEvent) -> dict[tuple[str, int], int]:
+    """A batch's views per (statement, UTC day number of the view's ``at``); empty for a record
+    of another type. Shared by this projection and the live hub, as :func:`counted_views` is."""
+    per_day: dict[tuple[str, int], int] = {}
+    if record.type != _BATCH:
+        return per_day
+    get = per_day.get
+    if record.schema_version == _BATCH_VERSION:
+        # A batch's times are stored in UTC (the domain normalises them), so the first ten
+        # characters are the view's UTC day; decoding a thousand datetimes would cost more.
+        for view in record.data["views"]:
+            key = (str(view["statement_id"]), _day_number(view["at"][:10]))
+            per_day[key] = get(key, 0) + 1
+        return per_day
+    event = decode(record)
+    assert isinstance(event, ViewsRecorded)
+    for item in event.views:
+        key = (item.statement_id, (item.at.astimezone(UTC).date() - _EPOCH_DAY).days)
+        per_day[key] = get(key, 0) + 1
+    return per_day
 
 
 class ViewsProjection:
@@ -87,7 +137,7 @@ class ViewsProjection:
 
     name = "views"
     version = 1
-    types = type_names(Viewed, ViewsImported, ViewsRecorded)
+    types = VIEW_TYPES
     tables: Sequence[str] = TABLES
 
     async def create(self, conn: AsyncConnection, tables: TableNames) -> None:
@@ -105,22 +155,14 @@ class ViewsProjection:
         get = per_day.get
         for record in events:
             if record.type == _BATCH:
-                _add_batch(per_day, record)
+                for key, n in batch_views(record).items():
+                    per_day[key] = get(key, 0) + n
                 continue
-            if record.type == _VIEWED and record.schema_version == _VIEWED_VERSION:
-                # The hot path: a current Viewed event is just its statement id, and the generic
-                # decoder would cost more than everything else done per view.
-                statement_id, count = str(record.data["statement_id"]), 1
-            else:
-                event = decode(record)
-                if isinstance(event, Viewed):
-                    statement_id, count = event.statement_id, 1
-                elif isinstance(event, ViewsImported):
-                    statement_id, count = event.statement_id, event.count
-                else:  # pragma: no cover - the runner only hands us the types above
-                    continue
-            key = (statement_id, record.recorded_at_us // _US_PER_DAY)
-            per_day[key] = get(key, 0) + count
+            counted = counted_views(record)
+            if counted is None:  # pragma: no cover - the runner only hands us our types
+                continue
+            key = (counted[0], record.recorded_at_us // _US_PER_DAY)
+            per_day[key] = get(key, 0) + counted[1]
         totals: collections.Counter[str] = collections.Counter()
         for (statement_id, _day), count in per_day.items():
             totals[statement_id] += count
@@ -141,23 +183,6 @@ class ViewsProjection:
             ["statement_id", "day"],
             add=("view_count",),
         )
-
-
-def _add_batch(per_day: dict[tuple[str, int], int], record: RecordedEvent) -> None:
-    """Count each view of a batch on the UTC day of its ``at``."""
-    get = per_day.get
-    if record.schema_version == _BATCH_VERSION:
-        # A batch's times are stored in UTC (the domain normalises them), so the first ten
-        # characters are the view's UTC day; decoding a thousand datetimes would cost more.
-        for view in record.data["views"]:
-            key = (str(view["statement_id"]), _day_number(view["at"][:10]))
-            per_day[key] = get(key, 0) + 1
-        return
-    event = decode(record)
-    assert isinstance(event, ViewsRecorded)
-    for item in event.views:
-        key = (item.statement_id, (item.at.astimezone(UTC).date() - _EPOCH_DAY).days)
-        per_day[key] = get(key, 0) + 1
 
 
 _US_PER_DAY: Final = 86_400_000_000

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -135,11 +137,51 @@ async def _init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from graphql_api.metrics import MULTIPROC_DIR
 
     # Workers are separate processes: they rebuild Settings from the environment we set here.
     os.environ["STATEMENTS_DATABASE_URL"] = args.db
     os.environ["STATEMENTS_PRODUCTION"] = "1" if args.production else ""
+    if args.workers <= 1:
+        _run_uvicorn(args, settings)
+        return 0
+    # Each worker writes its metrics into this directory and a scrape adds them all up
+    # (graphql_api/metrics.py); a private, new one, so nothing of another run is counted.
+    _remove_stale_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{_METRICS_DIR_PREFIX}{os.getpid()}-")
+    os.environ[MULTIPROC_DIR] = metrics_dir
+    try:
+        _run_uvicorn(args, settings)
+    finally:
+        os.environ.pop(MULTIPROC_DIR, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+_METRICS_DIR_PREFIX = "statements-metrics-"
+
+
+def _remove_stale_metrics_dirs() -> None:
+    """Remove the metrics directories of servers that were killed before they could."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_METRICS_DIR_PREFIX}*-*"):
+        pid = path.name.removeprefix(_METRICS_DIR_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         "graphql_api.app:app_from_env",
         factory=True,
@@ -147,8 +189,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         # asyncio's loop, not uvloop, unless asked: under saturation uvloop left some
-        # connections unserved for 1-2 s (p99 1.3 s against 53 ms at 100 connections, the
-        # same throughput; docs/BENCHMARKS.md). httptools still parses HTTP either way.
+        # connections unserved for seconds at the same throughput (docs/DECISIONS.md).
+        # httptools still parses HTTP either way.
         loop=args.loop,
         # The app's cap, enforced again by uvicorn from the frame's header: a larger frame
         # is refused (1009) without being buffered, where the app would see it only whole.
@@ -164,8 +206,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # rate-limit key.
         proxy_headers=False,
         log_level="info",
+        # Request lines come from the app's own access log (STATEMENTS_ACCESS_LOG: off by
+        # default, errors and slow requests always), through uvicorn's handlers.
+        access_log=False,
+        log_config=_log_config(),
     )
-    return 0
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration, with the app's loggers on its default handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["statements"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _schema(args: argparse.Namespace, settings: Settings) -> int:

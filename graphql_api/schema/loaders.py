@@ -7,7 +7,7 @@ statement. Loaders of nested connections are keyed by ``(parent, first, after)``
 ``statements_for_*`` call per distinct ``(first, after)`` — in practice one, since siblings in a
 list share their arguments.
 
-Hence the bound of issue 5: resolving a level of a query costs at most one statement per
+Hence the bound on SQL statements: resolving a level of a query costs at most one statement per
 relation field selected on it, whatever the number of objects, so a query of depth d issues
 about d + 1 statements (measured in ``tests/graphql_api/test_query_sql_counts.py``).
 

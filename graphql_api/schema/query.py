@@ -19,11 +19,12 @@ from datetime import date, datetime
 from typing import Annotated, Final
 
 import strawberry
+from graphql import FieldNode
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from eventstore.audit import Anchor, verify
 from graphql_api.errors import BadUserInput
-from graphql_api.execution import batched, each
+from graphql_api.execution import IdentityCache, batched, each
 from graphql_api.schema.ids import (
     StatementRef,
     minister_id_of,
@@ -103,6 +104,30 @@ async def _statement(
     return Statement.from_row(row) if row is not None else None
 
 
+#: The fields of a statement that its page read (``ReadModels.statement_page``) brings along.
+_PAGE_FIELDS: Final = frozenset({"minister", "topics", "related"})
+_SELECTS_PAGE: IdentityCache[bool] = IdentityCache()
+
+
+def _selects_page(info: Info) -> bool:
+    """Whether the statement field selects its minister, topics or related statements
+    (conservatively: a fragment counts as selecting them). Remembered per field node."""
+    raw = info._raw_info
+    nodes: tuple[FieldNode, ...] = tuple(raw.field_nodes)
+    wanted = _SELECTS_PAGE.get(nodes)
+    if wanted is None:
+        wanted = any(
+            node.selection_set is not None
+            and any(
+                not isinstance(selection, FieldNode) or selection.name.value in _PAGE_FIELDS
+                for selection in node.selection_set.selections
+            )
+            for node in nodes
+        )
+        _SELECTS_PAGE.put(nodes, None, wanted)
+    return wanted
+
+
 async def _statement_batch(
     roots: Sequence[object],
     info: Info,
@@ -117,6 +142,14 @@ async def _statement_batch(
     if as_of is not None or at_position is not None or (ref is not None and ref.dated):
         return await each(roots, lambda _root: _statement(info, id, slug, as_of, at_position))
     models = read_models_of(info)
+    if models.pages_in_one_statement and _selects_page(info):
+        # The statement with its minister, topics and related statements: one round trip.
+        if ref is not None:
+            page = await read(models.statement_page(ref.statement_id))
+        else:
+            page = await read(models.statement_page(slug=slug))
+        found = Statement.from_page(page) if page is not None else None
+        return [found] * len(roots)
     if ref is not None:
         key = ref.statement_id
         row = (await read(models.statements_by_ids([key]))).get(key)

@@ -16,14 +16,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, cast, get_args
 
 import sqlalchemy as sa
+from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.permission import BasePermission
 
@@ -222,6 +221,9 @@ async def authenticate(
     return Principal(token_id=record.id, name=record.name, role=record.role)
 
 
+_MISSING: Final = object()
+
+
 class TokenAuthenticator:
     """:func:`authenticate` with a short per-process cache (``ttl`` seconds, LRU-bounded).
 
@@ -233,21 +235,18 @@ class TokenAuthenticator:
         self.engine = engine
         self.ttl = ttl
         self.max_entries = max_entries
-        self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        # Unknown tokens are cached as None, so a miss is told apart by a sentinel.
+        self._cache: TTLCache[str, Principal | None] = TTLCache(maxsize=max_entries, ttl=ttl)
 
     async def __call__(self, bearer: str) -> Principal | None:
         if not well_formed(bearer):
             return None
         key = hash_token(bearer)
-        now = time.monotonic()
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self._cache.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cast("Principal | None", cached)
         principal = await authenticate(self.engine, bearer)
-        self._cache[key] = (now + self.ttl, principal)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+        self._cache[key] = principal
         return principal
 
     def clear(self) -> None:

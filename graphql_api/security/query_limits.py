@@ -32,11 +32,11 @@ Every limit is checked before any resolver runs, and none of them wraps field re
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
+from cachetools import LRUCache
 from graphql import (
     ASTValidationRule,
     DocumentNode,
@@ -140,20 +140,16 @@ class _KnownDocuments:
     MAX_LENGTH: ClassVar[int] = 20_000
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        self._entries: LRUCache[tuple[str, int, int], bool] = LRUCache(self.MAX_ENTRIES)
 
     def __contains__(self, key: tuple[str, int, int]) -> bool:
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return True
-        return False
+        # ``get``, not ``in``: only a read marks the entry as recently used.
+        return self._entries.get(key, False)
 
     def add(self, key: tuple[str, int, int]) -> None:
         if len(key[0]) > self.MAX_LENGTH:
             return
-        self._entries[key] = None
-        if len(self._entries) > self.MAX_ENTRIES:
-            self._entries.popitem(last=False)
+        self._entries[key] = True
 
 
 _known_documents = _KnownDocuments()

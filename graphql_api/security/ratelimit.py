@@ -33,13 +33,14 @@ gets at most N times the rate. ``docs/API.md`` says the same for client authors.
 
 from __future__ import annotations
 
-import collections
 import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Final
+
+from cachetools import LRUCache
 
 from graphql_api.context import Context
 from graphql_api.errors import ApiError, BadUserInput
@@ -83,7 +84,7 @@ class ViewRateLimiter:
         self.burst = burst
         self.max_clients = max_clients
         self._clock = clock
-        self._buckets: collections.OrderedDict[str, _Bucket] = collections.OrderedDict()
+        self._buckets: LRUCache[str, _Bucket] = LRUCache(maxsize=max_clients)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -94,12 +95,8 @@ class ViewRateLimiter:
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = _Bucket(self.burst, now)
-            self._buckets[key] = bucket
-            while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
         else:
-            self._buckets.move_to_end(key)
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
             bucket.updated = now

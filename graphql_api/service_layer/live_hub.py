@@ -1,8 +1,8 @@
 """The live hub: one feed of the event store per process, shared by every subscriber.
 
-One task follows ``store.subscribe`` for ``Viewed``, ``ViewsImported``, ``ViewsRecorded``,
-``StatementPublished`` and ``StatementWithdrawn`` from the head at start; nothing is re-queried
-per subscriber. A ``ViewsRecorded`` batch counts as the views it holds.
+One task follows ``store.subscribe`` for ``Viewed``, ``ViewsImported``, ``ViewsRecorded`` (a
+batch, counted as the views it holds), ``StatementPublished``
+and ``StatementWithdrawn`` from the head at start; nothing is re-queried per subscriber.
 
 * **View counts.** Only statements somebody subscribes to are tracked. The first subscriber of a
   statement reads its count *and* the views projection's checkpoint in one SQL statement (the
@@ -10,7 +10,7 @@ per subscriber. A ``ViewsRecorded`` batch counts as the views it holds.
   up to the checkpoint ``q``. If the hub's feed is already past ``q`` the views in between are
   added from a bounded buffer of recent view events; events at or before ``q`` are never added
   again. After that each ``Viewed`` adds 1, each ``ViewsImported`` its count and each batch
-  the number of its views of the statement.
+  its views of the statement.
 * **Coalescing.** Changes are published once per tick (250 ms by default): a statement viewed
   1,000 times a second sends one message per tick with the exact count, and since a change
   always marks the statement dirty, the last message carries the final value.
@@ -39,7 +39,11 @@ from typing import Any, Final, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.events import StatementPublished, StatementWithdrawn
 from eventstore import EventStore, RecordedEvent
+from projections.common import decode, type_name
+from projections.queries import ReadModels
+from projections.views import VIEW_TYPES, ViewsProjection, batch_views, counted_views
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +52,10 @@ T = TypeVar("T")
 DEFAULT_TICK: Final = 0.25
 DEFAULT_BUFFER_EVENTS: Final = 200_000
 PUBLISHED_QUEUE: Final = 100
-VIEWS_PROJECTION: Final = "views"
-FEED_TYPES: Final = (
-    "Viewed",
-    "ViewsImported",
-    "ViewsRecorded",
-    "StatementPublished",
-    "StatementWithdrawn",
-)
-
-_totals = sa.table("view_totals", sa.column("statement_id"), sa.column("view_count"))
-_checkpoints = sa.table("projection_checkpoints", sa.column("name"), sa.column("position"))
+VIEWS_PROJECTION: Final = ViewsProjection.name
+_PUBLISHED: Final = type_name(StatementPublished)
+_WITHDRAWN: Final = type_name(StatementWithdrawn)
+FEED_TYPES: Final = (*sorted(VIEW_TYPES), _PUBLISHED, _WITHDRAWN)
 
 
 class ViewWindow(enum.Enum):
@@ -192,6 +189,7 @@ class LiveHub:
     ) -> None:
         self.store = store
         self.engine = engine
+        self.read_models = ReadModels(engine)
         self.tick = tick
         self.load_timeout = load_timeout
         self._ranking_source = ranking or self._default_ranking
@@ -248,41 +246,45 @@ class LiveHub:
         if record.position <= self._position:
             return
         kind = record.type
-        if kind in ("Viewed", "ViewsImported", "ViewsRecorded"):
-            if kind == "ViewsRecorded":
-                counts = collections.Counter(str(v["statement_id"]) for v in record.data["views"])
-                for statement_id, count in counts.items():
-                    self._add_views(record, statement_id, count)
+        if kind in VIEW_TYPES:
+            counted = counted_views(record)
+            pairs: tuple[tuple[str, int], ...]
+            if counted is not None:
+                pairs = (counted,)
             else:
-                count = 1 if kind == "Viewed" else int(record.data["count"])
-                self._add_views(record, str(record.data["statement_id"]), count)
+                # A batch: its views summed per statement, so each statement moves once.
+                per_statement: collections.Counter[str] = collections.Counter()
+                for (batch_statement, _day), n in batch_views(record).items():
+                    per_statement[batch_statement] += n
+                pairs = tuple(per_statement.items())
+            # Inline, not a method: this runs for every view event the log takes.
+            for statement_id, count in pairs:
+                recent = self._recent
+                if len(recent) >= self._recent_max:
+                    self._recent_floor = recent.popleft()[0]
+                recent.append((record.position, statement_id, count))
+                tracked = self._tracked.get(statement_id)
+                if (
+                    tracked is not None
+                    and tracked.ready.is_set()
+                    and record.position > tracked.applied_through
+                ):
+                    tracked.count += count
+                    tracked.applied_through = record.position
+                    tracked.at = record.recorded_at
+                    self._dirty.add(tracked)
+            if pairs:
+                for ranking in self._rankings.values():
+                    ranking.dirty_through = record.position
+        elif kind == _WITHDRAWN:
             for ranking in self._rankings.values():
                 ranking.dirty_through = record.position
-        elif kind == "StatementWithdrawn":
-            for ranking in self._rankings.values():
-                ranking.dirty_through = record.position
-        elif kind == "StatementPublished":
+        elif kind == _PUBLISHED:
             published = _published(record)
-            for queue in self._published:
-                queue.put(published)
+            if published is not None:
+                for queue in self._published:
+                    queue.put(published)
         self._position = record.position
-
-    def _add_views(self, record: RecordedEvent, statement_id: str, count: int) -> None:
-        recent = self._recent
-        if len(recent) >= self._recent_max:
-            self._recent_floor = recent.popleft()[0]
-        recent.append((record.position, statement_id, count))
-        tracked = self._tracked.get(statement_id)
-        # A batch may name a statement at several indexes: they were summed into one count.
-        if (
-            tracked is not None
-            and tracked.ready.is_set()
-            and record.position > tracked.applied_through
-        ):
-            tracked.count += count
-            tracked.applied_through = record.position
-            tracked.at = record.recorded_at
-            self._dirty.add(tracked)
 
     # -- the tick -------------------------------------------------------------------------
 
@@ -331,35 +333,17 @@ class LiveHub:
         return tuple(await self._ranking_source(ranking.first, since))
 
     async def _default_ranking(self, first: int, since: date | None) -> list[RankedStatement]:
-        from projections.queries import ReadModels
-
-        rows = await ReadModels(self.engine).most_viewed(first, since)
+        rows = await self.read_models.most_viewed(first, since)
         return [RankedStatement(row.id, row.slug, row.title, views) for row, views in rows]
 
     # -- reading the read model -----------------------------------------------------------
 
     async def _checkpoint(self) -> int:
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(
-                sa.select(_checkpoints.c.position).where(_checkpoints.c.name == VIEWS_PROJECTION)
-            )
-        return int(value or 0)
+        return await self.read_models.checkpoint(VIEWS_PROJECTION)
 
     async def _snapshot(self, statement_id: str) -> tuple[int, int]:
         """(count, checkpoint) of one statement, read together in one statement."""
-        checkpoint = (
-            sa.select(_checkpoints.c.position)
-            .where(_checkpoints.c.name == VIEWS_PROJECTION)
-            .scalar_subquery()
-        )
-        count = (
-            sa.select(_totals.c.view_count)
-            .where(_totals.c.statement_id == statement_id)
-            .scalar_subquery()
-        )
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(count.label("n"), checkpoint.label("q")))).one()
-        return int(row.n or 0), int(row.q or 0)
+        return await self.read_models.view_count_at_checkpoint(statement_id)
 
     async def _load(self, tracked: _Tracked) -> None:
         deadline = time.monotonic() + self.load_timeout
@@ -487,20 +471,24 @@ class LiveHub:
         }
 
 
-def _published(record: RecordedEvent) -> Published:
-    data = record.data
-    minister = data.get("minister") or {}
-    raw = data.get("published_at")
+def _published(record: RecordedEvent) -> Published | None:
+    """The record as the ``statementPublished`` feed sends it; None (logged) if it can't be read.
+
+    Decoded by the projections' registry, so old schema versions are upcast as they are for
+    the read models; a record that can't be decoded is skipped rather than stalling the feed.
+    """
     try:
-        published_at = datetime.fromisoformat(str(raw)) if raw else record.recorded_at
-    except ValueError:
-        published_at = record.recorded_at
+        event = decode(record)
+    except Exception:
+        log.exception("live hub: event %d could not be decoded; not sent", record.position)
+        return None
+    assert isinstance(event, StatementPublished)
     return Published(
-        statement_id=str(data["statement_id"]),
-        slug=str(data.get("slug", "")),
-        title=str(data.get("title", "")),
-        kind=str(data.get("kind", "")),
-        minister_name=str(minister.get("name", "")) if isinstance(minister, dict) else "",
-        published_at=published_at,
+        statement_id=event.statement_id,
+        slug=event.slug,
+        title=event.title,
+        kind=event.kind,
+        minister_name=event.minister.name,
+        published_at=event.published_at,
         position=record.position,
     )

@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+from cachetools import LRUCache
 
 from graphql_api.errors import (
     BAD_REQUEST,
@@ -116,7 +117,7 @@ class PersistedQueries:
         self.max_document_length = max_document_length
         self.allow_list = allow_list or AllowList()
         self.allow_list_only = allow_list_only
-        self._documents: OrderedDict[str, str] = OrderedDict()
+        self._documents: LRUCache[str, str] = LRUCache(maxsize=max_entries)
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -155,15 +156,9 @@ class PersistedQueries:
         if len(document) > self.max_document_length:
             return
         self._documents[sha] = document
-        self._documents.move_to_end(sha)
-        while len(self._documents) > self.max_entries:
-            self._documents.popitem(last=False)
 
     def _lookup(self, sha: str) -> str | None:
-        document = self._documents.get(sha)
-        if document is not None:
-            self._documents.move_to_end(sha)
-        return document
+        return self._documents.get(sha)
 
     @staticmethod
     def _hash_of(persisted: object) -> str:

@@ -67,6 +67,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from eventstore import read_cache
 from eventstore.errors import StoreUnavailableError
 from graphql_api.context import Context
 from graphql_api.errors import (
@@ -405,6 +406,8 @@ class GraphQLHTTP:
             refused = await self._at_least(min_position)
             if refused is not None:
                 return self._result(refused, media, extra_headers={"retry-after": "1"})
+        # The read cache answers this request only from entries known at or after it.
+        floor = read_cache.min_position.set(min_position)
         try:
             result = await self.schema.execute(
                 resolved.query,
@@ -428,6 +431,8 @@ class GraphQLHTTP:
             )
         except MissingQueryError:
             raise HTTPError(400, "No GraphQL query in the request.") from None
+        finally:
+            read_cache.min_position.reset(floor)
         if (
             resolved.register_hash is not None
             and self.persisted_queries is not None

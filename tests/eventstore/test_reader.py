@@ -314,7 +314,7 @@ async def test_cache_is_bounded_by_rows_and_keeps_the_recently_used(tmp_path: Pa
         assert len(seen) == count
         await reader.fetch("SELECT id FROM items WHERE n = ? OR id = 'c'", (0,))
         assert len(seen) == count + 1
-        assert reader._cached_rows <= 16
+        assert reader.cache.rows <= 16
     finally:
         await reader.close()
 

@@ -134,13 +134,20 @@ def live_server(
 
 @contextlib.contextmanager
 def statements_serve(
-    database_url: str, log_dir: Path, *, env: Mapping[str, str] | None = None
+    database_url: str,
+    log_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Server]:
-    """``statements serve`` in a process of its own (one worker: the server is that process)."""
+    """``statements serve`` in a process of its own (one worker: the server is that process;
+    more: it is their supervisor)."""
     port = free_port()
     log = log_dir / f"serve-{port}.log"
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     command = [sys.executable, "-m", "graphql_api.cli", "serve", "--db", database_url]
+    if workers != 1:
+        command += ["--workers", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],

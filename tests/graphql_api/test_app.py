@@ -92,5 +92,6 @@ async def test_the_app_end_to_end(tmp_path: Path) -> None:
         # The second read of the list ran no SQL (unless the runner committed in between).
         assert 'statements_read_cache_statements{result="hit"}' in metrics
         assert 'statements_read_cache_statements{result="hit"} 0' not in metrics
+        assert "statements_read_cache_drops{scope=" in metrics
         assert 'graphql_requests_total{operation="Publish",status="200"}' in metrics
         assert "statements_projection_lag_events" in metrics

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -35,19 +35,25 @@ class _Hub(LiveHub):
             self.after_load()
 
 
-def _viewed(position: int) -> RecordedEvent:
+def _record(
+    position: int, type_: str, data: dict[str, Any], schema_version: int = 1
+) -> RecordedEvent:
     return RecordedEvent(
         position=position,
-        stream_id=f"statement-views-{SID}",
+        stream_id=f"statement-{SID}",
         version=position,
         event_id=uuid.uuid4(),
-        type="Viewed",
-        schema_version=1,
-        data={"statement_id": SID},
+        type=type_,
+        schema_version=schema_version,
+        data=data,
         metadata={},
         recorded_at=datetime.now(UTC),
         hash=b"",
     )
+
+
+def _viewed(position: int) -> RecordedEvent:
+    return _record(position, "Viewed", {"statement_id": SID})
 
 
 @pytest.fixture
@@ -84,3 +90,41 @@ async def test_a_count_published_before_the_first_value_is_not_sent_after_it(hub
     assert update.view_count == 3
     await updates.aclose()
     assert hub.stats()["subscribers"] == 0
+
+
+async def test_views_imported_add_their_count_as_the_views_projection_does(hub: _Hub) -> None:
+    updates = cast(AsyncGenerator[CountUpdate, None], hub.view_counts(SID))
+    assert (await anext(updates)).view_count == 0
+    hub.apply(_viewed(1))
+    hub.apply(_record(2, "ViewsImported", {"statement_id": SID, "count": 40, "source": "old"}))
+    hub.publish_counts()
+    update = await asyncio.wait_for(anext(updates), 5)
+    assert (update.view_count, update.position) == (41, 2)
+    await updates.aclose()
+
+
+async def test_a_statement_published_at_schema_version_1_is_upcast_for_the_feed(hub: _Hub) -> None:
+    published = hub.published()
+    following = asyncio.ensure_future(anext(published))
+    await asyncio.sleep(0)
+    v1 = {
+        "statement_id": SID,
+        "slug": "a-statement",
+        "title": "A statement",
+        "kind": "PRESS_RELEASE",
+        "minister": {"id": "m-1", "name": "A. Minister", "title": "Minister of Things"},
+        "location": None,
+        "occurred_on": "2026-01-02",
+        "published_at": "2026-01-02T10:00:00+00:00",
+        "body": "First paragraph.\n\nSecond paragraph.",
+    }
+    hub.apply(_record(1, "StatementPublished", v1, schema_version=1))
+    item = await asyncio.wait_for(following, 5)
+    assert (item.statement_id, item.title, item.minister_name, item.position) == (
+        SID,
+        "A statement",
+        "A. Minister",
+        1,
+    )
+    assert item.published_at == datetime(2026, 1, 2, 10, tzinfo=UTC)
+    await published.aclose()  # type: ignore[attr-defined]

@@ -29,12 +29,12 @@ async def test_requests_are_counted_by_operation_and_status(
     response = await client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
-    assert 'graphql_requests_total{operation="Greeting",status="200"} 1' in text
-    assert 'graphql_requests_total{operation="anonymous",status="200"} 2' in text
-    assert 'graphql_requests_total{operation="anonymous",status="400"} 1' in text
-    assert 'graphql_request_duration_seconds_bucket{operation="Greeting",le="+Inf"} 1' in text
-    assert 'graphql_request_duration_seconds_count{operation="Greeting"} 1' in text
-    assert 'graphql_sql_statements_per_request_bucket{le="0"} 4' in text
+    assert 'graphql_requests_total{operation="Greeting",status="200"} 1.0' in text
+    assert 'graphql_requests_total{operation="anonymous",status="200"} 2.0' in text
+    assert 'graphql_requests_total{operation="anonymous",status="400"} 1.0' in text
+    assert 'graphql_request_duration_seconds_bucket{le="+Inf",operation="Greeting"} 1.0' in text
+    assert 'graphql_request_duration_seconds_count{operation="Greeting"} 1.0' in text
+    assert 'graphql_sql_statements_per_request_bucket{le="0.0"} 4.0' in text
     assert "# TYPE graphql_request_duration_seconds histogram" in text
 
 
@@ -57,28 +57,31 @@ async def test_histograms_and_gauges() -> None:
         await asyncio.sleep(0)
         return {"statements": 3, 'we"ird': 0}
 
+    readings = iter([5.0])
+
     def broken() -> float:
-        raise RuntimeError("no")
+        return next(readings)  # 5, then StopIteration: a callback that starts failing
 
     metrics.gauge(
         "statements_projection_lag_events", "Events behind the head.", lag, label="projection"
     )
     metrics.gauge("graphql_open_subscriptions", "Open subscriptions.", lambda: 2)
     metrics.gauge("broken_gauge", "Fails.", broken)
+    await metrics.refresh()
     with pytest.raises(ValueError):
         metrics.gauge("bad name", "x", lambda: 1)
     text = await metrics.render()
-    assert 'graphql_request_duration_seconds_bucket{operation="Q",le="0.1"} 1' in text
-    assert 'graphql_request_duration_seconds_bucket{operation="Q",le="1"} 2' in text
+    assert 'graphql_request_duration_seconds_bucket{le="0.1",operation="Q"} 1.0' in text
+    assert 'graphql_request_duration_seconds_bucket{le="1.0",operation="Q"} 2.0' in text
     assert 'graphql_request_duration_seconds_sum{operation="Q"} 0.55' in text
-    assert 'graphql_sql_statements_per_request_bucket{le="1"} 0' in text
-    assert 'graphql_sql_statements_per_request_bucket{le="5"} 1' in text
-    assert 'graphql_sql_statements_per_request_bucket{le="+Inf"} 2' in text
-    assert "graphql_sql_statements_total 10" in text
-    assert 'statements_projection_lag_events{projection="statements"} 3' in text
-    assert 'statements_projection_lag_events{projection="we\\"ird"} 0' in text
-    assert "graphql_open_subscriptions 2" in text
-    assert "broken_gauge" not in text
+    assert 'graphql_sql_statements_per_request_bucket{le="1.0"} 0.0' in text
+    assert 'graphql_sql_statements_per_request_bucket{le="5.0"} 1.0' in text
+    assert 'graphql_sql_statements_per_request_bucket{le="+Inf"} 2.0' in text
+    assert "graphql_sql_statements_total 10.0" in text
+    assert 'statements_projection_lag_events{projection="statements"} 3.0' in text
+    assert 'statements_projection_lag_events{projection="we\\"ird"} 0.0' in text
+    assert "graphql_open_subscriptions 2.0" in text
+    assert "broken_gauge 5.0" in text  # its last good value, not a made-up one
     assert text.endswith("\n")
 
 

@@ -46,11 +46,16 @@ from graphql_api.schema.types.views import DayCount
 from graphql_api.security.auth import require_role
 from graphql_api.service_layer.asof import StatementAsOf, history, views_as_of
 from projections.rows import DayCount as ViewDay
-from projections.rows import MinisterRow, Page, StatementRow, TopicRow
+from projections.rows import MinisterRow, Page, StatementPage, StatementRow, TopicRow
 
 AUDITOR = "auditor"
 #: Fields a Statement built from a row reads from it when first asked for.
 _FROM_ROW: frozenset[str] = frozenset({"occurred_on", "published_at", "paragraphs"})
+#: What a Statement read with its page (``Statement.from_page``) holds besides its row: the
+#: batch resolvers of ``minister``, ``topics`` and ``related`` answer from them.
+_PAGE_MINISTER = "_page_minister"
+_PAGE_TOPICS = "_page_topics"
+_PAGE_RELATED = "_page_related"
 
 
 # --- resolvers (module functions, attached below with their descriptions) -----------------
@@ -73,12 +78,20 @@ def _minister_of(root: Statement, row: MinisterRow | None) -> Minister:
 
 
 async def _minister(root: Statement, info: Info) -> Minister:
+    if _PAGE_MINISTER in root.__dict__:
+        return _minister_of(root, root.__dict__[_PAGE_MINISTER])
     return _minister_of(root, await loaders_of(info).minister_by_id.load(root.minister_id))
 
 
 async def _minister_batch(roots: Sequence[Statement], info: Info) -> Sequence[object]:
-    models = read_models_of(info)
-    rows = await read(models.ministers_by_ids(list(dict.fromkeys(_minister_id(r) for r in roots))))
+    if all(_PAGE_MINISTER in root.__dict__ for root in roots):
+        # Read with the page (Statement.from_page): no statement to send.
+        rows = {r.minister_id: r.__dict__[_PAGE_MINISTER] for r in roots}
+    else:
+        models = read_models_of(info)
+        rows = await read(
+            models.ministers_by_ids(list(dict.fromkeys(_minister_id(r) for r in roots)))
+        )
     # One Minister object per minister: the executor completes a shared value once.
     made: dict[str, Minister] = {}
     values: list[Minister] = []
@@ -112,6 +125,8 @@ def _statement_list(rows: Sequence[StatementRow]) -> list[Statement]:
 
 
 async def _topics(root: Statement, info: Info) -> list[Topic]:
+    if _PAGE_TOPICS in root.__dict__:
+        return _topic_list(root.__dict__[_PAGE_TOPICS])
     loaders = loaders_of(info)
     if root.as_of is None:
         return _topic_list(await loaders.topics_of.load(root.statement_id))
@@ -126,6 +141,8 @@ async def _topics(root: Statement, info: Info) -> list[Topic]:
 
 
 async def _topics_batch(roots: Sequence[Statement], info: Info) -> Sequence[object]:
+    if all(_PAGE_TOPICS in root.__dict__ for root in roots):
+        return [_topic_list(root.__dict__[_PAGE_TOPICS]) for root in roots]
     if any(root.as_of is not None for root in roots):
         return await each(roots, lambda root: _topics(root, info))
     models = read_models_of(info)
@@ -135,6 +152,8 @@ async def _topics_batch(roots: Sequence[Statement], info: Info) -> Sequence[obje
 
 
 async def _related(root: Statement, info: Info) -> list[Statement]:
+    if _PAGE_RELATED in root.__dict__:
+        return list(root.__dict__[_PAGE_RELATED])
     loaders = loaders_of(info)
     if root.as_of is None:
         return _statement_list(await loaders.related_statements.load(root.statement_id))
@@ -144,6 +163,8 @@ async def _related(root: Statement, info: Info) -> list[Statement]:
 
 
 async def _related_batch(roots: Sequence[Statement], info: Info) -> Sequence[object]:
+    if all(_PAGE_RELATED in root.__dict__ for root in roots):
+        return [list(root.__dict__[_PAGE_RELATED]) for root in roots]
     if any(root.as_of is not None for root in roots):
         return await each(roots, lambda root: _related(root, info))
     models = read_models_of(info)
@@ -301,6 +322,25 @@ class Statement(Node):
             minister_title=row.minister_title,
             as_of=None,
             _row=row,
+        )
+        return statement
+
+    @classmethod
+    def from_page(cls, page: StatementPage) -> Statement:
+        """A statement read with what its page shows (``ReadModels.statement_page``): its
+        ``minister``, ``topics`` and ``related`` (with their ministers) resolve without SQL."""
+        statement = cls.from_row(page.statement)
+        related = []
+        for row, minister in page.related:
+            other = cls.from_row(row)
+            other.__dict__[_PAGE_MINISTER] = minister
+            related.append(other)
+        statement.__dict__.update(
+            {
+                _PAGE_MINISTER: page.minister,
+                _PAGE_TOPICS: page.topics,
+                _PAGE_RELATED: tuple(related),
+            }
         )
         return statement
 
