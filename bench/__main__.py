@@ -30,6 +30,7 @@ BENCHMARKS = {
     "postgraphile": "bench.postgraphile",
     "replicas": "bench.replicas",
     "commodity": "bench.commodity",
+    "importer": "bench.importer",
 }
 
 

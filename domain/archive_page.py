@@ -68,12 +68,17 @@ _KIND_WORDS: Final = (
     (r"briefing(?:s)?|брифинг\w*", "briefing"),
     (r"message(?:s)?|greetings?|послани\w*|приветстви\w*", "message"),
 )
-_KIND_PATTERNS: Final = tuple(
-    (re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE), kind) for words, kind in _KIND_WORDS
+# One search for all kinds: the leftmost match wins, and at one position the earlier kind.
+_KIND_PATTERN: Final = re.compile(
+    "|".join(rf"(?<!\w)(?P<k{i}>{words})(?!\w)" for i, (words, _) in enumerate(_KIND_WORDS)),
+    re.IGNORECASE,
 )
 
-_WHITESPACE: Final = re.compile(r"\s+")
-_INVISIBLE: Final = re.compile("[\ufeff\u200b\u200c\u200d\u2060]")
+_CYRILLIC_LEADS: Final = (b"\xd0", b"\xd1", b"\xd2", b"\xd3")
+_NOT_ASCII_LETTERS: Final = bytes(b for b in range(128) if not chr(b).isalpha())
+_INVISIBLE_CHARS: Final = "\ufeff\u200b\u200c\u200d\u2060"
+# Looked for first: a substring search is far cheaper than a substitution that finds nothing.
+_INVISIBLE: Final = re.compile(f"[{_INVISIBLE_CHARS}]")
 _BULLET: Final = re.compile(r"^[•·▪●◦‣∙]\s*")
 _MONTH_LINE: Final = re.compile(
     r"(?P<month>[^\W\d_]+) (?P<year>[0-9]{4}) ?\((?P<count>[0-9]{1,9})\)"
@@ -151,7 +156,9 @@ class ArchivePage:
 
 def parse_archive_page(text: str, *, source: str) -> ArchivePage:
     """Parse one page; raises PageParseError (and nothing else) naming what is missing."""
-    lines = [_clean(line) for line in _INVISIBLE.sub("", text).splitlines()]
+    if any(ch in text for ch in _INVISIBLE_CHARS):
+        text = _INVISIBLE.sub("", text)
+    lines = [_clean(line) for line in text.splitlines()]
 
     published_index, published_at = _published(lines, source)
     title = _title(lines, published_index, source)
@@ -188,12 +195,10 @@ def parse_archive_page(text: str, *, source: str) -> ArchivePage:
 
 def kind_of_title(title: str) -> str:
     """The statement kind announced by the earliest kind word in the title, else "other"."""
-    best: tuple[int, str] | None = None
-    for pattern, kind in _KIND_PATTERNS:
-        match = pattern.search(title)
-        if match is not None and (best is None or match.start() < best[0]):
-            best = (match.start(), kind)
-    return best[1] if best is not None else "other"
+    match = _KIND_PATTERN.search(title)
+    if match is None or match.lastgroup is None:
+        return "other"
+    return _KIND_WORDS[int(match.lastgroup[1:])][1]
 
 
 def parse_title_tail(title: str) -> tuple[str | None, date | None]:
@@ -214,7 +219,8 @@ def parse_title_tail(title: str) -> tuple[str | None, date | None]:
 
 
 def _clean(line: str) -> str:
-    return _WHITESPACE.sub(" ", line).strip()
+    # str.split() splits on exactly the characters that ``\s`` matches, several times faster.
+    return " ".join(line.split())
 
 
 def _published(lines: list[str], source: str) -> tuple[int, datetime]:
@@ -393,6 +399,10 @@ def _place(prefix: str) -> str | None:
 
 
 def _language(sample: str) -> str:
-    cyrillic = sum(1 for ch in sample if "\u0400" <= ch <= "\u04ff")
-    latin = sum(1 for ch in sample if ch.isascii() and ch.isalpha())
+    # Counted on the encoded bytes, not in a loop over characters, which cost more than the
+    # rest of the parse together: U+0400-U+04FF are exactly the UTF-8 sequences led by
+    # 0xD0-0xD3, and the Latin letters counted are ASCII ones.
+    encoded = sample.encode("utf-8", "surrogatepass")
+    cyrillic = sum(encoded.count(lead) for lead in _CYRILLIC_LEADS)
+    latin = len(sample.encode("ascii", "ignore").translate(None, _NOT_ASCII_LETTERS))
     return "ru" if cyrillic > latin else "en"

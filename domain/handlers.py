@@ -144,6 +144,11 @@ class StatementHandlers:
         self.max_batch_views = max_batch_views
         self._max_attempts = max_attempts
 
+    @property
+    def log(self) -> EventLog:
+        """The event log the handlers read and write (bulk imports write to it directly)."""
+        return self._log
+
     # --- queries the importer needs ----------------------------------------------------------
 
     async def load_statement(self, statement_id: str) -> tuple[int, StatementState]:

@@ -10,6 +10,7 @@ running it again.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, fields, replace
 from typing import Final
@@ -67,6 +68,7 @@ class ImportSummary:
         )
 
 
+@functools.lru_cache(maxsize=65_536)
 def statement_id_for_title(title: str) -> str:
     """The id an imported statement gets: a UUIDv5 of its title, ignoring case and punctuation."""
     key = slugify(title) or " ".join(title.split()).casefold()

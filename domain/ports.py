@@ -6,6 +6,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from domain.errors import DomainError
+
 
 @dataclass(frozen=True, slots=True)
 class Appended:
@@ -14,6 +16,17 @@ class Appended:
     stream_id: str
     version: int
     position: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's append in a bulk write: the arguments of ``EventLog.append``."""
+
+    stream_id: str
+    events: Sequence[object]
+    expected_version: int | None
+    metadata: Mapping[str, str | None]
+    event_ids: Sequence[str] | None = None
 
 
 class EventLog(Protocol):
@@ -39,6 +52,18 @@ class EventLog(Protocol):
         same ids with the same events and metadata writes nothing and returns the original
         result; reusing them for anything else raises ``DuplicateEventId``.
         """
+        ...
+
+    async def load_many(self, stream_ids: Collection[str]) -> dict[str, tuple[int, list[object]]]:
+        """``load`` for many streams at once, in a few reads; streams that do not exist are
+        absent from the answer."""
+        ...
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[Appended | DomainError]:
+        """Many streams' appends, each atomic and decided on its own as ``append`` decides it,
+        written together. Each gets its ``Appended``, or in its place the ``ConcurrencyConflict``
+        or ``DuplicateEventId`` that ``append`` would raise: one failing append never fails
+        another."""
         ...
 
 

@@ -47,9 +47,41 @@ def _transliterate(ch: str) -> str:
     return ch
 
 
+class _SlugTable(dict[int, str]):
+    """``str.translate``'s table: each character to its slug letters, separators to a space.
+
+    Filled on first sight of each character, so a title costs one ``translate`` pass instead
+    of a transliteration call per character. Marks stay as they are: whether one is kept
+    depends on its neighbours, which only the character-by-character path can see.
+    """
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        if ch in _DROPPED:
+            out = ""
+        elif unicodedata.category(ch).startswith("M"):
+            out = ch
+        else:
+            out = "".join(c if c.isalnum() else " " for c in _transliterate(ch))
+        self[code] = out
+        return out
+
+
+_TABLE: Final = _SlugTable()
+
+
 def slugify(text: str) -> str:
     """Turn a display name into a slug ("Middle East" -> "middle-east"); may return ""."""
     folded = unicodedata.normalize("NFKC", text).casefold()
+    words = folded.translate(_TABLE)
+    if words.isascii():
+        # Everything transliterated (the common case): the words, joined by hyphens.
+        return "-".join(words.split())
+    return _slugify_by_character(folded)
+
+
+def _slugify_by_character(folded: str) -> str:
+    # Other scripts and marks: the letters stay, and a mark goes only after a Latin letter.
     parts: list[str] = []
     hyphen = False
     for ch in folded:

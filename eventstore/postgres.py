@@ -650,6 +650,11 @@ class PostgresEventStore(EventStore):
         decode = sql.record_from_row
         return [decode(row) for row in await self._fetch(statement, *params)]
 
+    async def _read_streams(self, stream_ids: Sequence[str]) -> list[RecordedEvent]:
+        statement = f"{_SELECT} WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version"
+        decode = sql.record_from_row
+        return [decode(row) for row in await self._fetch(statement, list(stream_ids))]
+
     # -- cross-process wake-ups ------------------------------------------------------------
 
     @property

@@ -759,6 +759,11 @@ class SQLiteEventStore(EventStore):
         params.append(limit)
         return self._decoded(statement, tuple(params))
 
+    async def _read_streams(self, stream_ids: Sequence[str]) -> list[RecordedEvent]:
+        marks = ", ".join("?" * len(stream_ids))
+        statement = f"{_SELECT} WHERE stream_id IN ({marks}) ORDER BY stream_id, version"
+        return self._decoded(statement, tuple(stream_ids))
+
     # -- the Merkle tree and checkpoints ---------------------------------------------------
 
     async def read_tree_nodes(self, positions: Sequence[int]) -> dict[int, bytes]:

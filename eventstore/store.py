@@ -27,6 +27,8 @@ from eventstore.records import (
 
 MAX_STREAM_ID_LENGTH = 500
 DEFAULT_PAGE_SIZE = 1000
+#: Streams per query of ``load_streams``: far below SQLite's and asyncpg's parameter limits.
+STREAMS_PER_READ = 500
 #: Events that may wait for the group commit before appends are refused as overloaded.
 DEFAULT_MAX_PENDING_EVENTS = 100_000
 
@@ -132,6 +134,27 @@ class GroupCommitter:
         self._pending_events += count
         self._start_drain()
         return await future
+
+    async def submit_many(self, requests: Sequence[PendingAppend]) -> list[Outcome]:
+        """Queue all ``requests`` at once, so that they go out together in as few transactions
+        as the batch size allows; each gets its own outcome, an exception in its place."""
+        count = sum(len(request.events) for request in requests)
+        if self._queue and self._pending_events + count > self.max_pending_events:
+            raise StoreUnavailableError(
+                f"overloaded: {self._pending_events:,} events already wait for a commit "
+                f"(limit {self.max_pending_events:,}); retry later"
+            )
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[AppendResult]] = []
+        for request in requests:
+            request.future = loop.create_future()
+            futures.append(request.future)
+            self._queue.append(request)
+        self._pending_events += count
+        # Company by construction: the queue's batching is the point.
+        self._contended = True
+        self._start_drain()
+        return list(await asyncio.gather(*futures, return_exceptions=True))  # type: ignore[arg-type]
 
     async def _submit_direct(self, direct: DirectWrite, request: PendingAppend) -> Outcome | None:
         self._direct_busy = True
@@ -322,6 +345,28 @@ class EventStore(abc.ABC):
             return AppendResult(stream_id, actual, actual, head, head)
         return await self._committer.submit(PendingAppend(stream_id, encoded, expected_version))
 
+    async def append_many(
+        self, requests: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]]
+    ) -> list[AppendResult | Exception]:
+        """Append to many streams at once: the bulk path of imports.
+
+        Every request is one stream's atomic append, decided on its own exactly as ``append``
+        decides it, and all of them are committed together, in as few transactions as the
+        batch size allows. Each gets its result, or the exception ``append`` would have raised
+        (``ConcurrencyError``, ``DuplicateEventError``) in its place, so one request that fails
+        never fails the others. A request with no events is refused before anything is written.
+        """
+        pending: list[PendingAppend] = []
+        for stream_id, events, expected_version in requests:
+            check_expected(expected_version)
+            encoded = encode_events(stream_id, events)
+            if not encoded:
+                raise InvalidAppendError(f"append_many: no events for stream {stream_id!r}")
+            pending.append(PendingAppend(stream_id, encoded, expected_version))
+        if not pending:
+            return []
+        return await self._committer.submit_many(pending)
+
     @abc.abstractmethod
     async def _write_batch(self, batch: list[PendingAppend]) -> list[Outcome]:
         """Write a batch in one transaction and return each request's outcome."""
@@ -488,6 +533,21 @@ class EventStore(abc.ABC):
     async def load_stream(self, stream_id: str) -> list[RecordedEvent]:
         """All of a stream's events, in one list."""
         return [record async for record in self.read_stream(stream_id)]
+
+    async def load_streams(self, stream_ids: Collection[str]) -> dict[str, list[RecordedEvent]]:
+        """The events of many streams, each in order, read in a few queries rather than one
+        per stream; streams without events are absent. Meant for short streams."""
+        wanted = sorted(set(stream_ids))
+        found: dict[str, list[RecordedEvent]] = {}
+        for start in range(0, len(wanted), STREAMS_PER_READ):
+            for record in await self._read_streams(wanted[start : start + STREAMS_PER_READ]):
+                found.setdefault(record.stream_id, []).append(record)
+        return found
+
+    async def _read_streams(self, stream_ids: Sequence[str]) -> list[RecordedEvent]:
+        """Every event of these streams, ordered by stream then version; backends override
+        this with one query."""
+        return [record for stream_id in stream_ids for record in await self.load_stream(stream_id)]
 
     # -- following -------------------------------------------------------------------------
 

@@ -110,6 +110,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import scraped archive pages (files or folders)")
     _add_db(imp, settings)
     imp.add_argument("paths", nargs="+", metavar="PATH")
+    imp.add_argument(
+        "--workers",
+        type=int,
+        choices=range(1, 65),
+        default=1,
+        metavar="N",
+        help="processes that parse pages (default 1: more pay only on idle cores)",
+    )
 
     schema = sub.add_parser(
         "schema", help="print the GraphQL schema (SDL) the server serves, for code generators"
@@ -267,7 +275,12 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
 
     services = await _open(args, settings)
     try:
-        report = await import_paths(services.handlers, [Path(p) for p in args.paths])
+        report = await import_paths(
+            services.handlers,
+            [Path(p) for p in args.paths],
+            engine=services.engine,
+            workers=args.workers,
+        )
     finally:
         await services.close()
     for failure in report.failures:
@@ -348,7 +361,7 @@ async def _events(args: argparse.Namespace, settings: Settings) -> int:
 async def _projections(args: argparse.Namespace, settings: Settings) -> int:
     from eventstore.projection import (
         projection_status,
-        rebuild,
+        rebuild_many,
         retry_projection,
         setup_checkpoints,
     )
@@ -382,10 +395,10 @@ async def _projections(args: argparse.Namespace, settings: Settings) -> int:
             names = ", ".join(p.name for p in projections)
             print(f"statements: no projection {args.name!r} (one of: {names})", file=sys.stderr)
             return 2
-        for projection in chosen:
-            progress = Progress(f"rebuild {projection.name}")
-            position = await rebuild(services.store, services.engine, projection)
-            progress.done(position=position)
+        # One pass over the log for all of them: each event is read and decoded once.
+        progress = Progress("rebuild " + ", ".join(p.name for p in chosen))
+        positions = await rebuild_many(services.store, services.engine, chosen)
+        progress.done(position=max(positions.values(), default=0))
         return 0
     finally:
         await services.close()

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from domain.errors import ConcurrencyConflict, DuplicateEventId
-from domain.ports import Appended
+from domain.errors import ConcurrencyConflict, DomainError, DuplicateEventId
+from domain.ports import Appended, StreamAppend
 from eventstore import (
     ANY,
     NO_STREAM,
+    AppendResult,
     ConcurrencyError,
     DuplicateEventError,
     EventRegistry,
     EventStore,
     ExpectedVersion,
+    NewEvent,
 )
 
 
@@ -82,27 +84,71 @@ class StoreEventLog:
         metadata: Mapping[str, str | None],
         event_ids: Sequence[str] | None = None,
     ) -> Appended:
-        expected: ExpectedVersion
-        if expected_version is None:
-            expected = ANY
-        elif expected_version == 0:
-            expected = NO_STREAM
-        else:
-            expected = expected_version
-        ids = [uuid.UUID(i) for i in event_ids] if event_ids is not None else [None] * len(events)
-        new_events = [
-            self.registry.new_event(event, metadata, event_id)
-            for event, event_id in zip(events, ids, strict=True)
-        ]
+        new_events = self._new_events(events, metadata, event_ids)
         try:
-            result = await self.store.append(stream_id, new_events, expected)
+            result = await self.store.append(stream_id, new_events, _expected(expected_version))
         except ConcurrencyError as exc:
             raise ConcurrencyConflict(stream_id, expected_version, exc.actual) from exc
         except DuplicateEventError as exc:
             raise DuplicateEventId(stream_id, exc.reason) from exc
+        return self._appended(result, new_events)
+
+    async def load_many(self, stream_ids: Collection[str]) -> dict[str, tuple[int, list[object]]]:
+        decode = self.registry.decode
+        return {
+            stream_id: (records[-1].version, [decode(record) for record in records])
+            for stream_id, records in (await self.store.load_streams(stream_ids)).items()
+        }
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[Appended | DomainError]:
+        batches = [
+            (append, self._new_events(append.events, append.metadata, append.event_ids))
+            for append in appends
+        ]
+        results = await self.store.append_many(
+            [
+                (append.stream_id, new_events, _expected(append.expected_version))
+                for append, new_events in batches
+            ]
+        )
+        answers: list[Appended | DomainError] = []
+        for (append, new_events), result in zip(batches, results, strict=True):
+            if isinstance(result, ConcurrencyError):
+                answers.append(
+                    ConcurrencyConflict(append.stream_id, append.expected_version, result.actual)
+                )
+            elif isinstance(result, DuplicateEventError):
+                answers.append(DuplicateEventId(append.stream_id, result.reason))
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                answers.append(self._appended(result, new_events))
+        return answers
+
+    def _new_events(
+        self,
+        events: Sequence[object],
+        metadata: Mapping[str, str | None],
+        event_ids: Sequence[str] | None,
+    ) -> list[NewEvent]:
+        ids = [uuid.UUID(i) for i in event_ids] if event_ids is not None else [None] * len(events)
+        return [
+            self.registry.new_event(event, metadata, event_id)
+            for event, event_id in zip(events, ids, strict=True)
+        ]
+
+    def _appended(self, result: AppendResult, new_events: list[NewEvent]) -> Appended:
         writes = _writes.get()
         if writes is not None:
             writes.events.extend(
                 (result.first_position + i, event.type) for i, event in enumerate(new_events)
             )
-        return Appended(stream_id, result.last_version, result.last_position)
+        return Appended(result.stream_id, result.last_version, result.last_position)
+
+
+def _expected(expected_version: int | None) -> ExpectedVersion:
+    if expected_version is None:
+        return ANY
+    if expected_version == 0:
+        return NO_STREAM
+    return expected_version

@@ -13,6 +13,7 @@ from eventstore import (
     ANY,
     NO_STREAM,
     STREAM_EXISTS,
+    AppendResult,
     ConcurrencyError,
     DuplicateEventError,
     EventStore,
@@ -386,3 +387,44 @@ async def test_subscriber_in_other_store_is_woken(store_factory: Factory) -> Non
         await writer.append("s", [ev(i)])
     await asyncio.wait_for(task, 5)
     assert got == [1, 2, 3]
+
+
+async def test_append_many_decides_each_request_alone(store: EventStore) -> None:
+    await store.append("taken", [ev(0)], NO_STREAM)
+    retried = ev(9)
+    await store.append("retried", [retried], NO_STREAM)
+    results = await store.append_many(
+        [
+            ("a", [ev(1), ev(2)], NO_STREAM),
+            ("taken", [ev(3)], NO_STREAM),
+            ("b", [ev(4)], ANY),
+            # The id of an event already stored, for other content: refused as a duplicate.
+            ("retried", [NewEvent("Happened", {"n": 5}, {}, retried.event_id)], ANY),
+        ]
+    )
+    a, taken, b, clash = results
+    assert isinstance(a, AppendResult) and (a.first_version, a.last_version) == (1, 2)
+    assert isinstance(taken, ConcurrencyError)
+    assert isinstance(b, AppendResult) and b.last_version == 1
+    assert isinstance(clash, DuplicateEventError)
+    # The refused requests wrote nothing; the others are in the log, in request order.
+    assert [(e.stream_id, e.data["n"]) for e in await collect(store)] == [
+        ("taken", 0),
+        ("retried", 9),
+        ("a", 1),
+        ("a", 2),
+        ("b", 4),
+    ]
+    with pytest.raises(InvalidAppendError):
+        await store.append_many([("c", [ev(6)], ANY), ("d", [], ANY)])
+    assert await store.stream_version("c") == 0
+
+
+async def test_load_streams_reads_many_streams_at_once(store: EventStore) -> None:
+    for n in range(3):
+        await store.append("s-1", [ev(n)], ANY)
+        await store.append(f"s-{n + 2}", [ev(10 + n)], ANY)
+    loaded = await store.load_streams(["s-1", "s-3", "missing", "s-1"])
+    assert sorted(loaded) == ["s-1", "s-3"]
+    assert [(e.version, e.data["n"]) for e in loaded["s-1"]] == [(1, 0), (2, 1), (3, 2)]
+    assert [e.data["n"] for e in loaded["s-3"]] == [11]

@@ -30,10 +30,12 @@ from eventstore.projection import (
     IDLE_CHECKPOINT_INTERVAL,
     NEW,
     STALE,
+    ProjectionError,
     ProjectionRunner,
     TableNames,
     projection_status,
     rebuild,
+    rebuild_many,
     wait_for_checkpoints,
 )
 from eventstore.sqlite import SQLiteEventStore
@@ -652,6 +654,37 @@ async def test_rebuild_that_fails_leaves_the_old_tables(env: Env) -> None:
     with pytest.raises(Exception, match="failed at position 34"):
         await rebuild(env.store, env.engine, broken, batch_size=8)
     assert await table(env.engine) == before
+    row = await checkpoint(env.engine)
+    assert row["version"] == 1 and row["position"] == head
+    assert not {t for t in await table_names(env.engine) if "__rb" in t}
+
+
+async def test_rebuilding_together_fails_on_the_event_and_keeps_every_old_table(
+    env: Env,
+) -> None:
+    head = await append(env.store, 40, poison_at=33)
+    fine, other = Counts(), Counts("other", table="other_counts", weight=3)
+    assert await rebuild_many(env.store, env.engine, [fine, other], batch_size=8) == {
+        "counts": head,
+        "other": head,
+    }
+    before = await table(env.engine)
+    assert before == await replay(env.store, fine)
+    others = await table(env.engine, "other_counts")
+    assert others == {stream: 3 * n for stream, n in before.items()}
+
+    broken = Counts(version=2)
+    broken.poison = True
+    with pytest.raises(ProjectionError, match="failed at position 34") as caught:
+        await rebuild_many(
+            env.store,
+            env.engine,
+            [Counts("other", table="other_counts", weight=5), broken],
+            batch_size=8,
+        )
+    assert caught.value.name == "counts"
+    assert await table(env.engine) == before
+    assert await table(env.engine, "other_counts") == others
     row = await checkpoint(env.engine)
     assert row["version"] == 1 and row["position"] == head
     assert not {t for t in await table_names(env.engine) if "__rb" in t}
