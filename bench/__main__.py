@@ -27,6 +27,7 @@ BENCHMARKS = {
     "views": "bench.views",
     "ingest": "bench.ingest",
     "merkle": "bench.merkle",
+    "site": "bench.site",
     "postgraphile": "bench.postgraphile",
     "replicas": "bench.replicas",
     "commodity": "bench.commodity",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Self
@@ -21,6 +22,11 @@ DEFAULT_MAX_REQUEST_BYTES = 1_000_000
 DEFAULT_LOG_ORIGIN = "localhost/statements"
 #: Seconds between checkpoints while the log grows (auditors may ask for one at any time).
 DEFAULT_CHECKPOINT_INTERVAL = 60
+#: User-Agents the site does not count views of: crawlers, link previews and fetch tools.
+DEFAULT_SITE_BOT_AGENTS = (
+    r"bot|crawl|spider|slurp|archiver|facebookexternalhit|embedly|preview|curl|wget|"
+    r"python-requests|go-http-client|headlesschrome.*lighthouse"
+)
 #: Seconds a read replica may trail the primary's read models before it is left out.
 DEFAULT_REPLICA_MAX_LAG = 2.0
 
@@ -74,6 +80,15 @@ def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {text!r}")
+
+
+def _pattern(env: Mapping[str, str], name: str, default: str) -> str:
+    text = env.get(name, default)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"{name} must be a regular expression: {exc}") from None
+    return text
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -205,6 +220,11 @@ class Settings:
     #: ``STATEMENTS_COMPILED_EXECUTOR=0`` runs them on graphql-core's, which gives the same
     #: answers at a higher cost per field.
     compiled_executor: bool = True
+    #: Whether opening a statement page on the site records a view (``recordView``'s command).
+    site_count_views: bool = True
+    #: A regular expression (searched case-insensitively) for User-Agents whose views the site
+    #: does not count; empty counts every reader.
+    site_bot_agents: str = DEFAULT_SITE_BOT_AGENTS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -245,6 +265,8 @@ class Settings:
                 env, "STATEMENTS_REPLICA_MAX_LAG", DEFAULT_REPLICA_MAX_LAG, minimum=0.1
             ),
             compiled_executor=_switch(env, "STATEMENTS_COMPILED_EXECUTOR", True),
+            site_count_views=_switch(env, "STATEMENTS_SITE_COUNT_VIEWS", True),
+            site_bot_agents=_pattern(env, "STATEMENTS_SITE_BOT_AGENTS", DEFAULT_SITE_BOT_AGENTS),
         )
 
     def with_changes(self, **changes: object) -> Self:

@@ -45,7 +45,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "--loop",
         choices=("asyncio", "uvloop"),
         default="asyncio",
-        help="event loop (default asyncio: it serves connections in turn; docs/BENCHMARKS.md)",
+        help="event loop (default asyncio: it serves connections in turn; docs/DECISIONS.md)",
     )
 
     init = sub.add_parser("init", help="create or upgrade the database schema")
