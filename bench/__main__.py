@@ -25,6 +25,7 @@ BENCHMARKS = {
     "failover": "bench.failover",
     "scale": "bench.scale",
     "views": "bench.views",
+    "ingest": "bench.ingest",
     "merkle": "bench.merkle",
     "site": "bench.site",
     "postgraphile": "bench.postgraphile",

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from typing import Self
 from urllib.parse import urlsplit
 
+from domain.limits import MAX_VIEWS_PER_BATCH
+
 DEFAULT_DATABASE_URL = "sqlite:///./statements.db"
 #: About 30 MB at the demo's statement sizes.
 DEFAULT_READ_CACHE_ROWS = 20_000
@@ -188,6 +190,8 @@ class Settings:
     #: ``recordView`` per ``ingest`` token (a site or log shipper recording many readers).
     ingest_view_rate: float = 1000.0
     ingest_view_burst: float = 2000.0
+    #: The most views one ``recordViews`` request may carry; more is BAD_USER_INPUT.
+    ingest_max_batch_views: int = MAX_VIEWS_PER_BATCH
     #: Proxies (addresses or CIDR blocks) whose ``X-Forwarded-For`` names the client.
     trusted_proxies: tuple[str, ...] = ()
     #: The file of the Ed25519 key that signs the log's checkpoints (``statements keys
@@ -243,6 +247,9 @@ class Settings:
             view_burst=_number(env, "STATEMENTS_VIEW_BURST", 20.0, minimum=1.0),
             ingest_view_rate=_number(env, "STATEMENTS_INGEST_VIEW_RATE", 1000.0, minimum=0.001),
             ingest_view_burst=_number(env, "STATEMENTS_INGEST_VIEW_BURST", 2000.0, minimum=1.0),
+            ingest_max_batch_views=_count(
+                env, "STATEMENTS_INGEST_MAX_BATCH", MAX_VIEWS_PER_BATCH, minimum=1
+            ),
             trusted_proxies=_networks(env, "STATEMENTS_TRUSTED_PROXIES"),
             signing_key_path=env.get("STATEMENTS_SIGNING_KEY") or None,
             log_origin=env.get("STATEMENTS_LOG_ORIGIN") or DEFAULT_LOG_ORIGIN,

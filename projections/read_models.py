@@ -186,6 +186,14 @@ class ReadModels:
         rows = await self._fetch(self._sql.statements_by_ids, self._sql.ids(wanted))
         return {r[0]: statement_tuple(r) for r in rows}
 
+    async def withdrawn(self, ids: Iterable[str]) -> dict[str, bool]:
+        """Whether each statement was withdrawn; unknown ids are absent."""
+        wanted = checked_ids(ids, "ids")
+        if not wanted:
+            return {}
+        rows = await self._fetch(self._sql.withdrawn, self._sql.ids(wanted))
+        return {str(r[0]): bool(r[1]) for r in rows}
+
     async def statements_by_slugs(self, slugs: Iterable[str]) -> dict[str, StatementRow]:
         """Statements by slug, withdrawn ones included; unknown slugs are absent."""
         wanted = checked_ids(slugs, "slugs")

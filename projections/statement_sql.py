@@ -178,6 +178,7 @@ class _Sql:
             f"SELECT r.sid, {STATEMENT_SELECT} {links} "
             f"LEFT JOIN view_totals v ON v.statement_id = s.id {live}"
         )
+        self.withdrawn = self.text(f"SELECT id, withdrawn FROM statements WHERE id {ids}")
         self.view_counts = self.text(
             f"SELECT statement_id, view_count FROM view_totals WHERE statement_id {ids}"
         )

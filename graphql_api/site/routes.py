@@ -12,12 +12,14 @@ from __future__ import annotations
 import calendar
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from cachetools import LRUCache
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -61,6 +63,26 @@ def thousands(value: int) -> str:
     return f"{value:,}".replace(",", "\u00a0")
 
 
+def archive_lists() -> Callable[[Sequence[Mapping[str, int]]], Markup]:
+    """The archive's month list as HTML, rendered once per distinct list.
+
+    Every page shows the list, and looping over its months in the template cost as much as
+    the page's query; the list changes only when a statement is published or withdrawn.
+    """
+    rendered: LRUCache[tuple[tuple[int, int, int], ...], Markup] = LRUCache(maxsize=16)
+    item = Markup('<li><a href="/archive/{0}/{1}">{2} {0} ({3})</a></li>')
+
+    def archive_list(months: Sequence[Mapping[str, int]]) -> Markup:
+        key = tuple((m["year"], m["month"], m["count"]) for m in months)
+        html = rendered.get(key)
+        if html is None:
+            html = Markup("\n").join(item.format(y, mo, month_name(mo), c) for y, mo, c in key)
+            rendered[key] = html
+        return html
+
+    return archive_list
+
+
 def templates() -> Jinja2Templates:
     """The site's templates: strict (an undefined name fails), HTML and XML escaped."""
     env = Environment(
@@ -75,6 +97,7 @@ def templates() -> Jinja2Templates:
     env.filters.update(
         long_date=long_date, clock_time=clock_time, month_name=month_name, thousands=thousands
     )
+    env.globals["archive_list"] = archive_lists()
     return Jinja2Templates(env=env)
 
 
