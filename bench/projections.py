@@ -25,7 +25,9 @@ from domain.demo import demo_commands
 from domain.handlers import StatementHandlers
 from domain.streams import views_stream
 from eventstore import ANY, NewEvent, open_store
-from eventstore.projection import ProjectionRunner, rebuild_many, setup_checkpoints
+from eventstore.projection_checkpoints import setup_checkpoints
+from eventstore.projection_runner import ProjectionRunner
+from eventstore.rebuild import rebuild_many
 from eventstore.urls import create_engine
 from graphql_api.service_layer.demo_loader import write_demo
 from graphql_api.service_layer.eventlog import StoreEventLog

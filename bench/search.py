@@ -28,11 +28,11 @@ from bench.common import Config, Result, progress
 from domain.demo import demo_commands
 from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
-from eventstore.projection import ProjectionRunner
+from eventstore.projection_runner import ProjectionRunner
 from eventstore.urls import create_engine
 from graphql_api.service_layer.eventlog import StoreEventLog
 from projections import all_projections
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.registry import event_registry
 from projections.rows import StatementFilter, StatementOrder
 from projections.search_text import TS_CONFIG, fts5_query, search_terms

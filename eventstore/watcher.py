@@ -4,14 +4,15 @@ A projection's read models *reach* a log position P when their committed tables 
 event up to P. That is true when the projection's committed checkpoint is at P or beyond, and
 also when it is below P but no event of the projection's ``types`` lies between the checkpoint
 and P: idle projections write their checkpoint at most once a second (see
-``eventstore.projection``), so a checkpoint row often lags behind what its tables already show.
+``eventstore.projection_runner``), so a checkpoint row often lags behind what its tables already
+show.
 
 One :class:`CheckpointWatcher` per process follows every projection and wakes whoever waits for
 a position (read-your-writes, reads at or after a position). It learns where they stand from
 three sources, none of them per waiter:
 
-* this process's :class:`~eventstore.projection.ProjectionRunner` reports each commit, and the
-  positions it has read past with nothing to apply, directly (:meth:`note_local`);
+* this process's :class:`~eventstore.projection_runner.ProjectionRunner` reports each commit,
+  and the positions it has read past with nothing to apply, directly (:meth:`note_local`);
 * on PostgreSQL, every change of a checkpoint row sends a NOTIFY from a trigger, in the
   checkpoint's own transaction, so it arrives only once the read models' writes are visible.
   The watcher listens on the event store's LISTEN connection (:meth:`EventStore.listen`). A
@@ -219,7 +220,8 @@ _SQL_SCHEMA: Final = (
 def notify_channel(schema: str) -> str:
     """The NOTIFY channel of the checkpoint table in a PostgreSQL schema.
 
-    The trigger (``eventstore.projection``) computes the same name from ``TG_TABLE_SCHEMA``.
+    The trigger (``eventstore.projection_checkpoints``) computes the same name from
+    ``TG_TABLE_SCHEMA``.
     """
     import hashlib
 
@@ -275,7 +277,7 @@ class CheckpointWatcher:
         """Read the checkpoints and start following them; safe to call twice."""
         if self._started:
             return
-        from eventstore.projection import setup_checkpoints
+        from eventstore.projection_checkpoints import setup_checkpoints
 
         self._started = True
         self._stopping = False

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from eventstore.checkpoints import Checkpointer
-from eventstore.projection import ProjectionRunner
+from eventstore.projection_runner import ProjectionRunner
 from eventstore.reader import reader_for
 from eventstore.watcher import CheckpointWatcher
 from graphql_api.bootstrap import Services, serving, start_execution
@@ -46,7 +46,7 @@ from graphql_api.transport.graphiql import graphiql_routes
 from graphql_api.transport.http import build_graphql_app
 from graphql_api.transport.sse import SSEEndpoint
 from graphql_api.transport.ws import build_websocket_app
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.replicas import ReplicaRouter
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.handlers import StatementHandlers
 from eventstore import EventRegistry, EventStore, open_store
 from eventstore.checkpoints import Checkpointer, load_key_file
-from eventstore.projection import ProjectionRunner, setup_checkpoints
+from eventstore.projection_checkpoints import setup_checkpoints
+from eventstore.projection_runner import ProjectionRunner
 from eventstore.read_cache import follow_checkpoints
 from eventstore.reader import reader_for
 from eventstore.urls import backend_of, create_engine
@@ -38,7 +39,7 @@ from graphql_api.service_layer.statement_directory import ReadModelStatements
 from graphql_api.service_layer.topic_directory import ReadModelTopics
 from graphql_api.settings import Settings
 from projections import all_projections
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.registry import event_registry
 from projections.replicas import ReplicaRouter
 

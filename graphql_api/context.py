@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from graphql_api.security.ratelimit import ViewRateLimiter, ViewRatePolicy
     from graphql_api.service_layer.consistency import Consistency
     from graphql_api.service_layer.live_hub import LiveHub
-    from projections.queries import ReadModels
+    from projections.read_models import ReadModels
     from projections.replicas import ReplicaRouter
 
 ANONYMOUS_ACTOR = "anonymous"

@@ -2,7 +2,7 @@
 
 Each projection folds part of the log into tables it alone owns (see the contract in
 ``eventstore.projection``) and is self-contained: it keeps whatever per-statement state it needs
-in its own tables, so it can be rebuilt, or fail, on its own. ``projections.queries.ReadModels``
+in its own tables, so it can be rebuilt, or fail, on its own. ``projections.read_models.ReadModels``
 reads across them.
 """
 

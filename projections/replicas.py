@@ -14,7 +14,7 @@ machinery itself:
   back within the bound.
 * **Choosing.** :meth:`ReplicaRouter.choose` takes the request's minimum position (its
   ``X-Min-Position``, which after a mutation is the position the mutation returned) and gives
-  the :class:`~projections.queries.ReadModels` of a healthy replica whose copy reaches it (by
+  the :class:`~projections.read_models.ReadModels` of a healthy replica whose copy reaches it (by
   the watcher's :class:`~eventstore.watcher.Standing`: a copy whose row is at the primary's
   known position reaches as far as the primary does), round-robin among them; without a
   position, any healthy replica; failing that, the primary's.
@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from eventstore.errors import StoreUnavailableError
 from eventstore.reader import reader_for
 from eventstore.watcher import CheckpointWatcher, Standing
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 
 log = logging.getLogger(__name__)
 

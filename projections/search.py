@@ -15,7 +15,7 @@ Tables (both dialects):
 
 Both databases index the same words of the same text (the body up to
 :data:`MAX_INDEXED_CHARS`), so a search finds the same statements on either, and relevance is
-the same ``bm25`` (:mod:`projections.queries` computes on PostgreSQL what FTS5's ``bm25()``
+the same ``bm25`` (:mod:`projections.search_sql` computes on PostgreSQL what FTS5's ``bm25()``
 does). A withdrawn statement's rows are deleted: it disappears from search.
 """
 

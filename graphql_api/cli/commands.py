@@ -359,12 +359,12 @@ async def _events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _projections(args: argparse.Namespace, settings: Settings) -> int:
-    from eventstore.projection import (
+    from eventstore.projection_checkpoints import (
         projection_status,
-        rebuild_many,
         retry_projection,
         setup_checkpoints,
     )
+    from eventstore.rebuild import rebuild_many
     from projections import all_projections
 
     services = await _open(args, settings)

@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
-from projections.queries import MAX_IDS
+from projections.paging import MAX_IDS
 
 #: The field metadata key under which a field's batch resolver is kept.
 BATCH: Final = "statements.batch"

@@ -2,7 +2,7 @@
 
 One :class:`Loaders` per request (:func:`make_loaders`), so nothing is cached across requests.
 Every loader turns the keys collected in one tick of the event loop into ONE call of a
-batch-shaped :class:`~projections.queries.ReadModels` method, and every such method is one SQL
+batch-shaped :class:`~projections.read_models.ReadModels` method, and every such method is one SQL
 statement. Loaders of nested connections are keyed by ``(parent, first, after)`` and issue one
 ``statements_for_*`` call per distinct ``(first, after)`` — in practice one, since siblings in a
 list share their arguments.
@@ -34,7 +34,8 @@ from strawberry.dataloader import DataLoader
 from eventstore import EventRegistry, EventStore
 from graphql_api.context import Context
 from graphql_api.errors import BadUserInput
-from projections.queries import MAX_IDS, ReadModels
+from projections.paging import MAX_IDS
+from projections.read_models import ReadModels
 from projections.rows import DayCount, MinisterRow, MinisterTopicRow, Page, StatementRow, TopicRow
 
 Info: TypeAlias = strawberry.Info[Context, None]

@@ -27,7 +27,7 @@ from domain.events import SlugReserved, Viewed, ViewsImported
 from domain.statement import StatementState, replay
 from domain.streams import slug_stream, statement_stream, views_stream
 from eventstore import EventRegistry, EventStore, RecordedEvent
-from projections.queries import FROM_AFTER_TO
+from projections.paging import FROM_AFTER_TO
 from projections.rows import DayCount
 
 

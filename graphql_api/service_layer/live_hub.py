@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.events import StatementPublished, StatementWithdrawn
 from eventstore import EventStore, RecordedEvent
 from projections.common import decode, type_name
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.views import VIEW_TYPES, ViewsProjection, batch_views, counted_views
 
 log = logging.getLogger(__name__)

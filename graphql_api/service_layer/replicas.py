@@ -14,7 +14,7 @@ from eventstore.urls import backend_of, create_engine
 from eventstore.watcher import CheckpointWatcher
 from graphql_api.metrics import Metrics, count_sql_statements
 from graphql_api.settings import Settings
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.replicas import Replica, ReplicaRouter
 
 

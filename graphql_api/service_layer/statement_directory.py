@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 
 
 class ReadModelStatements:

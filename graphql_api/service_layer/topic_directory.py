@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 
 
 class ReadModelTopics:

@@ -24,20 +24,17 @@ from eventstore import EventStore, NewEvent, RecordedEvent
 from eventstore.leader import LeaderElection, PostgresLeaderElection
 from eventstore.memory import MemoryEventStore
 from eventstore.postgres import PostgresEventStore
-from eventstore.projection import (
+from eventstore.projection import ProjectionError, TableNames
+from eventstore.projection_checkpoints import (
     ACTIVE,
     FAILED,
-    IDLE_CHECKPOINT_INTERVAL,
     NEW,
     STALE,
-    ProjectionError,
-    ProjectionRunner,
-    TableNames,
     projection_status,
-    rebuild,
-    rebuild_many,
     wait_for_checkpoints,
 )
+from eventstore.projection_runner import IDLE_CHECKPOINT_INTERVAL, ProjectionRunner
+from eventstore.rebuild import rebuild, rebuild_many
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.urls import create_engine
 
@@ -413,7 +410,7 @@ CHILD = """
 import asyncio, sys
 from eventstore import open_store
 from eventstore.urls import create_engine
-from eventstore.projection import ProjectionRunner
+from eventstore.projection_runner import ProjectionRunner
 from tests.eventstore.test_projection import Counts
 
 async def main(url, schema):

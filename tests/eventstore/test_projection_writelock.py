@@ -19,7 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventstore import NewEvent, RecordedEvent, StoreUnavailableError
-from eventstore.projection import ProjectionRunner, TableNames, _transaction
+from eventstore.projection import TableNames
+from eventstore.projection_checkpoints import write_transaction
+from eventstore.projection_runner import ProjectionRunner
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.sqlite_lock import write_lock
 from eventstore.urls import create_engine
@@ -73,7 +75,7 @@ async def test_store_and_runner_never_meet_in_the_busy_handler(
     engine = create_engine(url)
     sa.event.listen(engine.sync_engine, "connect", _no_busy_wait)
     runner = ProjectionRunner(store, engine, [StreamCounts()], batch_size=3)
-    caplog.set_level(logging.WARNING, logger="eventstore.projection")
+    caplog.set_level(logging.WARNING, logger="eventstore.projection_runner")
     try:
         await runner.start()
 
@@ -104,7 +106,7 @@ async def test_a_writer_held_past_the_busy_timeout_fails_appends_clearly(tmp_pat
         await store.append("s", [NewEvent("E", {})])
         engine = create_engine(url)
         try:
-            async with _transaction(engine):
+            async with write_transaction(engine):
                 with pytest.raises(StoreUnavailableError, match="locked"):
                     await store.append("s", [NewEvent("E", {})])
             result = await store.append("s", [NewEvent("E", {})])
@@ -120,7 +122,7 @@ async def test_an_append_waits_for_a_projection_transaction_then_proceeds(
     async with SQLiteEventStore(url) as store:
         engine = create_engine(url)
         try:
-            async with _transaction(engine):
+            async with write_transaction(engine):
                 append = asyncio.ensure_future(store.append("s", [NewEvent("E", {})]))
                 await asyncio.sleep(0.1)
                 assert not append.done()  # queued behind the transaction, not failed
@@ -149,12 +151,12 @@ async def test_projection_transactions_skip_the_fsync_and_leave_the_pool_durable
 ) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'one.db'}", pool_size=1, max_overflow=0)
     try:
-        async with _transaction(engine) as conn:
+        async with write_transaction(engine) as conn:
             # NORMAL: read models are rebuilt from the log, whose appends stay FULL.
             assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 1
             await conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
         with pytest.raises(RuntimeError):
-            async with _transaction(engine) as conn:
+            async with write_transaction(engine) as conn:
                 raise RuntimeError("rolled back")
         async with engine.connect() as conn:  # the same pooled connection, back to FULL
             assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2
@@ -171,7 +173,7 @@ async def test_dml_under_the_write_lock_runs_on_the_loop_thread(tmp_path: Path) 
 
     loop_thread = threading.get_ident()
     try:
-        async with _transaction(engine) as conn:
+        async with write_transaction(engine) as conn:
             await conn.exec_driver_sql("CREATE TABLE t (label TEXT, thread INTEGER)")
             await conn.exec_driver_sql("INSERT INTO t VALUES ('locked', tid())")
         async with engine.begin() as conn:  # a deferred transaction may still wait for the lock

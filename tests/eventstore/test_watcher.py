@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore.postgres import PostgresEventStore
-from eventstore.projection import FAILED, ProjectionRunner
+from eventstore.projection_checkpoints import FAILED
+from eventstore.projection_runner import ProjectionRunner
 from eventstore.watcher import CheckpointWatcher
 from tests.eventstore.test_projection import (
     ENVS,
@@ -73,7 +74,7 @@ async def test_an_idle_projection_reaches_a_position_its_checkpoint_row_lags(
     env: Env, closing: Callable[..., object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The idle projection's checkpoint row is not written while this test runs.
-    monkeypatch.setattr("eventstore.projection.IDLE_CHECKPOINT_INTERVAL", 600.0)
+    monkeypatch.setattr("eventstore.projection_runner.IDLE_CHECKPOINT_INTERVAL", 600.0)
     counts, rare = _projections()
     first = await append(env.store, 3, type_="Rare")
     runner = ProjectionRunner(env.store, env.engine, [counts, rare])

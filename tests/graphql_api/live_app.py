@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from eventstore.projection import ProjectionRunner, setup_checkpoints
+from eventstore.projection_checkpoints import setup_checkpoints
+from eventstore.projection_runner import ProjectionRunner
 from graphql_api.app import frozen_heap
 from graphql_api.bootstrap import Services, open_services
 from graphql_api.context import Context
@@ -34,7 +35,7 @@ from graphql_api.transport.http import build_graphql_app
 from graphql_api.transport.sse import SSEEndpoint
 from graphql_api.transport.ws import LiveGraphQL, build_websocket_app
 from projections import all_projections
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 
 
 @strawberry.type

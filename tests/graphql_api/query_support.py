@@ -34,7 +34,7 @@ from graphql_api.schema.api_schema import ApiSchema, build_schema
 from graphql_api.schema.query import QUERY_TYPES, Query
 from graphql_api.security.auth import Principal
 from graphql_api.service_layer.eventlog import StoreEventLog
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.registry import event_registry
 from tests.projections.conftest import catch_up
 

@@ -63,7 +63,7 @@ async def test_another_instances_writes_drop_the_entries_they_change(
 ) -> None:
     # An idle projection's checkpoint row moves at most once a second with nothing applied,
     # and that move drops its entries too; not while this test runs.
-    monkeypatch.setattr("eventstore.projection.IDLE_CHECKPOINT_INTERVAL", 600.0)
+    monkeypatch.setattr("eventstore.projection_runner.IDLE_CHECKPOINT_INTERVAL", 600.0)
     url, schema = pg_schema
     async with running_app(url, schema) as a, _second_instance(url, schema) as (b, state):
         editor = a.tokens["editor"]

@@ -17,11 +17,11 @@ from domain.commands import CommandMetadata, PublishStatement, RenameTopic, TagS
 from domain.handlers import StatementHandlers
 from domain.ministers import KNOWN_MINISTERS
 from eventstore.memory import MemoryEventStore
-from eventstore.projection import setup_checkpoints
+from eventstore.projection_checkpoints import setup_checkpoints
 from eventstore.urls import create_engine
 from graphql_api.service_layer.eventlog import StoreEventLog
 from graphql_api.service_layer.topic_directory import ReadModelTopics
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.registry import event_registry
 from tests.graphql_api.app_client import Api, running_app
 from tests.projections.conftest import catch_up

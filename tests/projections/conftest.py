@@ -17,11 +17,12 @@ from domain import events as E
 from domain.streams import statement_stream, views_stream
 from eventstore import EventStore
 from eventstore.memory import MemoryEventStore
-from eventstore.projection import ProjectionRunner, rebuild
+from eventstore.projection_runner import ProjectionRunner
+from eventstore.rebuild import rebuild
 from eventstore.records import datetime_to_us
 from eventstore.urls import create_engine
 from projections import all_projections
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.registry import event_registry
 
 MSK = timezone(timedelta(hours=3))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.rows import StatementFilter, StatementOrder
 from tests.projections.conftest import LAVROV, MSK, RYABKOV, ZAKHAROVA, Log, Project
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.rows import Page, StatementFilter, StatementOrder, StatementRow
 from tests.projections.conftest import LAVROV, MSK, RYABKOV, Log, Project
 

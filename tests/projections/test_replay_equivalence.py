@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventstore import EventStore, open_store
 from eventstore.memory import MemoryEventStore
-from eventstore.projection import rebuild, rebuild_many
+from eventstore.rebuild import rebuild, rebuild_many
 from eventstore.urls import create_engine
 from projections import all_projections
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from tests.conftest import run_pg
 from tests.projections.conftest import catch_up, rebuild_all, table_contents
 from tests.projections.scenario import MINISTERS, Model, fold, random_log

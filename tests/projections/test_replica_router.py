@@ -12,7 +12,7 @@ import pytest
 
 from eventstore.urls import create_engine
 from eventstore.watcher import Standing
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.replicas import PRIMARY, ReplicaRouter
 
 

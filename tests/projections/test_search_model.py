@@ -6,15 +6,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from projections.queries import (
-    SNIPPET_END,
-    SNIPPET_START,
-    ReadModels,
-    SearchTerms,
-    fts5_query,
-    search_terms,
-)
+from projections.read_models import ReadModels
 from projections.rows import StatementFilter, StatementOrder
+from projections.search_sql import SNIPPET_END, SNIPPET_START
+from projections.search_text import SearchTerms, fts5_query, search_terms
 from tests.projections.conftest import MSK, Log, Project
 
 FILLER = (

@@ -16,9 +16,10 @@ from domain.handlers import StatementHandlers
 from eventstore.memory import MemoryEventStore
 from eventstore.urls import create_engine
 from graphql_api.service_layer.eventlog import StoreEventLog
-from projections.queries import SNIPPET_START, ReadModels
+from projections.read_models import ReadModels
 from projections.registry import event_registry
 from projections.rows import StatementFilter, StatementOrder, StatementRow
+from projections.search_sql import SNIPPET_START
 from tests.projections.conftest import catch_up
 
 STATEMENTS = 400

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventstore.reader import on_statement
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.rows import StatementFilter, StatementOrder
 from tests.projections.conftest import LAVROV, Log, Project
 

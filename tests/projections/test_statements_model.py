@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from domain import events as E
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.rows import (
     ArchiveMonthRow,
     MinisterRow,

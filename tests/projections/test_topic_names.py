@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain import events as E
 from domain.streams import topic_stream
 from eventstore.memory import MemoryEventStore
-from eventstore.projection import ProjectionRunner, ProjectionStatus
+from eventstore.projection_checkpoints import ProjectionStatus
+from eventstore.projection_runner import ProjectionRunner
 from projections import all_projections
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.rows import TopicRow
 from projections.topics import TopicsProjection
 from tests.projections.conftest import LAVROV, RYABKOV, Log, Project, catch_up, rebuild_all

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain import events as E
 from eventstore.memory import MemoryEventStore
-from projections.queries import ReadModels
+from projections.read_models import ReadModels
 from projections.rows import DayCount, StatementOrder
 from tests.projections.conftest import Clock, Log, Project, catch_up, rebuild_all, table_contents
 

@@ -10,7 +10,7 @@ from graphql_api.execution import batched, by_key
 from graphql_api.schema.loaders import Info, loaders_of, read, read_models_of
 from graphql_api.schema.types.connection import selects_total
 from graphql_api.schema.types.statement import StatementConnection, statement_connection
-from projections.queries import DEFAULT_PAGE_SIZE
+from projections.paging import DEFAULT_PAGE_SIZE
 from projections.rows import EMPTY_PAGE, ArchiveMonthRow, Page, StatementRow
 
 

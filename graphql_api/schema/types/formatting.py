@@ -5,7 +5,7 @@
   time as the site shows it (``17-11-2014, 16:58``, in the offset it was published with), the
   location when there is one, a blank line, then the body; it ends with a newline.
 * ``snippet_html`` makes a search snippet safe to put into HTML: the read model marks matched
-  words with ``<mark>``/``</mark>`` (:data:`projections.queries.SNIPPET_START`/``SNIPPET_END``)
+  words with ``<mark>``/``</mark>`` (:data:`projections.search_sql.SNIPPET_START`/``SNIPPET_END``)
   in unescaped text; every other character is HTML-escaped here, so the result contains no
   markup but those pairs. A marker that does not pair up (the text itself contained
   ``<mark>``) is escaped like any text.
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from projections.queries import SNIPPET_END, SNIPPET_START
+from projections.search_sql import SNIPPET_END, SNIPPET_START
 
 _MARKERS: Final = re.compile(f"({re.escape(SNIPPET_START)}|{re.escape(SNIPPET_END)})")
 

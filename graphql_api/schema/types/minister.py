@@ -16,7 +16,7 @@ from graphql_api.schema.loaders import Info, loaders_of, read, read_models_of
 from graphql_api.schema.types.connection import selects_total
 from graphql_api.schema.types.node import MINISTER, Node, global_id
 from graphql_api.schema.types.topic import Topic
-from projections.queries import DEFAULT_PAGE_SIZE
+from projections.paging import DEFAULT_PAGE_SIZE
 from projections.rows import EMPTY_PAGE, MinisterRow, MinisterTopicRow, Page, StatementRow
 
 if TYPE_CHECKING:
