@@ -199,10 +199,15 @@ def check_fields(document: DocumentNode, max_fields: int) -> None:
 def _depth(
     selection_set: SelectionSetNode,
     fragments: Mapping[str, FragmentDefinitionNode],
+    memo: dict[tuple[str, int], int],
     visiting: frozenset[str],
     budget: int,
 ) -> int:
-    """Depth of a selection set, stopping once it is more than ``budget`` levels deep."""
+    """Depth of a selection set, stopping once it is more than ``budget`` levels deep.
+
+    A fragment's depth is remembered per budget: without that, fragments that each spread the
+    next one twice take time exponential in their number.
+    """
     deepest = 0
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
@@ -210,15 +215,20 @@ def _depth(
                 continue
             depth = 1
             if selection.selection_set is not None and budget > 0:
-                depth += _depth(selection.selection_set, fragments, visiting, budget - 1)
+                depth += _depth(selection.selection_set, fragments, memo, visiting, budget - 1)
         elif isinstance(selection, InlineFragmentNode):
-            depth = _depth(selection.selection_set, fragments, visiting, budget)
+            depth = _depth(selection.selection_set, fragments, memo, visiting, budget)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
             fragment = fragments.get(name)
             if fragment is None or name in visiting:
                 continue
-            depth = _depth(fragment.selection_set, fragments, visiting | {name}, budget)
+            key = (name, budget)
+            if key not in memo:
+                memo[key] = _depth(
+                    fragment.selection_set, fragments, memo, visiting | {name}, budget
+                )
+            depth = memo[key]
         else:  # pragma: no cover - no other selection kinds exist
             continue
         deepest = max(deepest, depth)
@@ -267,7 +277,7 @@ class DepthLimitRule(ValidationRule):
     max_depth: ClassVar[int] = Limits.max_depth
 
     def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
-        depth = _depth(node.selection_set, _fragments(self), frozenset(), self.max_depth)
+        depth = _depth(node.selection_set, _fragments(self), {}, frozenset(), self.max_depth)
         if depth > self.max_depth:
             self.report_error(
                 GraphQLError(

@@ -76,6 +76,24 @@ async def test_fragment_cycles_do_not_hang(schema: ApiSchema, handlers: Statemen
     assert "GRAPHQL_VALIDATION_FAILED" in await codes(schema, handlers, query)
 
 
+def doubling_fragments(levels: int, leaf: str) -> str:
+    """``{ ...F0 }`` where each fragment spreads the next one twice: 2**levels leaves."""
+    fragments = " ".join(
+        f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)
+    )
+    return f"{{ ...F0 }} {fragments} fragment F{levels} on Query {{ {leaf} }}"
+
+
+async def test_fragments_spread_twice_are_walked_once(
+    schema: ApiSchema, handlers: StatementHandlers
+) -> None:
+    # 2**40 paths: a walk that does not remember fragments would never end. The depth passes;
+    # the cost counts a field once per spread, so it refuses the document.
+    assert await codes(schema, handlers, doubling_fragments(40, "hello")) == ["QUERY_TOO_COSTLY"]
+    aliased = doubling_fragments(40, "a: hello")
+    assert await codes(schema, handlers, aliased) == ["TOO_MANY_ALIASES"]
+
+
 async def test_very_deep_nesting_is_refused_quickly(
     schema: ApiSchema, handlers: StatementHandlers
 ) -> None:
