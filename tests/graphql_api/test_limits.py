@@ -11,7 +11,7 @@ from graphql import parse
 
 from domain.handlers import StatementHandlers
 from graphql_api.schema.api_schema import ApiSchema
-from graphql_api.security.query_limits import Limits, count_tokens, operation_cost
+from graphql_api.security.query_limits import Limits, operation_cost
 from tests.graphql_api.support import context_of, make_schema
 
 
@@ -130,17 +130,8 @@ async def test_aliases_count_once_per_spread(
 # --- tokens --------------------------------------------------------------------------------
 
 
-def test_count_tokens() -> None:
-    assert count_tokens("{ hello }", 100) == 3
-    assert count_tokens('# a comment\n{ hello(name: "x") }', 100) == 9
-    assert count_tokens("{ a " * 1_000_000, 10) == 11  # stops one past the limit
-    assert count_tokens("{ hello } ~", 100) == 3  # a lexical error ends the count
-    assert count_tokens("{ hello }\n#\n#\n", 100) == 5
-
-
 async def test_token_flood(schema: ApiSchema, handlers: StatementHandlers) -> None:
-    fine = "{ " + 'hello(name: "x") ' * 150 + "}\n" + "# comment\n" * 1_098
-    assert count_tokens(fine, 10_000) == 2_000
+    fine = "{ " + 'hello(name: "x") ' * 150 + "}\n" + "# comment\n" * 1_098  # 902 + 1,098
     assert await codes(schema, handlers, fine) == []
     flood = fine + "#"
     assert await codes(schema, handlers, flood) == ["TOO_MANY_TOKENS"]
@@ -148,6 +139,16 @@ async def test_token_flood(schema: ApiSchema, handlers: StatementHandlers) -> No
     assert await codes(schema, handlers, comments) == ["TOO_MANY_TOKENS"]
     huge = "{ " + "hello " * 150_000 + "}"  # about 1 MB
     assert await codes(schema, handlers, huge) == ["TOO_MANY_TOKENS"]
+
+
+async def test_the_token_limit_names_itself(handlers: StatementHandlers) -> None:
+    tight = make_schema(limits=Limits(max_tokens=26))
+    four = "{ " + 'hello(name: "x") ' * 4 + "}"  # 2 + 4 * 6 tokens
+    assert await codes(tight, handlers, four) == []
+    result = await tight.execute(four + "# one more", context_value=context_of(handlers))
+    assert [(e.message, e.extensions) for e in result.errors or ()] == [
+        ("query: has more than 26 tokens; at most 26 are allowed", {"code": "TOO_MANY_TOKENS"})
+    ]
 
 
 # --- page sizes and cost -------------------------------------------------------------------
