@@ -2,10 +2,10 @@
 
 The multi-host topology of tests/multihost (network namespaces, needs root): a primary, a
 replica, two API hosts running ``statements serve`` and a client host. From the client host a
-generator process appends ``Viewed`` events straight through the event store at a fixed rate
-(batched ingestion, ``recordViews``, is not built yet; a request per view could not reach these
-rates through HTTP here, so this measures what the live path does with the events, not how they
-arrive). Each append carries several views of one statement, as a batch would; concurrent
+generator process appends ``ViewsRecorded`` events (what ``recordViews`` writes: one event per
+batch) straight through the event store at a fixed rate, so this measures what the live path
+does with the events, not how they arrive (``bench/ingest.py`` measures the whole path through
+``recordViews``). Each append is one batch of several views of one statement; concurrent
 appends are group-committed, and each commit sends one NOTIFY.
 
 Measured per rate:
@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
@@ -37,7 +38,7 @@ import httpx
 import websockets
 
 from bench.common import Config, Result, progress
-from domain.streams import views_stream
+from domain.streams import view_batch_stream
 from eventstore import ANY, NewEvent, open_store
 from eventstore.postgres import PostgresEventStore
 from tests.multihost.client import TRANSPORT_WS, VIEW_COUNT, publish, wait_for
@@ -78,9 +79,18 @@ async def _generate(conn: Connection, url: str, ids: list[str], rate: int, secon
         await store.head_position()
         conn.send("started")
 
+        at = datetime.now(UTC).isoformat()
+        batches = 0
+
         async def views(sid: str) -> None:
-            events = [NewEvent("Viewed", {"statement_id": sid}) for _ in range(per_append)]
-            await store.append(views_stream(sid), events, ANY)
+            nonlocal batches
+            batches += 1
+            batch = {
+                "batch_id": str(batches),
+                "views": [{"statement_id": sid, "at": at}] * per_append,
+            }
+            events = [NewEvent("ViewsRecorded", batch)]
+            await store.append(view_batch_stream(f"fanout-{batches}"), events, ANY)
             acks[sid].append((time.monotonic(), per_append))
 
         appended: list[tuple[float, int]] = []  # (ack, last position) of each round

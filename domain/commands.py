@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeAlias
 
-from domain.events import MinisterRef
+from domain.events import MinisterRef, ViewAt
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +113,20 @@ class RecordView:
     statement_id: str
     meta: CommandMetadata
     expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordViews:
+    """Record a batch of views of any statements at once, named ``batch_id`` by its sender.
+
+    ``received_at`` is when the batch arrived: no view may be later than that (plus a small
+    clock skew). Retrying with the same ``batch_id`` and views records nothing twice.
+    """
+
+    batch_id: str
+    views: tuple[ViewAt, ...]
+    received_at: datetime
+    meta: CommandMetadata
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,6 +9,7 @@ two parts, so the domain stays free of any API's naming.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 ErrorCode = Literal["BAD_USER_INPUT", "NOT_FOUND", "CONFLICT"]
@@ -365,6 +366,66 @@ class ViewsAlreadyImported(ConflictError):
             "source",
             f"views of statement {statement_id} from source {source!r} were already imported; "
             "a source is imported once per statement",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemProblem:
+    """What is wrong with one item of a list: its ``index``, the item's ``field``, ``problem``."""
+
+    index: int
+    field: str
+    problem: str
+
+
+class ItemsRejected(DomainError):
+    """Items of a list field are wrong; the whole command is refused, each item named.
+
+    ``field`` is the list (``views``); an API names each item as ``views[3].statementId``.
+    """
+
+    def __init__(
+        self, field: str, problems: tuple[ItemProblem, ...], *, total: int | None = None
+    ) -> None:
+        self.problems = problems
+        #: How many items are wrong; ``problems`` may list only the first of them.
+        self.total = len(problems) if total is None else total
+        first = problems[0]
+        more = f" (and {self.total - 1} more)" if self.total > 1 else ""
+        super().__init__(f"{field}[{first.index}].{first.field}", f"{first.problem}{more}")
+        self.list_field = field
+
+
+class BatchTooLarge(DomainError):
+    """A batch holds more items than allowed, or none."""
+
+    def __init__(self, field: str, count: int, limit: int) -> None:
+        self.count = count
+        self.limit = limit
+        problem = (
+            "must hold at least one item"
+            if count == 0
+            else f"holds {count:,} items; at most {limit:,} are allowed per request"
+        )
+        super().__init__(field, problem)
+
+
+class InvalidBatchId(DomainError):
+    """A batch id is empty, too long or not printable text."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("batch_id", problem)
+
+
+class BatchIdReused(ConflictError):
+    """A batch id was already used by this sender for a batch with other views."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(
+            "batch_id",
+            f"batch {batch_id!r} was already recorded with other views; a retry must send the "
+            "same views, a new batch needs a new id",
         )
 
 

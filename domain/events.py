@@ -148,6 +148,25 @@ class ViewsImported:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewAt:
+    """One view in a batch: which statement was viewed, and when (UTC)."""
+
+    statement_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ViewsRecorded:
+    """A batch of views, sent at once by a site or log shipper, was recorded.
+
+    ``batch_id`` is the sender's name for the batch; each view counts on the UTC day of ``at``.
+    """
+
+    batch_id: str
+    views: tuple[ViewAt, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SlugReserved:
     """A slug was reserved for a statement; the first reservation of a slug wins."""
 
@@ -180,7 +199,7 @@ StatementEvent: TypeAlias = (
     | LinkedRelated
     | UnlinkedRelated
 )
-ViewEvent: TypeAlias = Viewed | ViewsImported
+ViewEvent: TypeAlias = Viewed | ViewsImported | ViewsRecorded
 Event: TypeAlias = StatementEvent | ViewEvent | SlugReserved | RelatedLinkRequested | TopicRenamed
 
 STATEMENT_EVENT_TYPES: Final = (
@@ -192,7 +211,7 @@ STATEMENT_EVENT_TYPES: Final = (
     LinkedRelated,
     UnlinkedRelated,
 )
-VIEW_EVENT_TYPES: Final = (Viewed, ViewsImported)
+VIEW_EVENT_TYPES: Final = (Viewed, ViewsImported, ViewsRecorded)
 
 #: Every event class; the composition root registers them with the serializer by class name.
 EVENT_TYPES: Final[tuple[type, ...]] = (
@@ -211,4 +230,5 @@ VALUE_TYPES: Final[tuple[type, ...]] = (
     DateChange,
     MinisterChange,
     ParagraphsChange,
+    ViewAt,
 )

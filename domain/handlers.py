@@ -19,6 +19,7 @@ from domain.commands import (
     LinkRelated,
     PublishStatement,
     RecordView,
+    RecordViews,
     RenameTopic,
     RequestRelatedLink,
     ReviseStatement,
@@ -29,15 +30,18 @@ from domain.commands import (
     WithdrawStatement,
 )
 from domain.errors import (
+    BatchIdReused,
     ConcurrencyConflict,
     DuplicateEventId,
+    ItemsRejected,
     SlugTaken,
     ViewsAlreadyImported,
 )
 from domain.events import SlugReserved
-from domain.ids import link_request_event_id, views_import_event_id
+from domain.ids import link_request_event_id, view_batch_id, views_import_event_id
+from domain.limits import MAX_VIEWS_PER_BATCH
 from domain.link_requests import decide_link_request, requesters
-from domain.ports import EventLog, TopicDirectory
+from domain.ports import EventLog, StatementDirectory, TopicDirectory
 from domain.statement import (
     StatementState,
     check_related,
@@ -50,9 +54,11 @@ from domain.streams import (
     slug_stream,
     statement_stream,
     topic_stream,
+    view_batch_stream,
     views_stream,
 )
 from domain.topics import decide_rename, renamed_to
+from domain.view_batches import check_batch, check_targets
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -69,6 +75,20 @@ class CommandResult:
     version: int
     position: int | None
     events_written: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a batch of views wrote: its stream, the event's position and the views' statements.
+
+    A retry of a batch already recorded gets the same result as the first time.
+    """
+
+    batch_id: str
+    stream_id: str
+    position: int
+    views: int
+    statement_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +130,18 @@ class StatementHandlers:
         log: EventLog,
         *,
         topics: TopicDirectory | None = None,
+        statements: StatementDirectory | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_batch_views: int = MAX_VIEWS_PER_BATCH,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if max_batch_views < 1:
+            raise ValueError("max_batch_views must be at least 1")
         self._log = log
         self._topics = topics
+        self._statements = statements
+        self.max_batch_views = max_batch_views
         self._max_attempts = max_attempts
 
     @property
@@ -204,6 +230,51 @@ class StatementHandlers:
     async def record_view(self, command: RecordView) -> CommandResult:
         """Record a view in the view stream; it never conflicts."""
         return await self._append_views(command, event_ids=None)
+
+    def check_views(self, command: RecordViews) -> None:
+        """Raise if the batch breaks a rule that needs no state (its size, its id, its times),
+        so that an API can refuse it before counting its views against a rate limit."""
+        check_batch(command, self.max_batch_views)
+
+    async def record_views(self, command: RecordViews) -> BatchResult:
+        """Record a batch of views as one event in one append, at most once per batch id.
+
+        The batch's stream is named after the sender and the batch id, and its event's id is
+        derived from them too: the first append creates the stream, a retry with the same views
+        replays the original append (same position, nothing written), and the same id with
+        other views is refused. A retry is recognised even when a statement of the batch was
+        withdrawn since.
+        """
+        batch = check_batch(command, self.max_batch_views)
+        key = view_batch_id(command.meta.actor, command.batch_id)
+        stream = view_batch_stream(key)
+        try:
+            check_targets(batch, await self._withdrawn({v.statement_id for v in batch.views}))
+        except ItemsRejected:
+            version, _ = await self._log.load(stream)
+            if version == 0:
+                raise
+            # Recorded before: the append below replays it or refuses other views.
+        # The batch id is the correlation id so that every retry stores the same metadata.
+        metadata = {"actor": command.meta.actor, "correlation_id": command.batch_id}
+        try:
+            appended = await self._log.append(stream, [batch], 0, metadata, [key])
+        except DuplicateEventId:
+            raise BatchIdReused(command.batch_id) from None
+        statement_ids = tuple(dict.fromkeys(v.statement_id for v in batch.views))
+        return BatchResult(
+            command.batch_id, stream, appended.position, len(batch.views), statement_ids
+        )
+
+    async def _withdrawn(self, statement_ids: set[str]) -> dict[str, bool]:
+        """Whether each published statement of ``statement_ids`` was withdrawn."""
+        known = dict(await self._statements.withdrawn(statement_ids)) if self._statements else {}
+        # Published moments ago, or unknown: the statement's own stream has the answer.
+        for statement_id in sorted(statement_ids - known.keys()):
+            _, state = await self.load_statement(statement_id)
+            if state.exists:
+                known[statement_id] = state.withdrawn
+        return known
 
     async def import_views(self, command: ImportViews) -> CommandResult:
         """Record an imported view count once per statement and source.

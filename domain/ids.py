@@ -24,6 +24,15 @@ def check_statement_id(value: str, field: str = "statement_id") -> str:
     return value
 
 
+def is_statement_id(value: str) -> bool:
+    """Whether ``value`` is a canonical statement id (see :func:`check_statement_id`)."""
+    try:
+        check_statement_id(value)
+    except InvalidStatementId:
+        return False
+    return True
+
+
 def derived_id(namespace: uuid.UUID, *parts: str) -> str:
     """A UUIDv5 string determined by ``parts``; the same parts always give the same id."""
     # Length prefixes keep ("a/b", "c") and ("a", "b/c") apart.
@@ -39,3 +48,11 @@ def views_import_event_id(statement_id: str, source: str) -> str:
 def link_request_event_id(statement_id: str, requested_by: str) -> str:
     """The id of the one RelatedLinkRequested event per (statement, requester) pair."""
     return derived_id(EVENT_ID_NAMESPACE, "related-link-requested", statement_id, requested_by)
+
+
+def view_batch_id(actor: str, batch_id: str) -> str:
+    """The key of a sender's batch of views: its stream's name and its one event's id.
+
+    The actor is part of it, so two senders never collide on a batch id.
+    """
+    return derived_id(EVENT_ID_NAMESPACE, "view-batch", actor, batch_id)

@@ -77,3 +77,16 @@ class TopicDirectory(Protocol):
     async def topic_name(self, topic_slug: str) -> str | None:
         """The display name of the topic with this slug; None if no statement was tagged so."""
         ...
+
+
+class StatementDirectory(Protocol):
+    """Which statements exist and which were withdrawn, many at once.
+
+    A batch of views names up to a thousand statements; loading each one's stream would cost a
+    read per statement. The composition root implements it over the statements read model.
+    """
+
+    async def withdrawn(self, statement_ids: Collection[str]) -> Mapping[str, bool]:
+        """For each of ``statement_ids`` the read model knows: whether it was withdrawn. Ids it
+        does not know (never published, or published moments ago) are left out."""
+        ...

@@ -13,6 +13,11 @@ def views_stream(statement_id: str) -> str:
     return f"statement-views-{statement_id}"
 
 
+def view_batch_stream(batch_key: str) -> str:
+    """The stream of one batch of views (``domain.ids.view_batch_id``): one event, once."""
+    return f"view-batch-{batch_key}"
+
+
 def slug_stream(slug: str) -> str:
     """The stream whose first event reserves a slug."""
     return f"slug-{slug}"

@@ -663,6 +663,11 @@ class PostgresEventStore(EventStore):
         conn = self._listener_conn
         return None if conn is None or conn.is_closed() else int(conn.get_server_pid())
 
+    @property
+    def notify_channel(self) -> str:
+        """The channel every append is announced on (NOTIFY, payload: the last position)."""
+        return self._channel
+
     async def listen(
         self,
         channel: str,

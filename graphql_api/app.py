@@ -13,7 +13,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from eventstore.checkpoints import Checkpointer
@@ -34,6 +34,10 @@ from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.live_hub import LiveHub
 from graphql_api.service_layer.replicas import replica_metrics
 from graphql_api.settings import Settings
+from graphql_api.site.client import SiteClient
+from graphql_api.site.documents import SiteDocuments
+from graphql_api.site.routes import Site
+from graphql_api.site.validators import Validators
 from graphql_api.transport.access_log import AccessLogMiddleware
 from graphql_api.transport.apq import persisted_queries
 from graphql_api.transport.cors import cors_middleware
@@ -251,8 +255,17 @@ def create_app(settings: Settings) -> Starlette:
         lambda: float(websockets.connections),
     )
 
-    async def index(request: Request) -> Response:
-        return RedirectResponse("/graphql")
+    def positions() -> dict[str, int] | None:
+        return state.watcher.reaches() if state.watcher is not None else None
+
+    # The site is a client of the schema: its pages run their documents through the same
+    # schema and context as /graphql (graphql_api.site).
+    site = Site(
+        SiteClient(schema, context_factory, SiteDocuments.load()),
+        Validators(positions),
+        count_views=settings.site_count_views,
+        bot_agents=settings.site_bot_agents,
+    )
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -296,7 +309,6 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/", index),
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/graphql/stream", sse, methods=["GET", "POST"]),
@@ -305,6 +317,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
+            *site.routes(),
         ],
         middleware=[
             # Outermost, so that it times (and sees the status of) everything below.

@@ -34,6 +34,7 @@ from graphql_api.service_layer.consistency import Consistency
 from graphql_api.service_layer.eventlog import StoreEventLog
 from graphql_api.service_layer.live_hub import LiveHub
 from graphql_api.service_layer.replicas import open_replicas
+from graphql_api.service_layer.statement_directory import ReadModelStatements
 from graphql_api.service_layer.topic_directory import ReadModelTopics
 from graphql_api.settings import Settings
 from projections import all_projections
@@ -73,8 +74,13 @@ async def open_services(settings: Settings) -> Services:
         raise
     registry = event_registry()
     engine = create_engine(url, schema=settings.database_schema)
-    topics = ReadModelTopics(ReadModels(engine))
-    handlers = StatementHandlers(StoreEventLog(store, registry), topics=topics)
+    read_models = ReadModels(engine)
+    handlers = StatementHandlers(
+        StoreEventLog(store, registry),
+        topics=ReadModelTopics(read_models),
+        statements=ReadModelStatements(read_models),
+        max_batch_views=settings.ingest_max_batch_views,
+    )
     return Services(settings, store, registry, handlers, engine)
 
 

@@ -50,7 +50,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.str_converters import to_camel_case
 
-from domain.errors import DomainError
+from domain.errors import DomainError, ItemsRejected
 from eventstore.errors import StoreUnavailableError
 
 log = logging.getLogger("graphql_api")
@@ -165,6 +165,27 @@ def domain_message(error: DomainError) -> str:
     as they write it; an error about the command as a whole names the mutation's ``input``."""
     field = input_field(error.field) if error.field is not None else "input"
     return f"{field}: {error.problem}"
+
+
+def items_message(problems: list[str], total: int) -> str:
+    """One message for wrong items of a list (each ``views[3].statementId: problem``)."""
+    more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
+    return "; ".join(problems) + more
+
+
+def item_entry(message: str) -> dict[str, str]:
+    """``{"field": "views[3].statementId", "message": "..."}`` from ``field: problem``."""
+    field, _, problem = message.partition(": ")
+    return {"field": field, "message": problem}
+
+
+def items_rejected(error: ItemsRejected) -> tuple[str, dict[str, Any]]:
+    """The message and ``extensions.problems`` of a refused list, fields named as in GraphQL."""
+    listed = [
+        f"{input_field(error.list_field)}[{p.index}].{input_field(p.field)}: {p.problem}"
+        for p in error.problems
+    ]
+    return items_message(listed, error.total), {"problems": [item_entry(m) for m in listed]}
 
 
 class NotFound(ApiError):
@@ -312,6 +333,9 @@ def classify(error: GraphQLError, phase: str, *, production: bool) -> GraphQLErr
     variable coercion, limits) and ``"execution"`` for errors raised by resolvers.
     """
     original = root_cause(error)
+    if isinstance(original, ItemsRejected):
+        message, extra = items_rejected(original)
+        return _with(error, message, original.code, extra)
     if isinstance(original, DomainError):
         return _with(error, domain_message(original), original.code)
     if isinstance(original, ApiError):

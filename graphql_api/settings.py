@@ -5,10 +5,13 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Self
 from urllib.parse import urlsplit
+
+from domain.limits import MAX_VIEWS_PER_BATCH
 
 DEFAULT_DATABASE_URL = "sqlite:///./statements.db"
 #: About 30 MB at the demo's statement sizes.
@@ -19,6 +22,11 @@ DEFAULT_MAX_REQUEST_BYTES = 1_000_000
 DEFAULT_LOG_ORIGIN = "localhost/statements"
 #: Seconds between checkpoints while the log grows (auditors may ask for one at any time).
 DEFAULT_CHECKPOINT_INTERVAL = 60
+#: User-Agents the site does not count views of: crawlers, link previews and fetch tools.
+DEFAULT_SITE_BOT_AGENTS = (
+    r"bot|crawl|spider|slurp|archiver|facebookexternalhit|embedly|preview|curl|wget|"
+    r"python-requests|go-http-client|headlesschrome.*lighthouse"
+)
 #: Seconds a read replica may trail the primary's read models before it is left out.
 DEFAULT_REPLICA_MAX_LAG = 2.0
 
@@ -72,6 +80,15 @@ def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {text!r}")
+
+
+def _pattern(env: Mapping[str, str], name: str, default: str) -> str:
+    text = env.get(name, default)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"{name} must be a regular expression: {exc}") from None
+    return text
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -173,6 +190,8 @@ class Settings:
     #: ``recordView`` per ``ingest`` token (a site or log shipper recording many readers).
     ingest_view_rate: float = 1000.0
     ingest_view_burst: float = 2000.0
+    #: The most views one ``recordViews`` request may carry; more is BAD_USER_INPUT.
+    ingest_max_batch_views: int = MAX_VIEWS_PER_BATCH
     #: Proxies (addresses or CIDR blocks) whose ``X-Forwarded-For`` names the client.
     trusted_proxies: tuple[str, ...] = ()
     #: The file of the Ed25519 key that signs the log's checkpoints (``statements keys
@@ -201,6 +220,11 @@ class Settings:
     #: ``STATEMENTS_COMPILED_EXECUTOR=0`` runs them on graphql-core's, which gives the same
     #: answers at a higher cost per field.
     compiled_executor: bool = True
+    #: Whether opening a statement page on the site records a view (``recordView``'s command).
+    site_count_views: bool = True
+    #: A regular expression (searched case-insensitively) for User-Agents whose views the site
+    #: does not count; empty counts every reader.
+    site_bot_agents: str = DEFAULT_SITE_BOT_AGENTS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -223,6 +247,9 @@ class Settings:
             view_burst=_number(env, "STATEMENTS_VIEW_BURST", 20.0, minimum=1.0),
             ingest_view_rate=_number(env, "STATEMENTS_INGEST_VIEW_RATE", 1000.0, minimum=0.001),
             ingest_view_burst=_number(env, "STATEMENTS_INGEST_VIEW_BURST", 2000.0, minimum=1.0),
+            ingest_max_batch_views=_count(
+                env, "STATEMENTS_INGEST_MAX_BATCH", MAX_VIEWS_PER_BATCH, minimum=1
+            ),
             trusted_proxies=_networks(env, "STATEMENTS_TRUSTED_PROXIES"),
             signing_key_path=env.get("STATEMENTS_SIGNING_KEY") or None,
             log_origin=env.get("STATEMENTS_LOG_ORIGIN") or DEFAULT_LOG_ORIGIN,
@@ -238,6 +265,8 @@ class Settings:
                 env, "STATEMENTS_REPLICA_MAX_LAG", DEFAULT_REPLICA_MAX_LAG, minimum=0.1
             ),
             compiled_executor=_switch(env, "STATEMENTS_COMPILED_EXECUTOR", True),
+            site_count_views=_switch(env, "STATEMENTS_SITE_COUNT_VIEWS", True),
+            site_bot_agents=_pattern(env, "STATEMENTS_SITE_BOT_AGENTS", DEFAULT_SITE_BOT_AGENTS),
         )
 
     def with_changes(self, **changes: object) -> Self:

@@ -513,6 +513,7 @@ class _Sql:
             f"SELECT r.sid, {_STATEMENT_SELECT} {links} "
             f"LEFT JOIN view_totals v ON v.statement_id = s.id {live}"
         )
+        self.withdrawn = self.text(f"SELECT id, withdrawn FROM statements WHERE id {ids}")
         self.view_counts = self.text(
             f"SELECT statement_id, view_count FROM view_totals WHERE statement_id {ids}"
         )
@@ -866,6 +867,14 @@ class ReadModels:
             return {}
         rows = await self._fetch(self._sql.statements_by_ids, self._sql.ids(wanted))
         return {r[0]: _statement_tuple(r) for r in rows}
+
+    async def withdrawn(self, ids: Iterable[str]) -> dict[str, bool]:
+        """Whether each statement was withdrawn; unknown ids are absent."""
+        wanted = _ids(ids, "ids")
+        if not wanted:
+            return {}
+        rows = await self._fetch(self._sql.withdrawn, self._sql.ids(wanted))
+        return {str(r[0]): bool(r[1]) for r in rows}
 
     async def statements_by_slugs(self, slugs: Iterable[str]) -> dict[str, StatementRow]:
         """Statements by slug, withdrawn ones included; unknown slugs are absent."""

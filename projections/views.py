@@ -2,6 +2,7 @@
 
 ``Viewed`` adds 1 and ``ViewsImported`` adds its count, both on the UTC day of the event's
 ``recorded_at`` (an import has no days of its own, so its views land on the day it was recorded).
+``ViewsRecorded`` (a batch) adds 1 per view it holds, each on the UTC day of the view's ``at``.
 Views come in at a high rate, so a batch is first summed per key in Python and then written with
 one multi-row upsert per table (``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``).
 
@@ -17,13 +18,13 @@ import collections
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.events import Viewed, ViewsImported
+from domain.events import Viewed, ViewsImported, ViewsRecorded
 from eventstore import RecordedEvent
 from eventstore.projection import TableNames
 from projections.common import (
@@ -80,7 +81,9 @@ _VIEWED_VERSION: Final = type_version(Viewed)
 _IMPORTED: Final = type_name(ViewsImported)
 _IMPORTED_VERSION: Final = type_version(ViewsImported)
 #: The stored types that carry views.
-VIEW_TYPES: Final = type_names(Viewed, ViewsImported)
+_BATCH: Final = type_name(ViewsRecorded)
+_BATCH_VERSION: Final = type_version(ViewsRecorded)
+VIEW_TYPES: Final = type_names(Viewed, ViewsImported, ViewsRecorded)
 
 
 def counted_views(record: RecordedEvent) -> tuple[str, int] | None:
@@ -97,7 +100,7 @@ def counted_views(record: RecordedEvent) -> tuple[str, int] | None:
     if kind == _IMPORTED and version == _IMPORTED_VERSION:
         data = record.data  # current: nothing to upcast, two fields to read
         return str(data["statement_id"]), int(data["count"])
-    if kind not in VIEW_TYPES:
+    if kind not in VIEW_TYPES or kind == _BATCH:
         return None
     event = decode(record)
     if isinstance(event, Viewed):
@@ -105,6 +108,28 @@ def counted_views(record: RecordedEvent) -> tuple[str, int] | None:
     if isinstance(event, ViewsImported):
         return event.statement_id, event.count
     return None  # pragma: no cover - VIEW_TYPES holds only the types above
+
+
+def batch_views(record: RecordedEvent) -> dict[tuple[str, int], int]:
+    """A batch's views per (statement, UTC day number of the view's ``at``); empty for a record
+    of another type. Shared by this projection and the live hub, as :func:`counted_views` is."""
+    per_day: dict[tuple[str, int], int] = {}
+    if record.type != _BATCH:
+        return per_day
+    get = per_day.get
+    if record.schema_version == _BATCH_VERSION:
+        # A batch's times are stored in UTC (the domain normalises them), so the first ten
+        # characters are the view's UTC day; decoding a thousand datetimes would cost more.
+        for view in record.data["views"]:
+            key = (str(view["statement_id"]), _day_number(view["at"][:10]))
+            per_day[key] = get(key, 0) + 1
+        return per_day
+    event = decode(record)
+    assert isinstance(event, ViewsRecorded)
+    for item in event.views:
+        key = (item.statement_id, (item.at.astimezone(UTC).date() - _EPOCH_DAY).days)
+        per_day[key] = get(key, 0) + 1
+    return per_day
 
 
 class ViewsProjection:
@@ -129,6 +154,10 @@ class ViewsProjection:
         per_day: dict[tuple[str, int], int] = {}
         get = per_day.get
         for record in events:
+            if record.type == _BATCH:
+                for key, n in batch_views(record).items():
+                    per_day[key] = get(key, 0) + n
+                continue
             counted = counted_views(record)
             if counted is None:  # pragma: no cover - the runner only hands us our types
                 continue
@@ -158,6 +187,11 @@ class ViewsProjection:
 
 _US_PER_DAY: Final = 86_400_000_000
 _EPOCH_DAY: Final = date(1970, 1, 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_number(iso_day: str) -> int:
+    return (date.fromisoformat(iso_day) - _EPOCH_DAY).days
 
 
 @functools.lru_cache(maxsize=4096)

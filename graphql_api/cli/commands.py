@@ -45,7 +45,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "--loop",
         choices=("asyncio", "uvloop"),
         default="asyncio",
-        help="event loop (default asyncio: it serves connections in turn; docs/BENCHMARKS.md)",
+        help="event loop (default asyncio: it serves connections in turn; docs/DECISIONS.md)",
     )
 
     init = sub.add_parser("init", help="create or upgrade the database schema")
@@ -95,8 +95,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "--role",
         required=True,
         choices=["editor", "auditor", "ingest"],
-        help="editor: every mutation; auditor: the audit fields; ingest: recordView for many "
-        "readers, under a per-token limit (STATEMENTS_INGEST_VIEW_RATE/_BURST)",
+        help="editor: every mutation but recordViews; auditor: the audit fields; ingest: "
+        "recordView and recordViews for many readers, under a per-token limit "
+        "(STATEMENTS_INGEST_VIEW_RATE/_BURST)",
     )
     create.add_argument("--name", required=True)
     create.add_argument("--expires-in-days", type=float, default=None, metavar="DAYS")

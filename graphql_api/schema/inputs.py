@@ -20,6 +20,7 @@ from domain.commands import (
     LinkRelated,
     PublishStatement,
     RecordView,
+    RecordViews,
     RenameTopic,
     ReviseStatement,
     TagStatement,
@@ -27,10 +28,11 @@ from domain.commands import (
     UntagStatement,
     WithdrawStatement,
 )
-from domain.events import MinisterRef
+from domain.events import MinisterRef, ViewAt
 from domain.ministers import FOREIGN_MINISTER, KNOWN_MINISTERS
 from domain.slugs import slugify
-from graphql_api.errors import BadUserInput
+from domain.view_batches import MAX_PROBLEMS_LISTED
+from graphql_api.errors import BadUserInput, item_entry, items_message
 from graphql_api.schema.ids import (
     minister_id_of,
     statement_id_of,
@@ -267,6 +269,47 @@ class RecordViewInput:
     def to_command(self, meta: CommandMetadata) -> RecordView:
         # Views never conflict with edits: they take no expected version.
         return RecordView(statement_id=statement_id_of(self.statement_id), meta=meta)
+
+
+@strawberry.input(description="One view in a batch: which statement, and when.")
+class ViewInput:
+    statement_id: strawberry.ID = strawberry.field(description=STATEMENT_ID_DOC)
+    at: datetime = strawberry.field(
+        description="When the reader viewed it, with a UTC offset; it counts on that UTC day. "
+        "At most 5 minutes ahead of the server's clock."
+    )
+
+
+@strawberry.input(description="A batch of views, recorded whole or not at all.")
+class RecordViewsInput:
+    batch_id: str = strawberry.field(
+        description="The sender's name for this batch, unique per token. Retrying with the "
+        "same batchId and views records nothing twice and gets the same answer; the same "
+        "batchId with other views is a CONFLICT."
+    )
+    views: list[ViewInput] = strawberry.field(
+        description="The views, up to 1,000 by default (`STATEMENTS_INGEST_MAX_BATCH`)."
+    )
+
+    def to_command(self, meta: CommandMetadata, received_at: datetime) -> RecordViews:
+        views: list[ViewAt] = []
+        problems: list[str] = []
+        for index, view in enumerate(self.views):
+            try:
+                statement_id = statement_id_of(view.statement_id, f"views[{index}].statementId")
+            except BadUserInput as error:
+                problems.append(error.message)
+                continue
+            views.append(ViewAt(statement_id, view.at))
+        if problems:
+            # Every wrong id is named, as the domain names every wrong view.
+            raise BadUserInput(
+                items_message(problems, len(problems)),
+                problems=[item_entry(p) for p in problems[:MAX_PROBLEMS_LISTED]],
+            )
+        return RecordViews(
+            batch_id=self.batch_id, views=tuple(views), received_at=received_at, meta=meta
+        )
 
 
 @strawberry.input(description="A new display name for a topic; its slug stays.")

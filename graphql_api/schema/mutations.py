@@ -12,6 +12,7 @@ what it wrote, so any query sent after the answer sees it.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final, TypeAlias
 
 import strawberry
@@ -24,6 +25,7 @@ from graphql_api.schema.inputs import (
     LinkRelatedInput,
     PublishStatementInput,
     RecordViewInput,
+    RecordViewsInput,
     RenameTopicInput,
     ReviseStatementInput,
     TagStatementInput,
@@ -35,6 +37,7 @@ from graphql_api.schema.payloads import (
     LinkRelatedPayload,
     PublishStatementPayload,
     RecordViewPayload,
+    RecordViewsPayload,
     RenameTopicPayload,
     ReviseStatementPayload,
     TagStatementPayload,
@@ -43,7 +46,7 @@ from graphql_api.schema.payloads import (
     WithdrawStatementPayload,
 )
 from graphql_api.security.auth import require_role
-from graphql_api.security.ratelimit import check_view_rate
+from graphql_api.security.ratelimit import INGEST, check_view_rate
 from graphql_api.service_layer.consistency import read_your_writes
 
 Info: TypeAlias = strawberry.Info[Context, None]
@@ -127,6 +130,17 @@ async def record_view(info: Info, input: RecordViewInput) -> RecordViewPayload:
     return RecordViewPayload.from_result(result, reached=written.reached)
 
 
+async def record_views(info: Info, input: RecordViewsInput) -> RecordViewsPayload:
+    require_role(info, INGEST)
+    command = input.to_command(info.context.command_metadata(), datetime.now(UTC))
+    # A batch refused for its shape costs the sender no views of its rate.
+    info.context.handlers.check_views(command)
+    check_view_rate(info.context, len(command.views), "recordViews")
+    async with read_your_writes(info) as written:
+        result = await info.context.handlers.record_views(command)
+    return RecordViewsPayload.from_result(result, reached=written.reached)
+
+
 async def rename_topic(info: Info, input: RenameTopicInput) -> RenameTopicPayload:
     require_role(info, EDITOR)
     command = input.to_command(info.context.command_metadata())
@@ -162,6 +176,11 @@ class Mutation:
         resolver=record_view,
         description="Record one view of a statement (anyone; rate-limited per client, see "
         "the API manual).",
+    )
+    record_views: RecordViewsPayload = strawberry.mutation(
+        resolver=record_views,
+        description="Record a batch of views in one atomic append (ingest); idempotent per "
+        "batchId, rate-limited per token by views, see the API manual.",
     )
     rename_topic: RenameTopicPayload = strawberry.mutation(
         resolver=rename_topic,

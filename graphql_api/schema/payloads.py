@@ -18,7 +18,7 @@ from typing import Self
 
 import strawberry
 
-from domain.handlers import CommandResult, TopicResult
+from domain.handlers import BatchResult, CommandResult, TopicResult
 from graphql_api.context import Context
 from graphql_api.schema.loaders import Info, loaders_of
 from graphql_api.schema.types.statement import Statement, payload_statement
@@ -121,6 +121,55 @@ class RecordViewPayload:
     statement: Statement | None = strawberry.field(
         resolver=payload_statement,
         description="The statement as the read models show it once they reach `position`.",
+    )
+
+
+@strawberry.type(description="A statement's view count.")
+class StatementViewCount:
+    statement_id: strawberry.ID
+    view_count: int
+
+
+async def _batch_view_counts(
+    root: RecordViewsPayload, info: strawberry.Info[Context, None]
+) -> list[StatementViewCount] | None:
+    models = info.context.read_models
+    if not root.reached or models is None:
+        return None  # the read models may not count this batch yet
+    counts: dict[str, int] = await models.view_counts(root.statement_ids)
+    return [
+        StatementViewCount(statement_id=strawberry.ID(s), view_count=counts.get(s, 0))
+        for s in root.statement_ids
+    ]
+
+
+@strawberry.type(description="What recordViews wrote; a retry gets the same answer.")
+class RecordViewsPayload:
+    batch_id: str
+    position: int = strawberry.field(
+        description="The log position of the batch: send it as `X-Min-Position` to read at or "
+        "after it elsewhere."
+    )
+    views_recorded: int = strawberry.field(description="How many views the batch holds.")
+    statement_ids: strawberry.Private[tuple[str, ...]]
+    #: Whether the read models showed the batch in time (None: nothing waited).
+    reached: strawberry.Private[bool | None] = None
+
+    @classmethod
+    def from_result(cls, result: BatchResult, *, reached: bool | None = None) -> Self:
+        return cls(
+            batch_id=result.batch_id,
+            position=result.position,
+            views_recorded=result.views,
+            statement_ids=result.statement_ids,
+            reached=reached,
+        )
+
+    view_counts: list[StatementViewCount] | None = strawberry.field(
+        resolver=_batch_view_counts,
+        description="Each statement of the batch with its view count once the read models "
+        "show the batch (so it counts the batch's views, and any recorded since); null, with a "
+        "POSITION_NOT_REACHED error, if they did not in time.",
     )
 
 

@@ -4,8 +4,9 @@ A token is ``st_`` followed by 43 random URL-safe characters (32 bytes from ``se
 shown once by :func:`create_token` and only its SHA-256 is stored. Lookups go by the hash (an
 index), then compare the stored and computed hashes in constant time. Tokens are never logged.
 
-Roles: ``editor`` may call every mutation, ``auditor`` may read the audit fields, ``ingest``
-records views for many readers under a limit of its own (:mod:`graphql_api.security.ratelimit`);
+Roles: ``editor`` may call every mutation but ``recordViews``, ``auditor`` may read the audit
+fields, ``ingest`` records views for many readers, one by one or in ``recordViews`` batches,
+under a limit of its own (:mod:`graphql_api.security.ratelimit`);
 anyone, without a token, may query and call ``recordView``. A token's ``name`` is the actor
 recorded in the metadata of the events its requests cause.
 """

@@ -1,4 +1,5 @@
-"""Rate limiting of ``recordView``: one client cannot inflate view counts without bound.
+"""Rate limiting of ``recordView`` and ``recordViews``: one client cannot inflate view counts
+without bound.
 
 Policy
 ------
@@ -15,6 +16,9 @@ Anyone may call ``recordView``; every view is taken from a token bucket, chosen 
   or CIDR blocks): then ``X-Forwarded-For`` names the client, read from the right, skipping the
   listed proxies, so the first address no listed proxy vouches for is the client. A peer that
   is not listed cannot pick its key by sending the header: it is ignored;
+* a ``recordViews`` batch takes as many tokens as it holds views, all or none: a batch that
+  finds fewer in its bucket is refused whole; one larger than the bucket can ever hold is
+  ``BAD_USER_INPUT``;
 * a view that finds its bucket empty is refused with a GraphQL error whose
   ``extensions.code`` is ``RATE_LIMITED`` (with ``retryable: true`` and ``retryAfter`` in
   seconds), and nothing is written;
@@ -39,7 +43,7 @@ from typing import ClassVar, Final
 from cachetools import LRUCache
 
 from graphql_api.context import Context
-from graphql_api.errors import ApiError
+from graphql_api.errors import ApiError, BadUserInput
 
 RATE_LIMITED: Final = "RATE_LIMITED"
 
@@ -85,8 +89,9 @@ class ViewRateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def try_acquire(self, key: str) -> float:
-        """Take one token for ``key``: 0.0 when granted, else the seconds until one is free."""
+    def try_acquire(self, key: str, tokens: float = 1.0) -> float:
+        """Take ``tokens`` for ``key``: 0.0 when granted, else the seconds until they are free
+        (nothing is taken then)."""
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -95,18 +100,24 @@ class ViewRateLimiter:
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
             bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        if bucket.tokens >= tokens:
+            bucket.tokens -= tokens
             return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        return (tokens - bucket.tokens) / self.rate
 
-    def check(self, key: str) -> None:
-        """Take one token for ``key`` or raise :class:`RateLimited`."""
-        wait = self.try_acquire(key)
+    def check(self, key: str, views: int = 1, field: str = "recordView") -> None:
+        """Take ``views`` tokens for ``key`` or raise :class:`RateLimited` (``field`` names the
+        mutation in the message)."""
+        if views > self.burst:
+            raise BadUserInput(
+                f"views: holds {views:,} views; this client may send at most "
+                f"{self.burst:,.0f} at once"
+            )
+        wait = self.try_acquire(key, views)
         if wait > 0.0:
             retry_after = math.ceil(wait * 1000) / 1000
             raise RateLimited(
-                f"recordView: too many views from this client; retry in {retry_after:g} s",
+                f"{field}: too many views from this client; retry in {retry_after:g} s",
                 retryable=True,
                 retryAfter=retry_after,
             )
@@ -204,15 +215,15 @@ class ViewRatePolicy:
             return self.ingest, f"ingest:{principal.name}"
         return self.clients, client_key(context, self.proxies)
 
-    def check(self, context: Context) -> None:
+    def check(self, context: Context, views: int = 1, field: str = "recordView") -> None:
         limiter, key = self.bucket(context)
-        limiter.check(key)
+        limiter.check(key, views, field)
 
 
-def check_view_rate(context: Context) -> None:
-    """Refuse a view over the client's rate; a no-op when the app has no limiter."""
+def check_view_rate(context: Context, views: int = 1, field: str = "recordView") -> None:
+    """Refuse ``views`` views over the client's rate; a no-op when the app has no limiter."""
     limiter = context.rate_limiter
     if isinstance(limiter, ViewRatePolicy):
-        limiter.check(context)
+        limiter.check(context, views, field)
     elif isinstance(limiter, ViewRateLimiter):
-        limiter.check(client_key(context))
+        limiter.check(client_key(context), views, field)

@@ -1,6 +1,7 @@
 """The live hub: one feed of the event store per process, shared by every subscriber.
 
-One task follows ``store.subscribe`` for ``Viewed``, ``ViewsImported``, ``StatementPublished``
+One task follows ``store.subscribe`` for ``Viewed``, ``ViewsImported``, ``ViewsRecorded`` (a
+batch, counted as the views it holds), ``StatementPublished``
 and ``StatementWithdrawn`` from the head at start; nothing is re-queried per subscriber.
 
 * **View counts.** Only statements somebody subscribes to are tracked. The first subscriber of a
@@ -8,7 +9,8 @@ and ``StatementWithdrawn`` from the head at start; nothing is re-queried per sub
   projection writes both in one transaction, so they agree): the count covers exactly the events
   up to the checkpoint ``q``. If the hub's feed is already past ``q`` the views in between are
   added from a bounded buffer of recent view events; events at or before ``q`` are never added
-  again. After that each ``Viewed`` adds 1 and each ``ViewsImported`` its count.
+  again. After that each ``Viewed`` adds 1, each ``ViewsImported`` its count and each batch
+  its views of the statement.
 * **Coalescing.** Changes are published once per tick (250 ms by default): a statement viewed
   1,000 times a second sends one message per tick with the exact count, and since a change
   always marks the statement dirty, the last message carries the final value.
@@ -41,7 +43,7 @@ from domain.events import StatementPublished, StatementWithdrawn
 from eventstore import EventStore, RecordedEvent
 from projections.common import decode, type_name
 from projections.queries import ReadModels
-from projections.views import VIEW_TYPES, ViewsProjection, counted_views
+from projections.views import VIEW_TYPES, ViewsProjection, batch_views, counted_views
 
 log = logging.getLogger(__name__)
 
@@ -246,9 +248,17 @@ class LiveHub:
         kind = record.type
         if kind in VIEW_TYPES:
             counted = counted_views(record)
+            pairs: tuple[tuple[str, int], ...]
             if counted is not None:
-                # Inline, not a method: this runs for every view the log takes.
-                statement_id, count = counted
+                pairs = (counted,)
+            else:
+                # A batch: its views summed per statement, so each statement moves once.
+                per_statement: collections.Counter[str] = collections.Counter()
+                for (batch_statement, _day), n in batch_views(record).items():
+                    per_statement[batch_statement] += n
+                pairs = tuple(per_statement.items())
+            # Inline, not a method: this runs for every view event the log takes.
+            for statement_id, count in pairs:
                 recent = self._recent
                 if len(recent) >= self._recent_max:
                     self._recent_floor = recent.popleft()[0]
@@ -263,6 +273,7 @@ class LiveHub:
                     tracked.applied_through = record.position
                     tracked.at = record.recorded_at
                     self._dirty.add(tracked)
+            if pairs:
                 for ranking in self._rankings.values():
                     ranking.dirty_through = record.position
         elif kind == _WITHDRAWN:

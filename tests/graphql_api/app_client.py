@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,10 +60,10 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def running_app(url: str, schema: str = "") -> AsyncIterator[Api]:
+async def running_app(url: str, schema: str = "", **changes: Any) -> AsyncIterator[Api]:
     """Start the app on ``url`` (and PostgreSQL ``schema``), ready, with an editor and an
-    auditor token."""
-    settings = Settings(database_url=url, database_schema=schema or None)
+    auditor token; ``changes`` are other settings."""
+    settings = Settings(database_url=url, database_schema=schema or None, **changes)
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -77,8 +78,10 @@ async def running_app(url: str, schema: str = "") -> AsyncIterator[Api]:
         assert ready.status_code == 200, ready.json()
         engine = create_engine(url, schema=schema or None)
         try:
+            # A database may be served more than once: each start has tokens of its own.
+            desk = uuid.uuid4().hex[:8]
             tokens = {
-                role: (await create_token(engine, role, f"{role}-desk"))[0]
+                role: (await create_token(engine, role, f"{role}-desk-{desk}"))[0]
                 for role in ("editor", "auditor")
             }
         finally:

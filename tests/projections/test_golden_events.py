@@ -61,6 +61,13 @@ EXPECTED: dict[str, object] = {
     "UnlinkedRelated": E.UnlinkedRelated(statement_id=SID, related_id=OTHER),
     "Viewed": E.Viewed(statement_id=SID),
     "ViewsImported": E.ViewsImported(statement_id=SID, count=1993, source="archive"),
+    "ViewsRecorded": E.ViewsRecorded(
+        batch_id="cdn-2014-11-17T17",
+        views=(
+            E.ViewAt(statement_id=SID, at=dt.datetime(2014, 11, 17, 17, 1, 2, tzinfo=dt.UTC)),
+            E.ViewAt(statement_id=OTHER, at=dt.datetime(2014, 11, 17, 17, 5, tzinfo=dt.UTC)),
+        ),
+    ),
     "SlugReserved": E.SlugReserved(slug="comment-on-meeting-with-kerry", statement_id=SID),
     "RelatedLinkRequested": E.RelatedLinkRequested(statement_id=OTHER, requested_by=SID),
     "TopicRenamed": E.TopicRenamed(topic_slug="middle-east", name="Middle East"),

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain import events as E
 from eventstore.memory import MemoryEventStore
 from projections.queries import ReadModels
 from projections.rows import DayCount, StatementOrder
@@ -70,3 +71,28 @@ async def test_batch_equals_one_by_one(
     assert (await models.view_counts([a]))[a] == sum(11 * d for d in (1, 1, 2, 3, 3, 3))
     await rebuild_all(store, engine)
     assert await table_contents(engine) == one_by_one
+
+
+async def test_a_batch_counts_each_view_on_the_utc_day_of_its_time(
+    log: Log, clock: Clock, store: MemoryEventStore, engine: AsyncEngine, models: ReadModels
+) -> None:
+    a = await log.publish()
+    b = await log.publish()
+    clock.now = datetime(2020, 7, 9, 8, tzinfo=UTC)
+    late = datetime(2020, 7, 1, 23, 59, 59, tzinfo=UTC)
+    views = (E.ViewAt(a, late), E.ViewAt(b, late), E.ViewAt(a, datetime(2020, 7, 2, tzinfo=UTC)))
+    await log.append("view-batch-1", E.ViewsRecorded(batch_id="1", views=views))
+    await log.view(a)
+    await catch_up(store, engine, batch_size=2)
+    assert await models.view_counts([a, b]) == {a: 3, b: 1}
+    assert await models.views_by_day([a, b]) == {
+        a: [
+            DayCount(date(2020, 7, 1), 1),
+            DayCount(date(2020, 7, 2), 1),
+            DayCount(date(2020, 7, 9), 1),
+        ],
+        b: [DayCount(date(2020, 7, 1), 1)],
+    }
+    projected = await table_contents(engine)
+    await rebuild_all(store, engine)
+    assert await table_contents(engine) == projected
