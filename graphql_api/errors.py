@@ -112,6 +112,8 @@ LOCKED_MESSAGE: Final = "The database is locked by another writer; retry the req
 DISK_FULL_MESSAGE: Final = "The database disk is full; retry the request once space is freed"
 
 _SUGGESTION: Final = re.compile(r"\s*Did you mean .*$", re.DOTALL)
+#: graphql-core's parser, stopped by the ``max_tokens`` parse option.
+_TOKEN_LIMIT: Final = re.compile(r"Syntax Error: Document contains more than (\d+) tokens\.")
 
 
 class ApiError(Exception):
@@ -351,6 +353,11 @@ def classify(error: GraphQLError, phase: str, *, production: bool) -> GraphQLErr
     if code is not None:
         return error if message == error.message else _with(error, message, code)
     if isinstance(error, GraphQLSyntaxError) or isinstance(original, GraphQLSyntaxError):
+        too_long = _TOKEN_LIMIT.match(error.message)
+        if too_long is not None:
+            limit = too_long.group(1)
+            message = f"query: has more than {limit} tokens; at most {limit} are allowed"
+            return _with(error, message, TOO_MANY_TOKENS)
         return _with(error, message, GRAPHQL_PARSE_FAILED)
     if phase == "validation":
         return _with(error, message, GRAPHQL_VALIDATION_FAILED)

@@ -2,7 +2,7 @@
 
 ``build_schema(Query)`` is the one place that chooses the extensions, in this order:
 
-1. OperationLimits (:mod:`graphql_api.security.query_limits`): tokens before the parser runs,
+1. OperationLimits (:mod:`graphql_api.security.query_limits`): the parser's token limit,
    fields right after, the validation rules (depth, aliases, literal page sizes; with
    ``production`` also no introspection), and before execution the cost
    with the request's variables;

@@ -2,9 +2,10 @@
 
 Every limit is checked before any resolver runs, and none of them wraps field resolvers:
 
-* **tokens** (``TOO_MANY_TOKENS``): graphql-core's lexer counts the document's tokens (comments
-  included) before it is parsed, and stops counting one past the limit, so a huge document
-  costs little. Documents that passed are remembered (bounded), so the count runs once.
+* **tokens** (``TOO_MANY_TOKENS``): Strawberry's way (``MaxTokensLimiter``): the parse option
+  ``max_tokens`` makes graphql-core's parser stop one token past the limit (comments
+  included), so a huge document costs little. The parser's syntax error gets its code and
+  message from :func:`graphql_api.errors.classify`.
 * **fields** (``TOO_MANY_FIELDS``): at most 200 field selections written in the document,
   counted right after parsing. graphql-core's check of overlapping fields is quadratic: 2,000
   tokens of ``{ a(x: 1) a(x: 1) ... }`` take it ~0.4 s; 200 fields at most ~0.15 s.
@@ -52,16 +53,12 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
-    GraphQLSyntaxError,
     InlineFragmentNode,
     IntValueNode,
-    Lexer,
     NoSchemaIntrospectionCustomRule,
     NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    Source,
-    TokenKind,
     ValidationRule,
     VariableNode,
     get_named_type,
@@ -78,7 +75,6 @@ from graphql_api.errors import (
     QUERY_TOO_DEEP,
     TOO_MANY_ALIASES,
     TOO_MANY_FIELDS,
-    TOO_MANY_TOKENS,
     coded_error,
 )
 from graphql_api.execution import IdentityCache
@@ -105,63 +101,29 @@ class Limits:
     list_sizes: Mapping[str, int] = field(default_factory=dict)
 
 
-# --- tokens --------------------------------------------------------------------------------
-
-
-def count_tokens(source: str, stop_after: int) -> int:
-    """The number of tokens (comments included) in ``source``, counted up to ``stop_after + 1``.
-
-    A lexical error ends the count early: the parser reports it properly afterwards.
-    """
-    lexer = Lexer(Source(source))
-    count = 0
-    previous = lexer.token
-    try:
-        while count <= stop_after:
-            token = lexer.advance()
-            # Comments are skipped by advance() but linked between the two tokens.
-            node = previous.next
-            while node is not None and node is not token:
-                count += 1
-                node = node.next
-            if token.kind == TokenKind.EOF:
-                break
-            count += 1
-            previous = token
-    except GraphQLSyntaxError:
-        pass
-    return count
+# --- fields ----------------------------------------------------------------------------------
 
 
 class _KnownDocuments:
-    """A bounded LRU set of small documents that passed the size checks."""
+    """A bounded LRU set of small documents that passed the field count."""
 
     MAX_ENTRIES: ClassVar[int] = 2_048
     MAX_LENGTH: ClassVar[int] = 20_000
 
     def __init__(self) -> None:
-        self._entries: LRUCache[tuple[str, int, int], bool] = LRUCache(self.MAX_ENTRIES)
+        self._entries: LRUCache[tuple[str, int], bool] = LRUCache(self.MAX_ENTRIES)
 
-    def __contains__(self, key: tuple[str, int, int]) -> bool:
+    def __contains__(self, key: tuple[str, int]) -> bool:
         # ``get``, not ``in``: only a read marks the entry as recently used.
         return self._entries.get(key, False)
 
-    def add(self, key: tuple[str, int, int]) -> None:
+    def add(self, key: tuple[str, int]) -> None:
         if len(key[0]) > self.MAX_LENGTH:
             return
         self._entries[key] = True
 
 
 _known_documents = _KnownDocuments()
-
-
-def check_tokens(query: str, max_tokens: int) -> None:
-    """Raise a TOO_MANY_TOKENS error if ``query`` has more than ``max_tokens`` tokens."""
-    if count_tokens(query, max_tokens) > max_tokens:
-        raise coded_error(
-            f"query: has more than {max_tokens} tokens; at most {max_tokens} are allowed",
-            TOO_MANY_TOKENS,
-        )
 
 
 def count_fields(document: DocumentNode) -> int:
@@ -199,10 +161,15 @@ def check_fields(document: DocumentNode, max_fields: int) -> None:
 def _depth(
     selection_set: SelectionSetNode,
     fragments: Mapping[str, FragmentDefinitionNode],
+    memo: dict[tuple[str, int], int],
     visiting: frozenset[str],
     budget: int,
 ) -> int:
-    """Depth of a selection set, stopping once it is more than ``budget`` levels deep."""
+    """Depth of a selection set, stopping once it is more than ``budget`` levels deep.
+
+    A fragment's depth is remembered per budget: without that, fragments that each spread the
+    next one twice take time exponential in their number.
+    """
     deepest = 0
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
@@ -210,15 +177,20 @@ def _depth(
                 continue
             depth = 1
             if selection.selection_set is not None and budget > 0:
-                depth += _depth(selection.selection_set, fragments, visiting, budget - 1)
+                depth += _depth(selection.selection_set, fragments, memo, visiting, budget - 1)
         elif isinstance(selection, InlineFragmentNode):
-            depth = _depth(selection.selection_set, fragments, visiting, budget)
+            depth = _depth(selection.selection_set, fragments, memo, visiting, budget)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
             fragment = fragments.get(name)
             if fragment is None or name in visiting:
                 continue
-            depth = _depth(fragment.selection_set, fragments, visiting | {name}, budget)
+            key = (name, budget)
+            if key not in memo:
+                memo[key] = _depth(
+                    fragment.selection_set, fragments, memo, visiting | {name}, budget
+                )
+            depth = memo[key]
         else:  # pragma: no cover - no other selection kinds exist
             continue
         deepest = max(deepest, depth)
@@ -267,7 +239,7 @@ class DepthLimitRule(ValidationRule):
     max_depth: ClassVar[int] = Limits.max_depth
 
     def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
-        depth = _depth(node.selection_set, _fragments(self), frozenset(), self.max_depth)
+        depth = _depth(node.selection_set, _fragments(self), {}, frozenset(), self.max_depth)
         if depth > self.max_depth:
             self.report_error(
                 GraphQLError(
@@ -526,10 +498,11 @@ class RefusedOperation(GraphQLError):
 class OperationLimits(SchemaExtension):
     """Every limit of this module, in one extension (list it before ParserCache).
 
-    * ``on_operation`` adds the validation rules (depth, aliases, literal page sizes, and
-      with ``introspection`` off graphql-core's NoSchemaIntrospectionCustomRule);
-    * ``on_parse`` counts tokens before the parser runs and fields right after, once per
-      distinct small document (later requests with the same text skip both);
+    * ``on_operation`` sets the parser's ``max_tokens`` and adds the validation rules (depth,
+      aliases, literal page sizes, and with ``introspection`` off graphql-core's
+      NoSchemaIntrospectionCustomRule);
+    * ``on_parse`` counts fields right after the parser runs, once per distinct small
+      document (later requests with the same text skip the count);
     * ``on_execute``, once variables are known, refuses a document of several operations
       without ``operationName`` (BAD_REQUEST; Strawberry would run the first one) and checks
       the page sizes given by variables and the cost. A refusal is set as the result, so
@@ -546,6 +519,7 @@ class OperationLimits(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
+        context.parse_options["max_tokens"] = self.limits.max_tokens
         context.validation_rules = (*context.validation_rules, *self.rules)
         yield
 
@@ -553,11 +527,10 @@ class OperationLimits(SchemaExtension):
         context = self.execution_context
         query = context.query
         limits = self.limits
-        key = (query or "", limits.max_tokens, limits.max_fields)
+        key = (query or "", limits.max_fields)
         if query is None or context.graphql_document is not None or key in _known_documents:
             yield
             return
-        check_tokens(query, limits.max_tokens)
         yield
         if context.graphql_document is not None:
             check_fields(context.graphql_document, limits.max_fields)

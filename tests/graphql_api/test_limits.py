@@ -11,7 +11,7 @@ from graphql import parse
 
 from domain.handlers import StatementHandlers
 from graphql_api.schema.api_schema import ApiSchema
-from graphql_api.security.query_limits import Limits, count_tokens, operation_cost
+from graphql_api.security.query_limits import Limits, operation_cost
 from tests.graphql_api.support import context_of, make_schema
 
 
@@ -76,6 +76,24 @@ async def test_fragment_cycles_do_not_hang(schema: ApiSchema, handlers: Statemen
     assert "GRAPHQL_VALIDATION_FAILED" in await codes(schema, handlers, query)
 
 
+def doubling_fragments(levels: int, leaf: str) -> str:
+    """``{ ...F0 }`` where each fragment spreads the next one twice: 2**levels leaves."""
+    fragments = " ".join(
+        f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)
+    )
+    return f"{{ ...F0 }} {fragments} fragment F{levels} on Query {{ {leaf} }}"
+
+
+async def test_fragments_spread_twice_are_walked_once(
+    schema: ApiSchema, handlers: StatementHandlers
+) -> None:
+    # 2**40 paths: a walk that does not remember fragments would never end. The depth passes;
+    # the cost counts a field once per spread, so it refuses the document.
+    assert await codes(schema, handlers, doubling_fragments(40, "hello")) == ["QUERY_TOO_COSTLY"]
+    aliased = doubling_fragments(40, "a: hello")
+    assert await codes(schema, handlers, aliased) == ["TOO_MANY_ALIASES"]
+
+
 async def test_very_deep_nesting_is_refused_quickly(
     schema: ApiSchema, handlers: StatementHandlers
 ) -> None:
@@ -112,17 +130,8 @@ async def test_aliases_count_once_per_spread(
 # --- tokens --------------------------------------------------------------------------------
 
 
-def test_count_tokens() -> None:
-    assert count_tokens("{ hello }", 100) == 3
-    assert count_tokens('# a comment\n{ hello(name: "x") }', 100) == 9
-    assert count_tokens("{ a " * 1_000_000, 10) == 11  # stops one past the limit
-    assert count_tokens("{ hello } ~", 100) == 3  # a lexical error ends the count
-    assert count_tokens("{ hello }\n#\n#\n", 100) == 5
-
-
 async def test_token_flood(schema: ApiSchema, handlers: StatementHandlers) -> None:
-    fine = "{ " + 'hello(name: "x") ' * 150 + "}\n" + "# comment\n" * 1_098
-    assert count_tokens(fine, 10_000) == 2_000
+    fine = "{ " + 'hello(name: "x") ' * 150 + "}\n" + "# comment\n" * 1_098  # 902 + 1,098
     assert await codes(schema, handlers, fine) == []
     flood = fine + "#"
     assert await codes(schema, handlers, flood) == ["TOO_MANY_TOKENS"]
@@ -130,6 +139,16 @@ async def test_token_flood(schema: ApiSchema, handlers: StatementHandlers) -> No
     assert await codes(schema, handlers, comments) == ["TOO_MANY_TOKENS"]
     huge = "{ " + "hello " * 150_000 + "}"  # about 1 MB
     assert await codes(schema, handlers, huge) == ["TOO_MANY_TOKENS"]
+
+
+async def test_the_token_limit_names_itself(handlers: StatementHandlers) -> None:
+    tight = make_schema(limits=Limits(max_tokens=26))
+    four = "{ " + 'hello(name: "x") ' * 4 + "}"  # 2 + 4 * 6 tokens
+    assert await codes(tight, handlers, four) == []
+    result = await tight.execute(four + "# one more", context_value=context_of(handlers))
+    assert [(e.message, e.extensions) for e in result.errors or ()] == [
+        ("query: has more than 26 tokens; at most 26 are allowed", {"code": "TOO_MANY_TOKENS"})
+    ]
 
 
 # --- page sizes and cost -------------------------------------------------------------------
