@@ -256,21 +256,28 @@ async def test_sqlite_a_failed_commit_leaves_no_gap(tmp_path: Path, writer: str)
         assert_chained(records)
 
 
-async def test_sqlite_auto_writer_commits_lone_appends_on_the_loop(tmp_path: Path) -> None:
+async def test_sqlite_auto_writer_commits_lone_appends_on_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What is tested is the path, not the disk: a loaded machine's slow fsyncs would send the
+    # appends to the thread, as they should there.
+    monkeypatch.setattr("eventstore.sqlite.INLINE_COMMIT_BUDGET", 60.0)
     async with SQLiteEventStore(f"sqlite:///{tmp_path}/e.db") as store:
         assert store.writer_mode == "auto"
         for n in range(5):
             await store.append("s", [ev(n)], n)
-        assert store._loop_commits == 4  # the first one read the head on the writer thread
+        # The first may read the head on the writer thread; every later one is on the loop.
+        on_loop = store._loop_commits
+        assert on_loop >= 4
         conn = store._loop_connection()
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
         assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         # Slow commits (a slow disk) send lone appends back to the writer thread.
-        store._commit_seconds = 1.0
+        store._commit_seconds = 120.0
         await store.append("s", [ev(5)], 5)
-        assert store._loop_commits == 4
+        assert store._loop_commits == on_loop
         records = [r async for r in store.read_all()]
         assert [r.version for r in records] == [1, 2, 3, 4, 5, 6]
         assert_chained(records)

@@ -24,16 +24,30 @@ from graphql_api.app import AppState, create_app
 from graphql_api.security.auth import create_token
 from graphql_api.settings import Settings
 from tests.graphql_api.consistency_support import (
+    PUBLISH,
     RECORD_VIEW,
     gql,
     ok,
     publish,
     read_your_writes,
+    statement_input,
     wait_ready,
 )
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 HELLO = "{ statements(first: 1) { totalCount } }"
+
+
+async def wait_until_reached(client: httpx.AsyncClient, position: int) -> None:
+    """Ask with X-Min-Position until the read models show ``position``."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = await client.post(
+            "/graphql", json={"query": HELLO}, headers={"x-min-position": str(position)}
+        )
+        if "errors" not in response.json():
+            return
+        assert time.monotonic() < deadline, response.text
 
 
 @pytest.fixture(params=BACKENDS)
@@ -86,7 +100,16 @@ async def test_a_stopped_projection_ends_the_wait_with_a_coded_error_in_time(
     db: tuple[str, str | None],
 ) -> None:
     async with running(db, position_wait_seconds=0.5) as it:
-        statement = await publish(it.client, it.editor, "Viewed while stopped", 3)
+        body = await gql(
+            it.client,
+            PUBLISH,
+            {"input": statement_input("Viewed while stopped", 3)},
+            token=it.editor,
+        )
+        statement = str(body["data"]["publishStatement"]["statementId"])
+        # On a loaded machine the half-second bound may pass before the projections catch up:
+        # the setup then waits for them, since the stop must find them at the publish.
+        await wait_until_reached(it.client, body["data"]["publishStatement"]["position"])
         assert it.state.runner is not None
         await it.state.runner.stop()
         started = time.monotonic()

@@ -73,6 +73,12 @@ class Client:
         self.replica = replica
         self.token = token
 
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+
     async def publish(self, title: str) -> tuple[str, int]:
         response = await self.http.post(
             "/graphql",
@@ -120,15 +126,14 @@ def test_queries_are_served_by_the_replica(topo: Topology, reading_api: ApiHost)
     [editor] = make_tokens(topo, 0)
 
     async def scenario() -> tuple[float, float]:
-        client = Client(reading_api, replica_name(topo), editor)
-        await client.until_replica(True)
-        sid, _position = await client.publish("Read from the replica")
-        before = await client.targets()
-        for _ in range(50):
-            # Without X-Min-Position the replica may answer before it has replayed the write.
-            await client.title(sid)
-        after = await client.targets()
-        await client.http.aclose()
+        async with Client(reading_api, replica_name(topo), editor) as client:
+            await client.until_replica(True)
+            sid, _position = await client.publish("Read from the replica")
+            before = await client.targets()
+            for _ in range(50):
+                # Without X-Min-Position the replica may answer before it has replayed the write.
+                await client.title(sid)
+            after = await client.targets()
         return after[0] - before[0], after[1] - before[1]
 
     on_primary, on_replica = topo.run_client(scenario)
@@ -150,25 +155,24 @@ def test_read_your_writes_holds_while_the_replica_lags(
     [editor] = make_tokens(topo, 0)
 
     async def scenario() -> None:
-        client = Client(reading_api, replica_name(topo), editor)
-        await client.until_replica(True)
-        topo.sql("SELECT pg_wal_replay_pause()", on=REPLICA)
-        try:
-            sid, position = await client.publish("Written while the replica waits")
-            primary_before = (await client.targets())[0]
-            for _ in range(10):
-                assert await client.title(sid, position) == "Written while the replica waits"
-            assert (await client.targets())[0] - primary_before == 10
-            # Paused past the bound, the replica is left out: every query reads the primary.
-            await client.until_replica(False, timeout=MAX_LAG + 10)
-            assert await client.title(sid) == "Written while the replica waits"
-        finally:
-            topo.sql("SELECT pg_wal_replay_resume()", on=REPLICA)
-        await client.until_replica(True)
-        replica_before = (await client.targets())[1]
-        assert await client.title(sid, position) == "Written while the replica waits"
-        assert (await client.targets())[1] == replica_before + 1
-        await client.http.aclose()
+        async with Client(reading_api, replica_name(topo), editor) as client:
+            await client.until_replica(True)
+            topo.sql("SELECT pg_wal_replay_pause()", on=REPLICA)
+            try:
+                sid, position = await client.publish("Written while the replica waits")
+                primary_before = (await client.targets())[0]
+                for _ in range(10):
+                    assert await client.title(sid, position) == "Written while the replica waits"
+                assert (await client.targets())[0] - primary_before == 10
+                # Paused past the bound, the replica is left out: every query reads the primary.
+                await client.until_replica(False, timeout=MAX_LAG + 10)
+                assert await client.title(sid) == "Written while the replica waits"
+            finally:
+                topo.sql("SELECT pg_wal_replay_resume()", on=REPLICA)
+            await client.until_replica(True)
+            replica_before = (await client.targets())[1]
+            assert await client.title(sid, position) == "Written while the replica waits"
+            assert (await client.targets())[1] == replica_before + 1
 
     topo.run_client(scenario)
 
@@ -179,35 +183,35 @@ def test_a_killed_replica_is_left_out_and_used_again(topo: Topology, reading_api
     replica = topo.replica
 
     async def scenario() -> int:
-        client = Client(reading_api, replica_name(topo), editor)
-        await client.until_replica(True)
-        sid, _position = await client.publish("Read through a replica's death")
-        stop = asyncio.Event()
-        answered = 0
+        async with Client(reading_api, replica_name(topo), editor) as client:
+            await client.until_replica(True)
+            sid, _position = await client.publish("Read through a replica's death")
+            stop = asyncio.Event()
+            answered = 0
 
-        async def read() -> None:
-            nonlocal answered
-            while not stop.is_set():
-                # Any failure raises out of the test: none is allowed.
-                title = await client.title(sid)
-                assert title in (None, "Read through a replica's death")
-                answered += 1
+            async def read() -> None:
+                nonlocal answered
+                while not stop.is_set():
+                    # Any failure raises out of the test: none is allowed.
+                    title = await client.title(sid)
+                    assert title in (None, "Read through a replica's death")
+                    answered += 1
 
-        readers = [asyncio.create_task(read()) for _ in range(4)]
-        try:
-            await asyncio.sleep(1.0)
-            await asyncio.to_thread(topo.network.power_off, REPLICA)
-            await client.until_replica(False, timeout=10)
-            await asyncio.sleep(1.0)
-            await asyncio.to_thread(replica.start)
-            await client.until_replica(True, timeout=60)
-            replica_before = (await client.targets())[1]
-            await asyncio.sleep(1.0)
-            assert (await client.targets())[1] > replica_before, "the replica was not used again"
-        finally:
-            stop.set()
-            await asyncio.gather(*readers)
-        await client.http.aclose()
+            readers = [asyncio.create_task(read()) for _ in range(4)]
+            try:
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(topo.network.power_off, REPLICA)
+                await client.until_replica(False, timeout=10)
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(replica.start)
+                await client.until_replica(True, timeout=60)
+                replica_before = (await client.targets())[1]
+                await asyncio.sleep(1.0)
+                used_again = (await client.targets())[1] > replica_before
+                assert used_again, "the replica was not used again"
+            finally:
+                stop.set()
+                await asyncio.gather(*readers)
         return answered
 
     answered = topo.run_client(scenario)
