@@ -5,15 +5,16 @@ per second here; a dedicated writer thread runs each whole batch in one hop inst
 
 Even one hop per batch is a third of a lone append on this machine: the commit's fsync of the
 WAL takes ~150-200 µs, the hop there and back 60-110 µs (both threads sleep meanwhile, and
-waking an idle vCPU is slow). So by default (``writer="auto"``) a lone, uncontended append
-whose writer knows the head commits on the event loop's own thread, in one INSERT, while
-commits are fast (under ``INLINE_COMMIT_BUDGET`` on average). The price is that the loop stops
-for that commit (an fsync, and an occasional slow one) instead of serving other tasks
-meanwhile; it never stops to wait for a lock (a file locked by another process sends the
-append to the thread), nor for a checkpoint (those run on the thread), nor for more than about a millisecond of back-to-back
-appends (the store then gives the loop a turn). Concurrent appends (group commit), slow disks
-and anything that needs a transaction go to the writer thread. ``writer="thread"`` sends every
-commit there; ``writer="inline"`` runs every commit on the loop, for single-writer tools.
+waking an idle vCPU is slow). So by default (``writer="auto"``) a lone, uncontended append whose
+writer knows the head commits on the event loop's own thread, in one INSERT, while commits are
+fast (under ``INLINE_COMMIT_BUDGET`` on average). The price is that the loop stops for that
+commit (an fsync, and an occasional slow one) instead of serving other tasks meanwhile; it never
+stops to wait for a lock (a file locked by another process sends the append to the thread), nor
+for a checkpoint (those run on the thread), nor for more than about a millisecond of
+back-to-back appends (the store then gives the loop a turn). Concurrent appends (group commit),
+slow disks and anything that needs a transaction go to the writer thread. ``writer="thread"``
+sends every commit there; ``writer="inline"`` runs every commit on the loop, for single-writer
+tools.
 """
 
 from __future__ import annotations
