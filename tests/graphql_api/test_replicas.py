@@ -256,14 +256,21 @@ async def test_websocket_operations_keep_the_primary(
     ) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
 
-            async def reads() -> tuple[str, str]:
+            async def reads() -> tuple[list[float], list[float]]:
+                """Queries read on the replica and on the primary, and the replica's health."""
                 text = (await http.get("/metrics")).text
-                found = re.findall(r"^statements_read_target_queries\{[^}]+\} (\S+)$", text, re.M)
+                found = dict(
+                    re.findall(
+                        r'^statements_read_target_queries\{target="([^"]+)"\} (\S+)$', text, re.M
+                    )
+                )
                 healthy = re.findall(r"^statements_replica_healthy\{[^}]+\} (\S+)$", text, re.M)
-                return ",".join(found), ",".join(healthy)
+                targets = [float(n) for t, n in found.items() if t != "primary"]
+                targets.append(float(found.get("primary", "0")))
+                return targets, [float(n) for n in healthy]
 
             for _ in range(300):
-                if (await reads())[1] == "1":
+                if (await reads())[1] == [1.0]:
                     break
                 await asyncio.sleep(0.05)
             async with websockets.connect(
@@ -277,8 +284,8 @@ async def test_websocket_operations_keep_the_primary(
                 )
                 message = json.loads(await ws.recv())
                 assert message["type"] == "next" and "errors" not in message["payload"], message
-            # Sorted by target: the replica's host:port/database, then "primary".
-            assert await reads() == ("0,0", "1")
+            # The replica's count first, then the primary's.
+            assert await reads() == ([0.0, 0.0], [1.0])
             body = (await http.post("/graphql", json={"query": query})).json()
             assert "errors" not in body, body
-            assert await reads() == ("1,0", "1")
+            assert await reads() == ([1.0, 0.0], [1.0])
