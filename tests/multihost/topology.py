@@ -101,28 +101,29 @@ class HostCluster(PrivateCluster):
         super().start()
 
     def clear_stale_lock(self, timeout: float = 10.0) -> None:
-        """Remove the lock file of a postmaster that was killed, as an operator would.
+        """Remove the lock files of a postmaster that was killed, as an operator would.
 
         A SIGKILLed postmaster stays a zombie until its new parent reaps it, and while it does
-        ``kill(pid, 0)`` still finds it, so PostgreSQL refuses to start beside its lock file.
+        ``kill(pid, 0)`` still finds it, so PostgreSQL refuses to start beside its lock files
+        (the data directory's and the socket's).
         """
-        lock = self.data / "postmaster.pid"
-        try:
-            pid = int(lock.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        for lock in (self.data / "postmaster.pid", self.root / f".s.PGSQL.{self.port}.lock"):
             try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                state = None
-            else:
-                state = stat.rsplit(")", 1)[1].split()[0]
-            if state in (None, "Z"):
-                lock.unlink(missing_ok=True)
-                return
-            time.sleep(0.05)
+                pid = int(lock.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_text()
+                except OSError:
+                    state = None
+                else:
+                    state = stat.rsplit(")", 1)[1].split()[0]
+                if state in (None, "Z"):
+                    lock.unlink(missing_ok=True)
+                    break
+                time.sleep(0.05)
 
     def base_backup_of(self, primary: HostCluster) -> None:
         """Make this cluster a streaming replica of ``primary`` (``pg_basebackup -R``)."""
